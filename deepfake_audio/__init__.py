@@ -1,0 +1,56 @@
+"""deepfake-audio: tell genuine speech from synthetic speech.
+
+>>> from deepfake_audio import Detector
+>>> Detector().analyze("call.wav").classification  # doctest: +SKIP
+'real'
+
+The HTTP/WebSocket server lives in :mod:`deepfake_audio.server` and needs the
+``[server]`` extra; importing this package never imports it.
+"""
+
+import logging
+
+from ._version import __version__
+from .audio import Audio, AudioInfo, load_audio, probe
+from .detector import AnalysisResult, Detector, WindowScore
+from .exceptions import (
+    AudioDecodeError,
+    AudioFileNotFoundError,
+    AudioTooLongError,
+    AudioTooShortError,
+    DeepfakeAudioError,
+    EmptyAudioError,
+    InputError,
+    InvalidAudioError,
+    ModelIntegrityError,
+    ModelLoadError,
+    SilentAudioError,
+    UnsupportedFormatError,
+)
+from .features import FeatureConfig
+
+logging.getLogger("deepfake_audio").addHandler(logging.NullHandler())
+
+__all__ = [
+    "AnalysisResult",
+    "Audio",
+    "AudioDecodeError",
+    "AudioFileNotFoundError",
+    "AudioInfo",
+    "AudioTooLongError",
+    "AudioTooShortError",
+    "DeepfakeAudioError",
+    "Detector",
+    "EmptyAudioError",
+    "FeatureConfig",
+    "InputError",
+    "InvalidAudioError",
+    "ModelIntegrityError",
+    "ModelLoadError",
+    "SilentAudioError",
+    "UnsupportedFormatError",
+    "WindowScore",
+    "__version__",
+    "load_audio",
+    "probe",
+]

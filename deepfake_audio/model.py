@@ -1,0 +1,340 @@
+"""Model artefacts: save, verify and load.
+
+A model directory holds the original service's two pickles (``svm_model.pkl``,
+``scaler.pkl``) plus ``model.json``: feature settings, decision threshold,
+calibration, the SHA-256 of each pickle and what the model was trained on.
+
+Pickles can run arbitrary code when loaded, so loading is guarded twice:
+
+1. the SHA-256 of every artefact must match ``model.json`` (tampering is refused
+   before a single byte is unpickled);
+2. unpickling goes through an allow-list: only numpy arrays, plain containers
+   and scikit-learn classes may be created, so a crafted pickle that names
+   ``os.system`` or similar fails instead of running.
+
+A directory without ``model.json`` (trained by the original ``main.py``) can
+only be hash-checked against nothing, so it is refused unless the caller passes
+``allow_unverified=True`` — never load such pickles from a source you do not trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import pickle
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .exceptions import ModelIntegrityError, ModelLoadError
+from .features import FeatureConfig, feature_names
+
+logger = logging.getLogger("deepfake_audio")
+
+MODEL_FILE = "svm_model.pkl"
+SCALER_FILE = "scaler.pkl"
+METADATA_FILE = "model.json"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+
+_SAFE_GLOBALS = {
+    "builtins": {"dict", "list", "tuple", "set", "frozenset", "slice", "float", "int",
+                 "complex", "bytearray", "bytes", "str", "bool", "object"},
+    "copyreg": {"_reconstructor"},
+    "_codecs": {"encode"},
+    "collections": {"OrderedDict"},
+    "joblib.numpy_pickle": {"NumpyArrayWrapper"},
+    "numpy": {"dtype", "ndarray"},
+    "numpy.core.multiarray": {"_reconstruct", "scalar"},
+    "numpy._core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.numeric": {"_frombuffer"},
+    "numpy._core.numeric": {"_frombuffer"},
+}
+
+
+def _check_global(module: str, name: str, obj: Any | None = None) -> None:
+    if name in _SAFE_GLOBALS.get(module, ()):
+        return
+    if module.startswith("numpy.dtypes") and name.endswith("DType"):
+        return
+    if module.startswith("sklearn.") and (obj is None or inspect.isclass(obj)):
+        return
+    raise ModelIntegrityError(
+        f"refusing to unpickle {module}.{name}: not a numpy or scikit-learn type"
+        " (the file may be malicious)"
+    )
+
+
+def _safe_unpickler_class() -> type:
+    from joblib.numpy_pickle import NumpyUnpickler
+
+    class SafeUnpickler(NumpyUnpickler):  # type: ignore[misc]
+        def find_class(self, module: str, name: str) -> Any:
+            _check_global(module, name)
+            obj = super().find_class(module, name)
+            _check_global(module, name, obj)
+            return obj
+
+    return SafeUnpickler
+
+
+def safe_load_pickle(path: Path) -> Any:
+    """Unpickle a joblib or plain pickle file, allowing only numpy/scikit-learn types.
+
+    Raises
+    ------
+    ModelIntegrityError
+        The pickle names anything else.
+    ModelLoadError
+        The file cannot be read as a pickle.
+    """
+    unpickler_class = _safe_unpickler_class()
+    params = inspect.signature(unpickler_class.__init__).parameters
+    with open(path, "rb") as handle:
+        kwargs: dict[str, Any] = {"mmap_mode": None}
+        if "ensure_native_byte_order" in params:
+            kwargs["ensure_native_byte_order"] = True
+        unpickler = unpickler_class(str(path), handle, **kwargs)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                obj = unpickler.load()
+        except ModelIntegrityError:
+            raise
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError,
+                TypeError, IndexError, KeyError) as exc:
+            raise ModelLoadError(f"{path.name} is not a readable model pickle: {exc}") from None
+    for warning in caught:
+        logger.warning("%s: %s", path.name, warning.message)
+    return obj
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt scaling of the file-level raw score: ``p(deepfake) = 1 / (1 + exp(a * raw + b))``."""
+
+    a: float
+    b: float
+    method: str = "platt"
+
+    def probability_deepfake(self, raw_score: np.ndarray | float) -> np.ndarray:
+        z = np.clip(self.a * np.asarray(raw_score, dtype=np.float64) + self.b, -60, 60)
+        return np.asarray(1.0 / (1.0 + np.exp(z)))
+
+
+#: Used for legacy models, which carry no calibration: a logistic squash, flagged uncalibrated.
+UNCALIBRATED = Calibration(a=-1.0, b=0.0, method="none")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Content of ``model.json``."""
+
+    model_id: str
+    features: FeatureConfig
+    decision_threshold: float = 0.0
+    calibration: Calibration = UNCALIBRATED
+    deepfake_label: Any = 1
+    aggregation: str = "mean"
+    sklearn_version: str | None = None
+    artefacts: dict[str, str] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    library_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "model_id": self.model_id,
+            "library_version": self.library_version,
+            "sklearn_version": self.sklearn_version,
+            "features": self.features.to_dict(),
+            "feature_names": feature_names(self.features),
+            "decision_threshold": self.decision_threshold,
+            "sign_convention": "raw_score > decision_threshold means deepfake",
+            "deepfake_label": self.deepfake_label,
+            "aggregation": self.aggregation,
+            "calibration": {"method": self.calibration.method, "a": self.calibration.a,
+                            "b": self.calibration.b},
+            "artefacts": self.artefacts,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        try:
+            if data.get("format_version") != FORMAT_VERSION:
+                raise ModelLoadError(
+                    f"model.json format {data.get('format_version')!r} is not supported"
+                    f" (this library reads format {FORMAT_VERSION})"
+                )
+            features = FeatureConfig.from_dict(data["features"])
+            names = data.get("feature_names")
+            if names is not None and names != feature_names(features):
+                raise ModelLoadError("model.json feature_names do not match its feature settings")
+            cal = data.get("calibration") or {}
+            return cls(
+                model_id=str(data["model_id"]),
+                features=features,
+                decision_threshold=float(data.get("decision_threshold", 0.0)),
+                calibration=Calibration(float(cal["a"]), float(cal["b"]), str(cal["method"]))
+                if cal else UNCALIBRATED,
+                deepfake_label=data.get("deepfake_label", 1),
+                aggregation=str(data.get("aggregation", "mean")),
+                sklearn_version=data.get("sklearn_version"),
+                artefacts=dict(data.get("artefacts", {})),
+                training=dict(data.get("training", {})),
+                metrics=dict(data.get("metrics", {})),
+                library_version=str(data.get("library_version", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"invalid model.json: {exc}") from None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified classifier + scaler with their metadata."""
+
+    directory: Path
+    metadata: ModelMetadata
+    classifier: Any
+    scaler: Any
+    verified: bool
+
+    def decision_values(self, matrix: np.ndarray) -> np.ndarray:
+        """Signed per-row scores: positive leans deepfake."""
+        scores = np.asarray(self.classifier.decision_function(self.scaler.transform(matrix)),
+                            dtype=np.float64).reshape(-1)
+        classes = list(getattr(self.classifier, "classes_", [0, 1]))
+        # decision_function is positive towards classes_[1]; flip if that is "real".
+        if len(classes) == 2 and classes[0] == self.metadata.deepfake_label:
+            scores = -scores
+        return scores
+
+
+def _check_estimators(classifier: Any, scaler: Any, n_features: int, directory: Path) -> None:
+    if not hasattr(classifier, "decision_function"):
+        raise ModelLoadError(f"{directory / MODEL_FILE} does not hold a classifier with"
+                             " decision_function (expected a scikit-learn SVM)")
+    if not hasattr(scaler, "transform"):
+        raise ModelLoadError(f"{directory / SCALER_FILE} does not hold a scaler with transform")
+    for name, est in ((MODEL_FILE, classifier), (SCALER_FILE, scaler)):
+        seen = getattr(est, "n_features_in_", None)
+        if seen is not None and int(seen) != n_features:
+            raise ModelLoadError(
+                f"{name} expects {seen} features but the feature settings give {n_features}"
+            )
+
+
+def load_model(directory: str | Path | None = None, *, allow_unverified: bool = False) -> LoadedModel:
+    """Load and verify a model directory (the bundled default when ``directory`` is None).
+
+    Parameters
+    ----------
+    directory : path, optional
+        Folder with ``svm_model.pkl``, ``scaler.pkl`` and ``model.json``.
+    allow_unverified : bool
+        Accept a legacy folder without ``model.json`` (original service layout),
+        using the original MFCC settings. Its pickles cannot be verified: only use
+        this for files you created yourself.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing files, invalid metadata, mismatching feature settings.
+    ModelIntegrityError
+        A hash mismatch or a pickle holding forbidden objects.
+    """
+    path = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+    if not path.is_dir():
+        raise ModelLoadError(f"model directory not found: {path}")
+    missing = [name for name in (MODEL_FILE, SCALER_FILE) if not (path / name).is_file()]
+    if missing:
+        raise ModelLoadError(f"model directory {path} lacks {', '.join(missing)}")
+    meta_path = path / METADATA_FILE
+    if meta_path.is_file():
+        try:
+            metadata = ModelMetadata.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
+        for name in (MODEL_FILE, SCALER_FILE):
+            expected = metadata.artefacts.get(name)
+            if not expected:
+                raise ModelIntegrityError(f"model.json lists no SHA-256 for {name}")
+            actual = sha256_file(path / name)
+            if actual != expected:
+                raise ModelIntegrityError(
+                    f"{path / name} does not match model.json (sha256 {actual[:12]}…,"
+                    f" expected {expected[:12]}…): refusing to load a modified artefact"
+                )
+        verified = True
+    elif allow_unverified:
+        logger.warning("loading %s without model.json: pickles are NOT verified; legacy MFCC"
+                       " settings assumed", path)
+        metadata = ModelMetadata(model_id=f"legacy:{path.name}", features=FeatureConfig.legacy())
+        verified = False
+    else:
+        raise ModelLoadError(
+            f"{path} has no model.json, so its pickles cannot be verified. If you trained it"
+            " yourself with the original main.py, pass allow_unverified=True"
+            " (CLI: --allow-unverified-model)."
+        )
+    classifier = safe_load_pickle(path / MODEL_FILE)
+    scaler = safe_load_pickle(path / SCALER_FILE)
+    _check_estimators(classifier, scaler, len(feature_names(metadata.features)), path)
+    _warn_on_version_drift(metadata)
+    return LoadedModel(path, metadata, classifier, scaler, verified)
+
+
+def _warn_on_version_drift(metadata: ModelMetadata) -> None:
+    if not metadata.sklearn_version:
+        return
+    import sklearn
+
+    if sklearn.__version__ != metadata.sklearn_version:
+        message = (f"model {metadata.model_id} was trained with scikit-learn"
+                   f" {metadata.sklearn_version}; running {sklearn.__version__}."
+                   " Scores may differ slightly; retrain if results look wrong.")
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def save_model(
+    directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata
+) -> ModelMetadata:
+    """Write the pickles and ``model.json`` (with their SHA-256) to ``directory``.
+
+    Returns
+    -------
+    ModelMetadata
+        ``metadata`` with ``artefacts`` and ``sklearn_version`` filled in.
+    """
+    import joblib
+    import sklearn
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    joblib.dump(classifier, path / MODEL_FILE, protocol=4)
+    joblib.dump(scaler, path / SCALER_FILE, protocol=4)
+    artefacts = {name: sha256_file(path / name) for name in (MODEL_FILE, SCALER_FILE)}
+    final = ModelMetadata(**{**metadata.__dict__, "artefacts": artefacts,
+                             "sklearn_version": sklearn.__version__})
+    (path / METADATA_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n",
+                                      encoding="utf-8")
+    return final

@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Rebuild the bundled default model deterministically.
+
+    python scripts/train_default.py            # ../shared/data + generated data
+    python scripts/train_default.py --no-generated
+
+Steps: (1) generate the extra, scripted training data with
+``scripts/generate_data.py`` into ``build/generated`` (skipped clip by clip when
+already there); (2) train on ``../shared/data`` plus that data, with
+speaker-grouped cross-validation for calibration and the reported figures;
+(3) write ``deepfake_audio/models/default`` and print the figures quoted in
+``docs/model-card.md``. Nothing listed as reserved in ``../shared/data/README.md``
+is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deepfake_audio import training  # noqa: E402
+from deepfake_audio.features import FeatureConfig  # noqa: E402
+
+MODEL_ID = "default-2026.11"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--generated", default=str(ROOT / "build" / "generated"))
+    parser.add_argument("--no-generated", action="store_true", help="train on --data only")
+    parser.add_argument("--output", default=str(ROOT / "deepfake_audio" / "models" / "default"))
+    parser.add_argument("--cache", default=str(ROOT / "build" / "feature-cache"))
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+
+    started = time.time()
+    clips = training.load_dataset(args.data)
+    sources = [str(Path(args.data).resolve().name)]
+    if not args.no_generated:
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_data.py"),
+                        "--data", args.data, "--out", args.generated, "--jobs", str(args.jobs)],
+                       check=True)
+        clips += training.load_dataset(args.generated)
+        sources.append("generated (scripts/generate_data.py)")
+    metadata = training.train(
+        clips, args.output, config=FeatureConfig(), settings=training.TrainSettings(),
+        model_id=MODEL_ID, jobs=args.jobs, cache_dir=Path(args.cache),
+        extra_training_info={"sources": sources, "script": "scripts/train_default.py"},
+    )
+    print(json.dumps(metadata.metrics["out_of_fold"], indent=2))
+    print(training.format_table(metadata.metrics["per_generator"], "generator (out-of-fold)"))
+    print(training.format_table(metadata.metrics["per_source"], "source (out-of-fold)"))
+    print(f"model {metadata.model_id} written to {args.output} in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
