@@ -35,8 +35,9 @@ from .training import Clip
 logger = logging.getLogger("deepfake_audio")
 
 
-def _score_with_model(clips: list[Clip], args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray,
-                                                                           float, str]:
+def _score_with_model(
+    clips: list[Clip], args: argparse.Namespace
+) -> tuple[np.ndarray, np.ndarray, float, str]:
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -63,7 +64,9 @@ def _score_with_model(clips: list[Clip], args: argparse.Namespace) -> tuple[np.n
     return raw, prob, detector.threshold, detector.model_id
 
 
-def _model_settings(args: argparse.Namespace) -> tuple[FeatureConfig, training.TrainSettings, float]:
+def _model_settings(
+    args: argparse.Namespace,
+) -> tuple[FeatureConfig, training.TrainSettings, float]:
     from .model import load_model
 
     model = load_model(args.model, allow_unverified=args.allow_unverified_model)
@@ -125,15 +128,16 @@ def run_evaluation(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
         folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
-        oof = training.out_of_fold_scores(clips, table, settings, folds, progress=not args.quiet)
+        oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs,
+                                               progress=not args.quiet)
         raw = oof.copy()
         if args.protocol == "leave-one-generator-out":
             held = training.leave_one_out(clips, table, settings, lambda c: c.family, label=1,
-                                          progress=not args.quiet)
+                                          jobs=args.jobs, progress=not args.quiet)
             raw[labels == 1] = held[labels == 1]
         elif args.protocol == "leave-one-corpus-out":
             held = training.leave_one_out(clips, table, settings, lambda c: c.corpus, label=0,
-                                          progress=not args.quiet)
+                                          jobs=args.jobs, progress=not args.quiet)
             raw[labels == 0] = held[labels == 0]
         prob = None
         title = f"{args.protocol} on {len(clips)} clips"

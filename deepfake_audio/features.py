@@ -61,6 +61,11 @@ class FeatureConfig:
     window_s, hop_s : float
         Analysis window and hop for the per-window timeline; ``window_s == 0`` means
         one window over the whole clip.
+    statistics : tuple of str
+        Summaries of each frame feature over a window (``mean``, ``std``).
+    cepstral_means : bool
+        Keep the window means of the static MFCC/LFCC. Those mostly describe the
+        speaker and the recording channel rather than the synthesis method.
     """
 
     kind: str = MAIN_KIND
@@ -79,6 +84,7 @@ class FeatureConfig:
     window_s: float = 3.0
     hop_s: float = 1.5
     statistics: tuple[str, ...] = field(default=("mean", "std"))
+    cepstral_means: bool = True
 
     @classmethod
     def legacy(cls) -> FeatureConfig:
@@ -90,7 +96,9 @@ class FeatureConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
@@ -99,7 +107,9 @@ class FeatureConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown feature settings: {', '.join(sorted(unknown))}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
         config = cls(**values)
         config.validate()
         return config
@@ -127,7 +137,7 @@ class FeatureConfig:
 # --------------------------------------------------------------------------- filterbanks
 
 
-def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
     f_sp = 200.0 / 3
@@ -137,7 +147,7 @@ def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     return np.where(hz >= min_log_hz, log, linear)
 
 
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
     f_sp = 200.0 / 3
@@ -160,7 +170,10 @@ def _triangles(edges_hz: np.ndarray, fft_hz: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney-normalised mel filterbank, ``(n_mels, n_fft // 2 + 1)``; equals ``librosa.filters.mel``."""
+    """Slaney-normalised mel filterbank, ``(n_mels, n_fft // 2 + 1)``.
+
+    Equals ``librosa.filters.mel`` with its defaults (checked in the tests).
+    """
     fft_hz = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
     return _triangles(edges, fft_hz).astype(np.float32)
@@ -198,23 +211,27 @@ def _analysis_window(win_length: int, n_fft: int) -> np.ndarray:
 # --------------------------------------------------------------------------- frame level
 
 
-def power_spectrogram(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Power STFT, ``(n_frames, n_fft // 2 + 1)``, frames centred like librosa (zero padding)."""
+def _frames(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Read-only strided view of centred (zero-padded, like librosa) frames."""
     pad = config.n_fft // 2
     padded = np.pad(np.asarray(samples, dtype=np.float32), (pad, pad))
     n_frames = 1 + max(0, (len(padded) - config.n_fft) // config.hop_length)
-    frames = np.lib.stride_tricks.as_strided(
+    return np.lib.stride_tricks.as_strided(
         padded,
         shape=(n_frames, config.n_fft),
         strides=(padded.strides[0] * config.hop_length, padded.strides[0]),
         writeable=False,
     )
-    window = _analysis_window(config.win_length, config.n_fft)
-    out = np.empty((n_frames, config.n_fft // 2 + 1), dtype=np.float32)
-    for start in range(0, n_frames, _FRAME_CHUNK):
-        spec = np.fft.rfft(frames[start : start + _FRAME_CHUNK] * window, axis=1)
-        out[start : start + _FRAME_CHUNK] = spec.real**2 + spec.imag**2
-    return out
+
+
+def _power(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    spec = np.fft.rfft(frames * _analysis_window(config.win_length, config.n_fft), axis=1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
+def power_spectrogram(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Power STFT, ``(n_frames, n_fft // 2 + 1)``, frames centred like librosa (zero padding)."""
+    return _power(_frames(samples, config), config)
 
 
 def cepstra(power: np.ndarray, filterbank: np.ndarray, n_coeffs: int) -> np.ndarray:
@@ -256,7 +273,7 @@ def spectral_measures(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
     flux and 95 % roll-off (as a fraction of Nyquist).
     """
     n_bins = power.shape[1]
-    high = int(round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1)))
+    high = round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
     high = min(max(high, 1), n_bins - 2)
     p = power.astype(np.float64) + _EPS
     log_p = np.log(p)
@@ -282,29 +299,52 @@ def spectral_measures(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Frame-level feature matrix and frame energies (dB) for the enabled groups."""
-    power = power_spectrogram(samples, config)
-    energy_db = 10 * np.log10(power.sum(axis=1) + _EPS)
-    columns: list[np.ndarray] = []
+    """Frame-level feature matrix and frame energies (dB) for the enabled groups.
+
+    The STFT and the per-frame measures run in chunks of frames so a 10-minute
+    file never holds its whole spectrogram (let alone float64 copies of it).
+    """
     groups = set(config.groups)
-    if groups & {"mfcc", "mfcc_delta"}:
-        mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
-        mfcc = cepstra(power, mel, config.n_mfcc)[:, 1:]
+    want_mfcc = bool(groups & {"mfcc", "mfcc_delta"})
+    want_lfcc = bool(groups & {"lfcc", "lfcc_delta"})
+    mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
+    lin = linear_filterbank(config.sample_rate, config.n_fft, config.n_linear)
+    frames = _frames(samples, config)
+    energy, mfcc, lfcc, spectral = [], [], [], []
+    previous_log: np.ndarray | None = None
+    for start in range(0, len(frames), _FRAME_CHUNK):
+        # One frame of overlap so spectral flux is continuous across chunks.
+        first = max(start - 1, 0)
+        power = _power(frames[first : start + _FRAME_CHUNK], config)
+        own = power[start - first :]
+        energy.append(10 * np.log10(own.sum(axis=1) + _EPS))
+        if want_mfcc:
+            mfcc.append(cepstra(own, mel, config.n_mfcc)[:, 1:])
+        if want_lfcc:
+            lfcc.append(cepstra(own, lin, config.n_lfcc)[:, 1:])
+        if "spectral" in groups:
+            measures = spectral_measures(power, config)[start - first :]
+            if previous_log is None:
+                measures[0, _SPECTRAL_NAMES.index("flux")] = 0.0
+            spectral.append(measures)
+            previous_log = power[-1]
+    columns: list[np.ndarray] = []
+    if want_mfcc:
+        mfcc_all = np.concatenate(mfcc)
         if "mfcc" in groups:
-            columns.append(mfcc)
+            columns.append(mfcc_all)
         if "mfcc_delta" in groups:
-            d1 = deltas(mfcc, config.delta_width)
+            d1 = deltas(mfcc_all, config.delta_width)
             columns += [d1, deltas(d1, config.delta_width)]
-    if groups & {"lfcc", "lfcc_delta"}:
-        lin = linear_filterbank(config.sample_rate, config.n_fft, config.n_linear)
-        lfcc = cepstra(power, lin, config.n_lfcc)[:, 1:]
+    if want_lfcc:
+        lfcc_all = np.concatenate(lfcc)
         if "lfcc" in groups:
-            columns.append(lfcc)
+            columns.append(lfcc_all)
         if "lfcc_delta" in groups:
-            columns.append(deltas(lfcc, config.delta_width))
-    if "spectral" in groups:
-        columns.append(spectral_measures(power, config))
-    return np.concatenate(columns, axis=1), energy_db
+            columns.append(deltas(lfcc_all, config.delta_width))
+    if spectral:
+        columns.append(np.concatenate(spectral))
+    return np.concatenate(columns, axis=1), np.concatenate(energy)
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
@@ -325,7 +365,23 @@ def feature_names(config: FeatureConfig) -> list[str]:
         frame += [f"d_{n}" for n in lfcc]
     if "spectral" in groups:
         frame += list(_SPECTRAL_NAMES)
-    return [f"{name}_{stat}" for stat in config.statistics for name in frame]
+    names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
+    if not config.cepstral_means:
+        names = [n for n in names if not _is_cepstral_mean(n)]
+    return names
+
+
+def _is_cepstral_mean(name: str) -> bool:
+    return name.endswith("_mean") and name.startswith(("mfcc", "lfcc"))
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_columns(config: FeatureConfig) -> np.ndarray | None:
+    """Column indices that survive ``cepstral_means=False`` (None: keep all)."""
+    if config.cepstral_means:
+        return None
+    full = feature_names(dataclasses.replace(config, cepstral_means=True))
+    return np.array([i for i, n in enumerate(full) if not _is_cepstral_mean(n)])
 
 
 # --------------------------------------------------------------------------- window level
@@ -396,7 +452,11 @@ def extract(samples: np.ndarray, config: FeatureConfig) -> WindowFeatures:
         rows.append(_summarise(chunk, config.statistics))
         spans.append((round(start * seconds_per_frame, 3),
                       round(min(stop * seconds_per_frame, duration), 3)))
-    return WindowFeatures(np.vstack(rows).astype(np.float32), tuple(spans))
+    matrix = np.vstack(rows).astype(np.float32)
+    kept = _kept_columns(config)
+    if kept is not None:
+        matrix = matrix[:, kept]
+    return WindowFeatures(matrix, tuple(spans))
 
 
 def legacy_features(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -104,7 +104,9 @@ def load_dataset(data: str | Path) -> list[Clip]:
 # --------------------------------------------------------------------------- augmentation
 
 
-def augment(samples: np.ndarray, sample_rate: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+def augment(
+    samples: np.ndarray, sample_rate: int, kind: str, rng: np.random.Generator
+) -> np.ndarray:
     """Channel/codec perturbation so the model cannot key on one corpus's recording chain.
 
     ``codec``: MP3 round trip at a random bit rate; ``bandlimit``: resample through
@@ -120,7 +122,7 @@ def augment(samples: np.ndarray, sample_rate: int, kind: str, rng: np.random.Gen
                  compression_level=float(rng.uniform(0.3, 0.9)))
         buffer.seek(0)
         decoded, _ = sf.read(buffer, dtype="float32")
-        y = decoded[: len(y)] if len(decoded) >= len(y) else np.pad(decoded, (0, len(y) - len(decoded)))
+        y = np.pad(decoded, (0, max(0, len(y) - len(decoded))))[: len(y)]
     elif kind == "bandlimit":
         low = int(rng.choice([8000, 11025, 12000]))
         y = resample(resample(y, sample_rate, low), low, sample_rate)[: len(samples)]
@@ -217,8 +219,8 @@ def extract_dataset(
                 return [data[f"m{k}"] for k in range(n)], list(data["flags"]), None
         rows, flags, error = _clip_rows(clip, i, config, augment_copies, max_windows, seed)
         if error is None:
-            np.savez(cached, n=len(rows), flags=np.array(flags),
-                     **{f"m{k}": m for k, m in enumerate(rows)})
+            arrays: dict[str, Any] = {f"m{k}": m for k, m in enumerate(rows)}
+            np.savez(cached, n=len(rows), flags=np.array(flags), **arrays)
         return rows, flags, error
 
     if cache_dir is not None:
@@ -233,7 +235,7 @@ def extract_dataset(
             failed.append((str(clips[i].path), error))
             logger.warning("skipping %s: %s", clips[i].path, error)
             continue
-        for matrix, flag in zip(rows, flags):
+        for matrix, flag in zip(rows, flags, strict=True):
             matrices.append(matrix)
             owners.append(np.full(len(matrix), i))
             flags_out.append(np.full(len(matrix), flag))
@@ -256,6 +258,9 @@ class TrainSettings:
     max_windows: int = 6
     calibration_folds: int = 5
     seed: int = 0
+    #: Weight windows so every (corpus, label) cell counts the same: one big corpus
+    #: (LibriSpeech, Tortoise) must not decide what "real" or "fake" sounds like.
+    balance: bool = True
 
 
 def fit_svm(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,
@@ -265,10 +270,28 @@ def fit_svm(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,
     from sklearn.svm import SVC
 
     scaler = StandardScaler().fit(matrix)
-    classifier = SVC(C=settings.C, gamma=settings.gamma, kernel="rbf", class_weight="balanced",
+    # Balanced weights already equalise the classes; otherwise let sklearn do it.
+    classifier = SVC(C=settings.C, gamma=settings.gamma, kernel="rbf",
+                     class_weight=None if weights is not None else "balanced",
                      random_state=settings.seed)
     classifier.fit(scaler.transform(matrix), labels, sample_weight=weights)
     return classifier, scaler
+
+
+def row_weights(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings) -> np.ndarray:
+    """Per-row sample weights (mean 1); uniform when ``settings.balance`` is off."""
+    if not settings.balance:
+        return np.ones(len(table.matrix))
+    cells = np.array([f"{c.label}:{c.corpus}" for c in clips])[table.clip_index]
+    labels = np.array([c.label for c in clips])[table.clip_index]
+    weights = np.zeros(len(cells))
+    for label in (0, 1):
+        in_label = labels == label
+        names = set(cells[in_label].tolist())
+        for name in names:
+            members = cells == name
+            weights[members] = 1.0 / (members.sum() * len(names))
+    return weights * len(weights) / weights.sum()
 
 
 def clip_scores(classifier: Any, scaler: Any, table: FeatureTable, rows: np.ndarray,
@@ -304,22 +327,43 @@ def grouped_folds(clips: Sequence[Clip], n_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
-def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
-                       folds: np.ndarray, progress: bool = True) -> np.ndarray:
-    """Clip scores from models that never saw the clip's speaker (augmented rows train only)."""
+def _fit_and_score(table: FeatureTable, labels: np.ndarray, weights: np.ndarray,
+                   settings: TrainSettings, train_rows: np.ndarray, test_rows: np.ndarray,
+                   n_clips: int) -> np.ndarray:
+    clf, scaler = fit_svm(table.matrix[train_rows], labels[table.clip_index[train_rows]], settings,
+                          weights[train_rows])
+    return clip_scores(clf, scaler, table, np.flatnonzero(test_rows), n_clips)
+
+
+def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
+                     held_out_masks: Sequence[np.ndarray], desc: str, jobs: int,
+                     progress: bool) -> np.ndarray:
+    """For each clip mask: fit without those clips (and their augmented rows), score them."""
+    from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     labels = np.array([c.label for c in clips])
-    row_fold = folds[table.clip_index]
+    weights = row_weights(clips, table, settings)
+    tasks = []
+    for held_out in held_out_masks:
+        held_rows = held_out[table.clip_index]
+        tasks.append(delayed(_fit_and_score)(table, labels, weights, settings, ~held_rows,
+                                             held_rows & ~table.augmented, len(clips)))
     scores = np.full(len(clips), np.nan)
-    for k in tqdm(sorted(set(folds)), desc="cross-validation", disable=not progress):
-        train = row_fold != k
-        test = (row_fold == k) & ~table.augmented
-        clf, scaler = fit_svm(table.matrix[train], labels[table.clip_index[train]], settings)
-        fold_scores = clip_scores(clf, scaler, table, np.flatnonzero(test), len(clips))
-        mask = folds == k
-        scores[mask] = fold_scores[mask]
+    results = Parallel(n_jobs=jobs, return_as="generator")(tasks)
+    for held_out, fold_scores in zip(
+        held_out_masks, tqdm(results, total=len(tasks), desc=desc, disable=not progress),
+        strict=True,
+    ):
+        scores[held_out] = fold_scores[held_out]
     return scores
+
+
+def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
+                       folds: np.ndarray, *, jobs: int = 1, progress: bool = True) -> np.ndarray:
+    """Clip scores from models that never saw the clip's speaker (augmented rows train only)."""
+    masks = [folds == k for k in sorted(set(folds.tolist()))]
+    return _held_out_scores(clips, table, settings, masks, "cross-validation", jobs, progress)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -351,7 +395,7 @@ def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float,
     labels = np.asarray(labels)
     predicted = (scores > threshold).astype(int)
     out: dict[str, float] = {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": float(np.mean(predicted == labels)),
         "eer": equal_error_rate(labels, scores)[0],
         "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2
@@ -440,7 +484,7 @@ def train(
                             max_windows=settings.max_windows, seed=settings.seed, jobs=jobs,
                             cache_dir=cache_dir, progress=progress)
     folds = grouped_folds(clips, settings.calibration_folds, settings.seed)
-    oof = out_of_fold_scores(clips, table, settings, folds, progress=progress)
+    oof = out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
     valid = ~np.isnan(oof)
     a, b = fit_platt(oof[valid], labels[valid])
     calibration = Calibration(a, b)
@@ -452,10 +496,11 @@ def train(
         "per_generator": per_group_table(clips, oof, threshold, lambda c: c.generator),
         "per_source": per_group_table(clips, oof, threshold, lambda c: c.source),
     }
-    classifier, scaler = fit_svm(table.matrix, labels[table.clip_index], settings)
+    classifier, scaler = fit_svm(table.matrix, labels[table.clip_index], settings,
+                                 row_weights(clips, table, settings))
     training = {
         "data": dataset_summary(clips),
-        "windows": int(len(table.matrix)),
+        "windows": len(table.matrix),
         "failed_clips": len(table.failed),
         "settings": {k: v for k, v in settings.__dict__.items()},
         **(extra_training_info or {}),
@@ -481,29 +526,23 @@ def leave_one_out(
     key: Callable[[Clip], str],
     *,
     label: int,
+    jobs: int = 1,
     progress: bool = True,
 ) -> np.ndarray:
     """Score each clip with ``label`` by a model trained without its whole ``key`` group.
 
     For ``label=1`` and ``key=family`` this is leave-one-generator-out; for
     ``label=0`` and ``key=corpus`` leave-one-corpus-out. Other clips get NaN.
+    Copies derived from held-out clips (8 kHz, resampled) share the key, so they
+    are held out too.
     """
-    from tqdm.auto import tqdm
-
     labels = np.array([c.label for c in clips])
     keys = np.array([key(c) for c in clips])
-    scores = np.full(len(clips), np.nan)
     names = sorted(set(keys[labels == label].tolist()))
-    for name in tqdm(names, desc=f"leave-one-out ({'fake' if label else 'real'})",
-                     disable=not progress):
-        held_out = keys == name
-        # Copies derived from held-out clips (tel8k, resampled) share the key, so they go too.
-        train_rows = ~held_out[table.clip_index]
-        test_rows = held_out[table.clip_index] & ~table.augmented
-        clf, scaler = fit_svm(table.matrix[train_rows], labels[table.clip_index[train_rows]],
-                              settings)
-        held_scores = clip_scores(clf, scaler, table, np.flatnonzero(test_rows), len(clips))
-        scores[held_out] = held_scores[held_out]
+    masks = [keys == name for name in names]
+    scores = _held_out_scores(clips, table, settings, masks,
+                              f"leave-one-out ({'fake' if label else 'real'})", jobs, progress)
+    scores[labels != label] = np.nan
     return scores
 
 
@@ -514,21 +553,22 @@ def env_jobs(default: int = 1) -> int:
 
 __all__ = [
     "Clip",
-    "dataset_summary",
-    "leave_one_out",
-    "train",
     "FeatureTable",
     "TrainSettings",
     "augment",
     "clip_scores",
+    "dataset_summary",
     "equal_error_rate",
     "extract_dataset",
     "fit_platt",
     "fit_svm",
     "format_table",
     "grouped_folds",
+    "leave_one_out",
     "load_dataset",
     "out_of_fold_scores",
+    "row_weights",
     "per_group_table",
     "summarise",
+    "train",
 ]

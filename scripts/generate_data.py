@@ -520,6 +520,7 @@ def _balanced_by_speaker(
 def plan_tts(seed: int, limit: int | None) -> list[TTSJob]:
     rng = random.Random(_stable_seed(seed, "tts"))
     specs: list[tuple[str, str, str, tuple[tuple[str, float], ...]]] = []
+    params: tuple[tuple[str, float], ...]
 
     espeak_voices = [v + var for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS]
     assert all(_espeak_voice_ok(v) for v in espeak_voices)
