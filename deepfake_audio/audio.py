@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 import soundfile as sf
@@ -34,7 +34,7 @@ logger = logging.getLogger("deepfake_audio")
 
 #: Anything :func:`load_audio` accepts: a path, encoded bytes, a binary file
 #: object, or a ``(samples, sample_rate)`` pair.
-AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], tuple]
+AudioSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | tuple
 
 SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
 SUPPORTED_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3")
@@ -125,7 +125,9 @@ def sniff_format(head: bytes) -> str:
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
         layer = (head[1] >> 1) & 0x3
         if layer == 0:  # ADTS AAC shares the frame sync but has layer bits 00
-            raise UnsupportedFormatError("AAC (ADTS) audio is not supported; use WAV, FLAC, OGG or MP3")
+            raise UnsupportedFormatError(
+                "AAC (ADTS) audio is not supported; use WAV, FLAC, OGG or MP3"
+            )
         return "MP3"
     for magic, offset, name in _KNOWN_UNSUPPORTED:
         if head[offset : offset + len(magic)] == magic:
@@ -164,15 +166,15 @@ def _open_binary(source: AudioSource) -> tuple[IO[bytes], bool]:
         path = Path(source)
         if not path.is_file():
             raise AudioFileNotFoundError(f"no such file: {path}")
-        return open(path, "rb"), True  # noqa: SIM115 - closed by the caller
+        return open(path, "rb"), True
     if hasattr(source, "read"):
         stream: IO[bytes] = source  # type: ignore[assignment]
         if not stream.seekable():
             return io.BytesIO(stream.read()), True
         return stream, False
     raise TypeError(
-        "audio source must be a path, bytes, a binary file object or a (samples, sample_rate) tuple,"
-        f" not {type(source).__name__}"
+        "audio source must be a path, bytes, a binary file object or a"
+        f" (samples, sample_rate) tuple, not {type(source).__name__}"
     )
 
 
@@ -271,8 +273,10 @@ def _validate_samples(samples: np.ndarray, sample_rate: int, min_duration_s: flo
         raise SilentAudioError("the audio is silent (peak below -70 dBFS)")
 
 
-def _array_to_mono(samples: np.ndarray) -> np.ndarray:
+def _array_to_mono(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """Float32 mono samples and the number of channels the array held."""
     arr = np.asarray(samples)
+    channels = 1
     if arr.dtype.kind in "iu":
         scale = float(np.iinfo(arr.dtype).max) + 1.0
         offset = scale / 2 if arr.dtype.kind == "u" else 0.0
@@ -287,10 +291,11 @@ def _array_to_mono(samples: np.ndarray) -> np.ndarray:
             raise UnsupportedFormatError(
                 f"{arr.shape[1]} channels; at most {MAX_CHANNELS} are supported"
             )
+        channels = int(arr.shape[1])
         arr = arr.mean(axis=1)
     elif arr.ndim != 1:
         raise InvalidAudioError(f"samples must be 1-D or 2-D, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.ascontiguousarray(arr, dtype=np.float32), channels
 
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -344,8 +349,8 @@ def load_audio(
             raise TypeError("an array source must be a (samples, sample_rate) pair")
         samples, sample_rate = source
         sample_rate = int(sample_rate)
-        mono = _array_to_mono(samples)
-        info = AudioInfo("array", sample_rate, 1, len(mono))
+        mono, channels = _array_to_mono(samples)
+        info = AudioInfo("array", sample_rate, channels, len(mono))
         _check_header(info, max_duration_s)
         fmt = "array"
     else:

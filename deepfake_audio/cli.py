@@ -64,11 +64,12 @@ def iter_audio_files(paths: Sequence[str]) -> Iterator[Path]:
 _worker_detector: Any = None
 
 
-def _init_worker(options: dict[str, Any]) -> None:
+def _init_worker(options: dict[str, Any], quiet: bool = False) -> None:
     global _worker_detector
     from .detector import Detector
 
-    logging.getLogger("deepfake_audio").setLevel(logging.ERROR)
+    if quiet:  # pool workers: the parent already logged the model's warnings once
+        logging.getLogger("deepfake_audio").setLevel(logging.ERROR)
     _worker_detector = Detector(**options)
 
 
@@ -117,7 +118,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     jobs = min(jobs, len(files))
     show_progress = len(files) > 1 and not args.quiet
     if jobs > 1:
-        executor = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(options,))
+        executor = ProcessPoolExecutor(jobs, initializer=_init_worker,
+                                       initargs=(options, True))
         rows_iter: Iterator[dict[str, Any]] = executor.map(_analyze_one, files, chunksize=1)
     else:
         executor = None
@@ -231,11 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", default=env_flag("json"),
                      help="JSON output (an object for one file, else a list)")
     fmt.add_argument("--csv", action="store_true", default=env_flag("csv"), help="CSV output")
-    check.add_argument("--jobs", "-j", type=int, default=int(env("jobs", 1)),
+    check.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"),
                        help="parallel worker processes (0: one per CPU)")
-    check.add_argument("--threshold", type=_float_or_none, default=_float_or_none(env("threshold")),
+    check.add_argument("--threshold", type=_float_or_none, default=env("threshold"),
                        help="decision threshold on raw_score (default: the model's)")
-    check.add_argument("--max-duration", type=float, default=float(env("max_duration", 600)),
+    check.add_argument("--max-duration", type=float, default=env("max_duration", "600"),
                        help="longest audio accepted, seconds (default 600)")
     check.add_argument("--timeline", action="store_true", default=env_flag("timeline"),
                        help="include per-window scores in --json output")
@@ -255,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write a ROC/DET plot (needs matplotlib)")
     evaluate.add_argument("--json", metavar="FILE", default=env("json_out"),
                           help="also write all figures as JSON")
-    evaluate.add_argument("--jobs", "-j", type=int, default=int(env("jobs", 1)))
+    evaluate.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     model_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
@@ -265,11 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
     train.add_argument("-o", "--output", required=env("output") is None, default=env("output"),
                        metavar="DIR", help="where to write the model")
-    train.add_argument("--C", type=float, default=float(env("c", 10.0)), help="SVM C")
-    train.add_argument("--augment", type=int, default=int(env("augment", 1)),
+    train.add_argument("--C", type=float, default=env("c", "10.0"), help="SVM C")
+    train.add_argument("--augment", type=int, default=env("augment", "1"),
                        help="augmented copies per clip")
-    train.add_argument("--seed", type=int, default=int(env("seed", 0)))
-    train.add_argument("--jobs", "-j", type=int, default=int(env("jobs", 1)))
+    train.add_argument("--seed", type=int, default=env("seed", "0"))
+    train.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
     train.add_argument("--cache", metavar="DIR", default=env("cache"),
                        help="cache window features here between runs")
     train.add_argument("--model-id", default=env("model_id"))
@@ -278,17 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP + WebSocket API (needs the [server] extra)")
     serve.add_argument("--host", default=env("host", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(env("port", 8000)))
-    serve.add_argument("--workers", type=int, default=int(env("workers", 1)))
+    serve.add_argument("--port", type=int, default=env("port", "8000"))
+    serve.add_argument("--workers", type=int, default=env("workers", "1"))
     serve.add_argument("--api-key", default=env("api_key"),
                        help="require this key (X-API-Key header or api_key query parameter)")
     serve.add_argument("--cors-origins", default=env("cors_origins", ""),
                        help="comma-separated allowed origins ('*' for any)")
-    serve.add_argument("--max-upload-mb", type=float, default=float(env("max_upload_mb", 25)))
-    serve.add_argument("--max-duration", type=float, default=float(env("max_duration", 600)))
-    serve.add_argument("--max-concurrency", type=int, default=int(env("max_concurrency", 0)),
+    serve.add_argument("--max-upload-mb", type=float, default=env("max_upload_mb", "25"))
+    serve.add_argument("--max-duration", type=float, default=env("max_duration", "600"))
+    serve.add_argument("--max-concurrency", type=int, default=env("max_concurrency", "0"),
                        help="analyses in flight (0: number of CPUs)")
-    serve.add_argument("--max-queue", type=int, default=int(env("max_queue", 16)),
+    serve.add_argument("--max-queue", type=int, default=env("max_queue", "16"),
                        help="requests allowed to wait before 429")
     serve.add_argument("--log-level", default=env("log_level", "info"))
     model_options(serve)

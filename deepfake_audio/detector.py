@@ -57,7 +57,9 @@ class AnalysisResult:
     classification : {"real", "deepfake"}
         ``"deepfake"`` when ``raw_score > threshold``.
     confidence : float
-        Calibrated probability (0.5–1) of the returned class.
+        Calibrated probability of the returned class: 0.5–1 at the model's own
+        threshold (where the calibration crosses 0.5). A ``threshold`` override
+        moves the verdict but not the calibration, so it can then be below 0.5.
     raw_score : float
         Mean SVM decision value over the windows; positive leans deepfake,
         negative leans real.
@@ -214,7 +216,8 @@ class Detector:
         probabilities = calibration.probability_deepfake(scores)
         timeline = tuple(
             WindowScore(start, end, float(score), float(prob), self._label(float(score)))
-            for (start, end), score, prob in zip(windows.spans, scores, probabilities)
+            for (start, end), score, prob in zip(windows.spans, scores, probabilities,
+                                                 strict=True)
         )
         raw = float(np.mean(scores))
         p_fake = float(calibration.probability_deepfake(raw))

@@ -394,7 +394,13 @@ def window_bounds(n_frames: int, config: FeatureConfig) -> list[tuple[int, int]]
         return [(0, n_frames)]
     bounds = [(start, start + size) for start in range(0, n_frames - size + 1, hop)]
     if bounds[-1][1] < n_frames:
-        bounds.append((n_frames - size, n_frames))
+        tail = (n_frames - size, n_frames)
+        # A tail window only a few frames after the last one would count the same
+        # audio twice; stretch the last window to the end instead.
+        if tail[0] - bounds[-1][0] < hop // 2:
+            bounds[-1] = (bounds[-1][0], n_frames)
+        else:
+            bounds.append(tail)
     return bounds
 
 

@@ -58,23 +58,36 @@ _SAFE_GLOBALS = {
 }
 
 
-def _check_global(module: str, name: str, obj: Any | None = None) -> None:
+def _is_allowed_global(module: str, name: str, obj: Any | None) -> bool:
+    # Protocol 4+ resolves dotted names attribute by attribute, so "sklearn.x" +
+    # "io.FileIO" would reach any class a scikit-learn module happens to import.
+    # Estimators are top-level classes: refuse dotted names outright.
+    if "." in name:
+        return False
     if name in _SAFE_GLOBALS.get(module, ()):
-        return
+        return True
     if module.startswith("numpy.dtypes") and name.endswith("DType"):
-        return
-    if module.startswith("sklearn.") and (obj is None or inspect.isclass(obj)):
-        return
-    raise ModelIntegrityError(
-        f"refusing to unpickle {module}.{name}: not a numpy or scikit-learn type"
-        " (the file may be malicious)"
+        return True
+    if not module.startswith("sklearn."):
+        return False
+    # Only classes defined in scikit-learn, not whatever one of its modules imported.
+    return obj is None or (
+        inspect.isclass(obj) and str(getattr(obj, "__module__", "")).startswith("sklearn.")
     )
+
+
+def _check_global(module: str, name: str, obj: Any | None = None) -> None:
+    if not _is_allowed_global(module, name, obj):
+        raise ModelIntegrityError(
+            f"refusing to unpickle {module}.{name}: not a numpy or scikit-learn type"
+            " (the file may be malicious)"
+        )
 
 
 def _safe_unpickler_class() -> type:
     from joblib.numpy_pickle import NumpyUnpickler
 
-    class SafeUnpickler(NumpyUnpickler):  # type: ignore[misc]
+    class SafeUnpickler(NumpyUnpickler):
         def find_class(self, module: str, name: str) -> Any:
             _check_global(module, name)
             obj = super().find_class(module, name)
@@ -95,7 +108,7 @@ def safe_load_pickle(path: Path) -> Any:
         The file cannot be read as a pickle.
     """
     unpickler_class = _safe_unpickler_class()
-    params = inspect.signature(unpickler_class.__init__).parameters
+    params = inspect.signature(unpickler_class).parameters
     with open(path, "rb") as handle:
         kwargs: dict[str, Any] = {"mmap_mode": None}
         if "ensure_native_byte_order" in params:
@@ -242,7 +255,9 @@ def _check_estimators(classifier: Any, scaler: Any, n_features: int, directory: 
             )
 
 
-def load_model(directory: str | Path | None = None, *, allow_unverified: bool = False) -> LoadedModel:
+def load_model(
+    directory: str | Path | None = None, *, allow_unverified: bool = False
+) -> LoadedModel:
     """Load and verify a model directory (the bundled default when ``directory`` is None).
 
     Parameters

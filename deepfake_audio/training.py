@@ -7,6 +7,7 @@ Everything is seeded, so the same data and settings give the same model.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import logging
@@ -183,11 +184,23 @@ def _clip_rows(
     return rows, flags, None
 
 
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """Digest of the feature and augmentation code: a change there invalidates cached rows."""
+    from . import features
+
+    digest = hashlib.sha256()
+    package = Path(features.__file__).parent
+    for name in ("features.py", "training.py", "audio.py"):
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _cache_key(clip: Clip, config: FeatureConfig, augment_copies: int, max_windows: int,
                seed: int, index: int) -> str:
     stat = clip.path.stat()
     text = repr((str(clip.path), stat.st_size, int(stat.st_mtime), config.to_dict(),
-                 augment_copies, max_windows, seed, index))
+                 augment_copies, max_windows, seed, index, _code_digest()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -487,6 +500,10 @@ def train(
     oof = out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
     valid = ~np.isnan(oof)
     a, b = fit_platt(oof[valid], labels[valid])
+    if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
+        raise DeepfakeAudioError(
+            "calibration failed: held-out scores do not separate real from fake clips"
+        )
     calibration = Calibration(a, b)
     threshold = -b / a  # where the calibrated probability crosses 0.5
     probabilities = calibration.probability_deepfake(oof[valid])
@@ -567,8 +584,8 @@ __all__ = [
     "leave_one_out",
     "load_dataset",
     "out_of_fold_scores",
-    "row_weights",
     "per_group_table",
+    "row_weights",
     "summarise",
     "train",
 ]

@@ -1,0 +1,293 @@
+"""Feature extraction against reference implementations (librosa, scipy) and by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import librosa
+import numpy as np
+import pytest
+import scipy.fft
+
+from deepfake_audio import features
+from deepfake_audio.features import FeatureConfig, extract, feature_names
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def config() -> FeatureConfig:
+    return FeatureConfig()
+
+
+@pytest.fixture(scope="module")
+def clip(gen) -> np.ndarray:
+    return (gen.speechlike(SR, 4.0, seed=3) + 0.3 * gen.noise(SR, 4.0, seed=4)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- filterbanks
+
+
+@pytest.mark.parametrize(("sr", "n_fft", "n_mels"), [(16000, 512, 40), (22050, 2048, 128),
+                                                     (8000, 256, 26)])
+def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels):
+    ours = features.mel_filterbank(sr, n_fft, n_mels)
+    reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    assert ours.shape == reference.shape == (n_mels, n_fft // 2 + 1)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-7)
+
+
+def test_hz_mel_round_trip():
+    hz = np.array([0.0, 100.0, 999.0, 1000.0, 1001.0, 4000.0, 8000.0])
+    np.testing.assert_allclose(features.mel_to_hz(features.hz_to_mel(hz)), hz, atol=1e-6)
+    np.testing.assert_allclose(features.hz_to_mel(hz), librosa.hz_to_mel(hz), rtol=1e-9)
+
+
+def test_linear_filterbank_shape_and_coverage():
+    bank = features.linear_filterbank(SR, 512, 70)
+    assert bank.shape == (70, 257)
+    assert (bank >= 0).all()
+    centres = np.argmax(bank, axis=1)
+    assert (np.diff(centres) > 0).all(), "filters must be ordered by frequency"
+    # every bin strictly inside (0, Nyquist) is covered by some filter
+    assert (bank[:, 1:-1].sum(axis=0) > 0).all()
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(40, 20), (70, 20), (16, 16)])
+def test_dct_matrix_equals_scipy(n_in, n_out):
+    x = np.random.default_rng(0).standard_normal((7, n_in))
+    ours = x @ features.dct_matrix(n_in, n_out).T
+    reference = scipy.fft.dct(x, type=2, norm="ortho", axis=1)[:, :n_out]
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_square_dct_is_orthonormal():
+    d = features.dct_matrix(40, 40).astype(np.float64)
+    np.testing.assert_allclose(d @ d.T, np.eye(40), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- spectrogram
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=512 is too large")
+@pytest.mark.parametrize("n", [16000, 16000 + 77, 399, 100])
+def test_power_spectrogram_equals_librosa(config, gen, n):
+    y = gen.speechlike(SR, 1.0, seed=1)[:n].astype(np.float32) if n <= SR else \
+        gen.noise(SR, n / SR, seed=2).astype(np.float32)
+    assert config.win_length < config.n_fft  # the zero-padded window case
+    ours = features.power_spectrogram(y, config)
+    reference = np.abs(librosa.stft(y, n_fft=config.n_fft, hop_length=config.hop_length,
+                                    win_length=config.win_length, window="hann", center=True,
+                                    pad_mode="constant")) ** 2
+    assert ours.shape == reference.T.shape
+    np.testing.assert_allclose(ours, reference.T, rtol=1e-3, atol=1e-6 * reference.max())
+
+
+def test_full_length_window_equals_librosa(gen):
+    cfg = FeatureConfig(n_fft=512, win_length=512, hop_length=128)
+    y = gen.speechlike(SR, 0.5).astype(np.float32)
+    reference = np.abs(librosa.stft(y, n_fft=512, hop_length=128, center=True,
+                                    pad_mode="constant")) ** 2
+    np.testing.assert_allclose(features.power_spectrogram(y, cfg), reference.T, rtol=1e-3,
+                               atol=1e-6 * reference.max())
+
+
+def test_mfcc_matches_librosa_pipeline(config, clip):
+    """cepstra() on our power spectrum equals librosa's dB-mel + ortho DCT."""
+    power = features.power_spectrogram(clip, config)
+    mel = features.mel_filterbank(SR, config.n_fft, config.n_mels)
+    ours = features.cepstra(power, mel, config.n_mfcc)
+    mel_power = power @ mel.T
+    reference = scipy.fft.dct(10 * np.log10(np.maximum(mel_power, 1e-10)), norm="ortho",
+                              axis=1)[:, : config.n_mfcc]
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- deltas
+
+
+def _deltas_by_hand(x: np.ndarray, width: int) -> np.ndarray:
+    t_max = len(x) - 1
+    out = np.zeros_like(x, dtype=np.float64)
+    denominator = 2 * sum(n * n for n in range(1, width + 1))
+    for t in range(len(x)):
+        for n in range(1, width + 1):
+            after, before = x[min(t + n, t_max)], x[max(t - n, 0)]
+            out[t] += n * (after - before)
+    return out / denominator
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_deltas_match_hand_computation(width):
+    x = np.random.default_rng(5).standard_normal((13, 4))
+    np.testing.assert_allclose(features.deltas(x, width), _deltas_by_hand(x, width), atol=1e-12)
+
+
+def test_deltas_of_a_ramp_and_a_constant():
+    ramp = np.arange(20, dtype=np.float64)[:, None] * np.array([[1.0, -2.0]])
+    d = features.deltas(ramp, 2)
+    np.testing.assert_allclose(d[2:-2], np.tile([1.0, -2.0], (16, 1)))  # exact slope inside
+    np.testing.assert_allclose(features.deltas(np.full((9, 3), 7.0), 2), 0.0)
+    assert features.deltas(np.zeros((0, 3)), 2).shape == (0, 3)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_short_clip_is_one_window(config):
+    assert features.window_bounds(10, config) == [(0, 10)]
+    assert features.window_bounds(config.frames_per_window, config) == [
+        (0, config.frames_per_window)]
+
+
+def test_long_clip_windows_hop_and_end_aligned(config):
+    n_frames = 1234
+    bounds = features.window_bounds(n_frames, config)
+    size, hop = config.frames_per_window, config.frames_per_hop
+    assert (size, hop) == (300, 150)
+    assert bounds[0] == (0, size)
+    # 1234 frames: windows at 0, 150, ..., 900; the 34 frames left over stretch the last one.
+    assert [start for start, _ in bounds] == list(range(0, 901, hop))
+    assert all(stop - start == size for start, stop in bounds[:-1])
+    assert bounds[-1] == (900, n_frames)
+
+
+def test_long_tail_gets_its_own_end_aligned_window(config):
+    size, hop = config.frames_per_window, config.frames_per_hop
+    n_frames = size + 2 * hop + 100  # 100 frames left over: more than half a hop
+    bounds = features.window_bounds(n_frames, config)
+    assert [start for start, _ in bounds] == [0, hop, 2 * hop, n_frames - size]
+    assert all(stop - start == size for start, stop in bounds)
+
+
+@pytest.mark.parametrize("extra", [1, 10, 74])
+def test_tail_barely_past_a_window_stretches_it_instead_of_duplicating(config, extra):
+    size, hop = config.frames_per_window, config.frames_per_hop
+    n_frames = size + 2 * hop + extra
+    bounds = features.window_bounds(n_frames, config)
+    assert [start for start, _ in bounds] == [0, hop, 2 * hop]
+    assert bounds[-1] == (2 * hop, n_frames)
+
+
+def test_windows_exactly_fitting_need_no_extra(config):
+    n_frames = 300 + 150 * 4
+    bounds = features.window_bounds(n_frames, config)
+    assert bounds[-1] == (n_frames - 300, n_frames)
+    assert len(bounds) == 5
+
+
+def test_window_zero_means_whole_clip():
+    cfg = dataclasses.replace(FeatureConfig(), window_s=0.0, hop_s=0.0)
+    assert features.window_bounds(100_000, cfg) == [(0, 100_000)]
+
+
+# --------------------------------------------------------------------------- extract
+
+
+@pytest.mark.parametrize("cfg", [
+    FeatureConfig(),
+    FeatureConfig(groups=("mfcc",), statistics=("mean",)),
+    FeatureConfig(groups=("lfcc", "lfcc_delta", "spectral")),
+    FeatureConfig(groups=("mfcc_delta", "spectral"), statistics=("std",)),
+    FeatureConfig(cepstral_means=False),
+], ids=["default", "mfcc-mean", "lfcc-spectral", "deltas-std", "no-cepstral-means"])
+def test_extract_shape_matches_feature_names(cfg, clip):
+    result = extract(clip, cfg)
+    names = feature_names(cfg)
+    assert len(set(names)) == len(names)
+    assert result.matrix.shape == (len(result.spans), len(names))
+    assert result.matrix.dtype == np.float32
+    assert np.isfinite(result.matrix).all()
+
+
+def test_default_config_matches_bundled_model_width(config):
+    assert len(feature_names(config)) == 204
+
+
+def test_extract_spans_cover_the_clip(config, gen):
+    y = gen.speechlike(SR, 10.0, seed=9).astype(np.float32)
+    result = extract(y, config)
+    assert len(result.spans) == len(result.matrix) > 1
+    assert result.spans[0][0] == 0.0
+    assert result.spans[-1][1] == pytest.approx(10.0, abs=0.01)
+    for (s0, e0), (s1, e1) in itertools.pairwise(result.spans):
+        assert s0 < s1 <= e0 <= e1  # ordered and overlapping: no gaps
+        assert e1 - s1 == pytest.approx(config.window_s, abs=0.011)
+
+
+def test_short_clip_gives_one_row(config, gen):
+    result = extract(gen.speechlike(SR, 1.0).astype(np.float32), config)
+    assert result.matrix.shape[0] == 1
+    assert result.spans == ((0.0, 1.0),)
+
+
+def test_gain_invariance(config, clip):
+    loud = extract(clip, config).matrix
+    quiet = extract(clip * np.float32(0.1), config).matrix
+    np.testing.assert_allclose(quiet, loud, rtol=1e-3, atol=1e-3)
+
+
+def test_features_respond_to_the_signal(config, gen):
+    """Not a constant: a tone and noise must land far apart."""
+    tone = extract(gen.tone(SR, 2.0, 300.0).astype(np.float32), config).matrix
+    noise = extract(gen.noise(SR, 2.0).astype(np.float32), config).matrix
+    assert np.abs(tone - noise).max() > 1.0
+
+
+def test_chunked_frame_features_equal_one_pass(config, clip, monkeypatch):
+    """Long files are processed in frame chunks; the seams must not show."""
+    whole, energy = features.frame_features(clip, config)
+    monkeypatch.setattr(features, "_FRAME_CHUNK", 37)
+    chunked, chunked_energy = features.frame_features(clip, config)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(chunked_energy, energy, rtol=1e-6, atol=1e-6)
+
+
+def test_legacy_features_equal_librosa_mfcc_mean(gen):
+    cfg = FeatureConfig.legacy()
+    y = gen.speechlike(22050, 1.5).astype(np.float32)
+    result = extract(y, cfg)
+    reference = librosa.feature.mfcc(y=y, sr=22050, n_mfcc=13).mean(axis=1)
+    assert result.matrix.shape == (1, 13) == (1, len(feature_names(cfg)))
+    np.testing.assert_allclose(result.matrix[0], reference, rtol=1e-4, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig.legacy(),
+                                 FeatureConfig(groups=("lfcc",), cepstral_means=False)])
+def test_config_round_trip(cfg):
+    data = cfg.to_dict()
+    assert FeatureConfig.from_dict(data) == cfg
+    assert FeatureConfig.from_dict(json.loads(json.dumps(data))) == cfg  # as in model.json
+    assert isinstance(data["groups"], list)
+
+
+def test_config_rejects_unknown_keys():
+    data = FeatureConfig().to_dict()
+    data["n_mfccs"] = 20
+    with pytest.raises(ValueError, match="n_mfccs"):
+        FeatureConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("change", [
+    {"kind": "wavelets"},
+    {"groups": ["mfcc", "chroma"]},
+    {"win_length": 1024},
+    {"hop_length": 0},
+    {"n_mfcc": 41},
+    {"n_lfcc": 71},
+])
+def test_config_rejects_invalid_values(change):
+    with pytest.raises(ValueError):
+        FeatureConfig.from_dict({**FeatureConfig().to_dict(), **change})
+
+
+def test_config_is_hashable_and_frozen():
+    cfg = FeatureConfig()
+    assert hash(cfg) == hash(FeatureConfig())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.n_fft = 1024  # type: ignore[misc]

@@ -1,0 +1,405 @@
+"""Model artefacts: verification before unpickling, the allow-list, legacy folders."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import sklearn
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from deepfake_audio import Detector, model
+from deepfake_audio.exceptions import ModelIntegrityError, ModelLoadError
+from deepfake_audio.features import FeatureConfig, feature_names
+from deepfake_audio.model import (
+    DEFAULT_MODEL_DIR,
+    METADATA_FILE,
+    MODEL_FILE,
+    SCALER_FILE,
+    ModelMetadata,
+    load_model,
+    save_model,
+    sha256_file,
+)
+
+
+def copy_default(tmp_path: Path, name: str = "model") -> Path:
+    target = tmp_path / name
+    shutil.copytree(DEFAULT_MODEL_DIR, target)
+    return target
+
+
+def read_meta(directory: Path) -> dict:
+    return json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+
+
+def write_meta(directory: Path, meta: dict) -> None:
+    (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def replace_artefact(directory: Path, name: str, payload: bytes) -> None:
+    """Swap a pickle and make model.json list its real SHA-256 (a hash-consistent attack)."""
+    (directory / name).write_bytes(payload)
+    meta = read_meta(directory)
+    meta["artefacts"][name] = hashlib.sha256(payload).hexdigest()
+    write_meta(directory, meta)
+
+
+@pytest.fixture
+def forbid_unpickling(monkeypatch):
+    def fail(path):
+        raise AssertionError(f"{path} was unpickled although verification should have failed")
+
+    monkeypatch.setattr(model, "safe_load_pickle", fail)
+
+
+# --------------------------------------------------------------------------- bundled model
+
+
+def test_bundled_model_loads_and_verifies():
+    loaded = load_model()
+    meta = loaded.metadata
+    assert loaded.verified
+    assert loaded.directory == DEFAULT_MODEL_DIR
+    assert meta.features == FeatureConfig.from_dict(read_meta(DEFAULT_MODEL_DIR)["features"])
+    assert loaded.classifier.n_features_in_ == len(feature_names(meta.features))
+    assert loaded.scaler.n_features_in_ == len(feature_names(meta.features))
+    assert np.isfinite(meta.decision_threshold)
+    assert meta.calibration.method == "platt" and meta.calibration.a < 0  # p rises with score
+    for name in (MODEL_FILE, SCALER_FILE):
+        assert meta.artefacts[name] == sha256_file(DEFAULT_MODEL_DIR / name)
+
+
+def test_bundled_threshold_is_where_calibration_crosses_half():
+    meta = load_model().metadata
+    p = float(meta.calibration.probability_deepfake(meta.decision_threshold))
+    assert p == pytest.approx(0.5, abs=1e-6)
+
+
+def test_bundled_model_json_is_self_consistent():
+    meta = read_meta(DEFAULT_MODEL_DIR)
+    assert meta["feature_names"] == feature_names(FeatureConfig.from_dict(meta["features"]))
+    assert meta["sign_convention"] == "raw_score > decision_threshold means deepfake"
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE])
+def test_one_changed_byte_is_refused_before_unpickling(tmp_path, forbid_unpickling, name):
+    directory = copy_default(tmp_path)
+    data = bytearray((directory / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (directory / name).write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match=r"does not match model\.json"):
+        load_model(directory)
+
+
+def test_missing_hash_entry_is_an_integrity_error(tmp_path, forbid_unpickling):
+    directory = copy_default(tmp_path)
+    meta = read_meta(directory)
+    del meta["artefacts"][SCALER_FILE]
+    write_meta(directory, meta)
+    with pytest.raises(ModelIntegrityError, match="no SHA-256"):
+        load_model(directory)
+
+
+class _RunsShell:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE])
+def test_malicious_pickle_never_runs(tmp_path, name):
+    marker = tmp_path / "pwned"
+    directory = copy_default(tmp_path)
+    replace_artefact(directory, name, pickle.dumps(_RunsShell(f"touch {marker}")))
+    with pytest.raises(ModelIntegrityError, match="refusing to unpickle"):
+        load_model(directory)
+    assert not marker.exists()
+
+
+def test_malicious_object_array_inside_joblib_never_runs(tmp_path):
+    """joblib stores object arrays as a nested pickle: it must go through the allow-list too."""
+    marker = tmp_path / "pwned"
+    directory = copy_default(tmp_path)
+    payload = np.empty(2, dtype=object)
+    payload[0], payload[1] = _RunsShell(f"touch {marker}"), 1
+    buffer = io.BytesIO()
+    joblib.dump({"support_vectors_": payload}, buffer)
+    replace_artefact(directory, MODEL_FILE, buffer.getvalue())
+    with pytest.raises(ModelIntegrityError):
+        load_model(directory)
+    assert not marker.exists()
+
+
+def _global_call(module: str, name: str, *args: str) -> bytes:
+    """A protocol-4 pickle calling ``module.name(*args)`` (STACK_GLOBAL resolves dotted names)."""
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return pickle.BINUNICODE + len(raw).to_bytes(4, "little") + raw
+
+    body = text(module) + text(name) + pickle.STACK_GLOBAL + pickle.MARK
+    body += b"".join(text(a) for a in args) + pickle.TUPLE + pickle.REDUCE + pickle.STOP
+    return pickle.PROTO + b"\x04" + body
+
+
+def _sklearn_module_importing_io() -> str | None:
+    import sklearn.preprocessing
+    import sklearn.svm
+
+    assert sklearn.preprocessing and sklearn.svm  # imported to populate sys.modules
+
+    for name in sorted(sys.modules):
+        if name.startswith("sklearn.") and getattr(sys.modules[name], "io", None) is io:
+            return name
+    return None
+
+
+def test_dotted_name_cannot_reach_classes_imported_by_sklearn(tmp_path):
+    """"sklearn.<module>" + "io.FileIO" used to pass the allow-list and truncate any file."""
+    module = _sklearn_module_importing_io()
+    if module is None:
+        pytest.skip("no scikit-learn module imports io in this version")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    directory = copy_default(tmp_path)
+    replace_artefact(directory, MODEL_FILE, _global_call(module, "io.FileIO", str(victim), "w"))
+    with pytest.raises(ModelIntegrityError, match="refusing to unpickle"):
+        load_model(directory)
+    assert victim.read_text(encoding="utf-8") == "precious"
+
+
+@pytest.mark.parametrize(("module", "name", "obj"), [
+    ("sklearn.svm._classes", "np.ndarray", None),           # dotted path
+    ("sklearn.svm._classes", "SVC.__init__", None),         # dotted path to a function
+    ("sklearn.utils", "FileIO", io.FileIO),                 # class not defined in sklearn
+    ("sklearn.utils", "check_array", len),                  # not a class at all
+    ("builtins", "eval", None),
+    ("os", "system", None),
+    ("numpy", "load", None),
+    ("joblib.numpy_pickle_compat", "NDArrayWrapper", None),  # reads side files with pickle
+])
+def test_allow_list_refuses(module, name, obj):
+    with pytest.raises(ModelIntegrityError):
+        model._check_global(module, name, obj)
+
+
+@pytest.mark.parametrize(("module", "name", "obj"), [
+    ("sklearn.svm._classes", "SVC", SVC),
+    ("sklearn.preprocessing._data", "StandardScaler", StandardScaler),
+    ("numpy", "ndarray", np.ndarray),
+    ("numpy.dtypes", "Float64DType", None),
+    ("joblib.numpy_pickle", "NumpyArrayWrapper", None),
+])
+def test_allow_list_accepts(module, name, obj):
+    model._check_global(module, name, obj)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_plain_pickles_of_allowed_types_load(tmp_path, protocol):
+    scaler = StandardScaler().fit(np.random.default_rng(0).standard_normal((20, 3)))
+    path = tmp_path / "scaler.pkl"
+    path.write_bytes(pickle.dumps(scaler, protocol=protocol))
+    loaded = model.safe_load_pickle(path)
+    np.testing.assert_allclose(loaded.mean_, scaler.mean_)
+
+
+def test_garbage_pickle_is_a_load_error(tmp_path):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(b"definitely not a pickle")
+    with pytest.raises(ModelLoadError):
+        model.safe_load_pickle(path)
+
+
+# --------------------------------------------------------------------------- load errors
+
+
+def test_missing_model_json_needs_allow_unverified(tmp_path, forbid_unpickling):
+    directory = copy_default(tmp_path)
+    (directory / METADATA_FILE).unlink()
+    with pytest.raises(ModelLoadError, match="allow_unverified") as info:
+        load_model(directory)
+    assert not isinstance(info.value, ModelIntegrityError)
+
+
+def test_allow_unverified_then_checks_the_feature_count(tmp_path):
+    """Without model.json the legacy 13-MFCC settings are assumed: a 204-feature SVM mismatches."""
+    directory = copy_default(tmp_path)
+    (directory / METADATA_FILE).unlink()
+    with pytest.raises(ModelLoadError, match="expects 204 features"):
+        load_model(directory, allow_unverified=True)
+
+
+def test_feature_count_mismatch(tmp_path):
+    directory = copy_default(tmp_path)
+    meta = read_meta(directory)
+    narrower = FeatureConfig.from_dict(meta["features"])
+    narrower = FeatureConfig.from_dict({**narrower.to_dict(), "groups": ["mfcc", "lfcc"]})
+    meta["features"] = narrower.to_dict()
+    meta["feature_names"] = feature_names(narrower)
+    write_meta(directory, meta)
+    with pytest.raises(ModelLoadError, match="features"):
+        load_model(directory)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(format_version=99),
+    lambda m: m["features"].update(n_mfccs=13),
+    lambda m: m.update(feature_names=m["feature_names"][:-1]),
+    lambda m: m.pop("model_id"),
+    lambda m: m["calibration"].pop("a"),
+], ids=["format", "unknown-feature-key", "names", "no-id", "calibration"])
+def test_invalid_model_json(tmp_path, edit, forbid_unpickling):
+    directory = copy_default(tmp_path)
+    meta = read_meta(directory)
+    edit(meta)
+    write_meta(directory, meta)
+    with pytest.raises(ModelLoadError):
+        load_model(directory)
+
+
+def test_model_json_not_json(tmp_path, forbid_unpickling):
+    directory = copy_default(tmp_path)
+    (directory / METADATA_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        load_model(directory)
+
+
+def test_missing_directory_and_files(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_model(tmp_path / "nowhere")
+    directory = copy_default(tmp_path)
+    (directory / SCALER_FILE).unlink()
+    with pytest.raises(ModelLoadError, match=SCALER_FILE):
+        load_model(directory)
+
+
+def test_sklearn_version_drift_warns_but_loads(tmp_path, gen):
+    directory = copy_default(tmp_path)
+    meta = read_meta(directory)
+    meta["sklearn_version"] = "0.0.1"  # model.json itself is not hashed
+    write_meta(directory, meta)
+    with pytest.warns(UserWarning, match=r"scikit-learn 0\.0\.1"):
+        detector = Detector(directory)
+    assert detector.metadata.sklearn_version == "0.0.1"
+    assert detector.analyze((gen.speechlike(16000, 2.0), 16000)).classification in {
+        "real", "deepfake"}
+
+
+def test_matching_sklearn_version_is_silent(tmp_path):
+    directory = copy_default(tmp_path)
+    meta = read_meta(directory)
+    meta["sklearn_version"] = sklearn.__version__
+    write_meta(directory, meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(directory)
+
+
+# --------------------------------------------------------------------------- save / legacy
+
+
+def _separable(rng: np.random.Generator, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    real = rng.normal(-1.0, 1.0, (30, n_features))
+    fake = rng.normal(+1.0, 1.0, (30, n_features))
+    return np.vstack([real, fake]), np.array([0] * 30 + [1] * 30)
+
+
+def test_save_model_round_trip(tmp_path):
+    config = FeatureConfig(groups=("mfcc",), statistics=("mean",))
+    n = len(feature_names(config))
+    x, y = _separable(np.random.default_rng(0), n)
+    scaler = StandardScaler().fit(x)
+    classifier = SVC().fit(scaler.transform(x), y)
+    saved = save_model(tmp_path / "m", classifier, scaler,
+                       ModelMetadata(model_id="unit", features=config, decision_threshold=0.25))
+    assert saved.sklearn_version == sklearn.__version__
+    loaded = load_model(tmp_path / "m")
+    assert loaded.verified and loaded.metadata.model_id == "unit"
+    assert loaded.metadata.decision_threshold == 0.25
+    scores = loaded.decision_values(x)
+    assert (scores[y == 1] > 0).mean() > 0.9 and (scores[y == 0] < 0).mean() > 0.9
+
+
+def test_string_labels_keep_the_sign_convention(tmp_path):
+    """classes_ sorted as ['fake', 'real'] would make decision_function positive for real."""
+    config = FeatureConfig(groups=("mfcc",), statistics=("mean",))
+    x, y = _separable(np.random.default_rng(1), len(feature_names(config)))
+    labels = np.where(y == 1, "fake", "real")
+    scaler = StandardScaler().fit(x)
+    classifier = SVC().fit(scaler.transform(x), labels)
+    assert list(classifier.classes_) == ["fake", "real"]
+    save_model(tmp_path / "m", classifier, scaler,
+               ModelMetadata(model_id="strings", features=config, deepfake_label="fake"))
+    scores = load_model(tmp_path / "m").decision_values(x)
+    assert (scores[y == 1] > 0).mean() > 0.9 and (scores[y == 0] < 0).mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def legacy_folder(tmp_path_factory, gen):
+    """A model folder made like the original service's main.py: 13 librosa MFCC means at
+    22.05 kHz, StandardScaler + linear SVC (labels 0 genuine, 1 deepfake), joblib.dump."""
+    import librosa
+
+    root = tmp_path_factory.mktemp("legacy")
+    features, labels, clips = [], [], []
+    for i in range(12):
+        label = i % 2
+        y = (gen.tone(22050, 1.5, 180.0 + 40 * i, 0.3) if label
+             else gen.noise(22050, 1.5, seed=i))
+        path = gen.write(root / f"clip{i}.wav", y, 22050)
+        with warnings.catch_warnings():  # audioread's deprecated stdlib imports
+            warnings.simplefilter("ignore", DeprecationWarning)
+            audio, sr = librosa.load(path, sr=22050)
+        mfcc = librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=13, n_fft=2048, hop_length=512)
+        features.append(np.mean(mfcc.T, axis=0))
+        labels.append(label)
+        clips.append((path, label))
+    scaler = StandardScaler()
+    classifier = SVC(kernel="linear", random_state=42)
+    classifier.fit(scaler.fit_transform(np.array(features)), np.array(labels))
+    folder = root / "legacy_model"
+    folder.mkdir()
+    joblib.dump(classifier, folder / MODEL_FILE)
+    joblib.dump(scaler, folder / SCALER_FILE)
+    return folder, clips
+
+
+def test_legacy_folder_loads_only_when_allowed(legacy_folder, caplog):
+    folder, clips = legacy_folder
+    with pytest.raises(ModelLoadError, match=r"no model\.json"):
+        Detector(folder)
+    detector = Detector(folder, allow_unverified=True)
+    assert "NOT verified" in caplog.text
+    assert detector.feature_config == FeatureConfig.legacy()
+    assert not detector._model.verified
+    result = detector.analyze(clips[0][0])
+    assert result.calibrated is False
+    assert result.model == f"legacy:{folder.name}"
+    assert len(result.timeline) == 1
+
+
+def test_legacy_model_keeps_its_predictions(legacy_folder):
+    """Same verdicts as the original predict(): label 1 ⇔ deepfake."""
+    folder, clips = legacy_folder
+    detector = Detector(folder, allow_unverified=True)
+    for path, label in clips:
+        result = detector.analyze(path)
+        assert result.classification == ("deepfake" if label else "real"), path.name
+        assert 0.5 <= result.confidence <= 1.0

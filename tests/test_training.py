@@ -1,0 +1,230 @@
+"""Datasets, training, evaluation and augmentation on tiny generated data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from deepfake_audio import Detector
+from deepfake_audio.exceptions import DeepfakeAudioError
+from deepfake_audio.training import (
+    AUGMENTATIONS,
+    Clip,
+    TrainSettings,
+    augment,
+    equal_error_rate,
+    load_dataset,
+    train,
+)
+
+RATES = (16000, 22050, 44100, 8000)
+
+
+def _real(gen, i: int, sr: int) -> np.ndarray:
+    return gen.noise(sr, 2.0, seed=100 + i)
+
+
+def _fake(gen, i: int, sr: int) -> np.ndarray:
+    return gen.speechlike(sr, 2.0, seed=200 + i, f0=110.0 + 15 * (i % 12))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, gen):
+    """12 noise-like "real" and 12 tone-like "fake" clips, 4 speakers each, with a manifest."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    rows = []
+    for i in range(12):
+        sr = RATES[(i + i // 4) % len(RATES)]  # every speaker spans three rates
+        speaker = f"spk{i % 4}"
+        for label, make, source, generator in (("real", _real, "noisecorpus", "human"),
+                                               ("fake", _fake, "tonecorpus", "harmonic")):
+            rel = f"{label}/{speaker}/{label}{i:02d}.{'flac' if i % 2 else 'wav'}"
+            gen.write(root / rel, make(gen, i, sr), sr)
+            rows.append({"path": rel, "label": label, "source": source,
+                         "generator": generator, "speaker": f"{label}-{speaker}"})
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    clips = load_dataset(tiny_data)
+    metadata = train(clips, out, settings=TrainSettings(augment_copies=0, calibration_folds=3),
+                     progress=False, model_id="tiny-test")
+    return out, metadata
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def test_load_dataset_from_manifest(tiny_data):
+    clips = load_dataset(tiny_data)  # the folder's manifest.csv wins over real/ fake/
+    assert len(clips) == 24
+    assert sum(c.label for c in clips) == 12
+    first = clips[0]
+    assert isinstance(first, Clip)
+    assert first.path == tiny_data / "real" / "spk0" / "real00.wav"
+    assert (first.label, first.source, first.generator, first.speaker) == (
+        0, "noisecorpus", "human", "real-spk0")
+    assert all(c.path.is_file() for c in clips)
+    assert load_dataset(tiny_data / "manifest.csv") == clips
+
+
+def test_load_dataset_from_folders(tmp_path, gen):
+    gen.write(tmp_path / "real" / "a.wav", gen.noise(16000, 1.0), 16000)
+    gen.write(tmp_path / "real" / "corpusx" / "b.flac", gen.noise(16000, 1.0), 16000)
+    gen.write(tmp_path / "fake" / "vocoder1" / "c.mp3", gen.speechlike(16000, 1.0), 16000)
+    (tmp_path / "fake" / "readme.txt").write_text("ignored")
+    clips = load_dataset(tmp_path)
+    by_name = {c.path.name: c for c in clips}
+    assert set(by_name) == {"a.wav", "b.flac", "c.mp3"}
+    assert (by_name["a.wav"].label, by_name["a.wav"].source) == (0, "real")
+    assert (by_name["b.flac"].label, by_name["b.flac"].source) == (0, "corpusx")
+    assert (by_name["c.mp3"].label, by_name["c.mp3"].generator) == (1, "vocoder1")
+    assert by_name["b.flac"].generator == "human"
+
+
+def test_load_dataset_errors(tmp_path):
+    with pytest.raises(DeepfakeAudioError):
+        load_dataset(tmp_path)  # neither manifest nor real/ fake/
+    (tmp_path / "real").mkdir()
+    with pytest.raises(DeepfakeAudioError, match="no audio clips"):
+        load_dataset(tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nx.wav,maybe\n", encoding="utf-8")
+    with pytest.raises(DeepfakeAudioError, match="unknown label"):
+        load_dataset(manifest)
+
+
+def test_manifest_label_synonyms(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\na.wav,bonafide\nb.wav,Spoof\nc.wav, genuine\n",
+                        encoding="utf-8")
+    assert [c.label for c in load_dataset(manifest)] == [0, 1, 0]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_train_writes_a_model_the_detector_loads(tiny_model):
+    out, metadata = tiny_model
+    detector = Detector(out)
+    assert detector.model_id == "tiny-test"
+    assert detector._model.verified
+    saved = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert saved["metrics"]["out_of_fold"]["n"] == 24
+    assert saved["training"]["settings"]["augment_copies"] == 0
+    assert saved["decision_threshold"] == pytest.approx(metadata.decision_threshold)
+    p = float(metadata.calibration.probability_deepfake(metadata.decision_threshold))
+    assert p == pytest.approx(0.5, abs=1e-6)
+
+
+def test_trained_model_separates_unseen_clips(tiny_model, gen):
+    detector = Detector(tiny_model[0])
+    for i in range(12, 20):  # new seeds, same families and rates as the training clips
+        sr = RATES[i % len(RATES)]
+        real = detector.analyze((_real(gen, i, sr), sr))
+        fake = detector.analyze((_fake(gen, i, sr), sr))
+        assert real.classification == "real", real
+        assert fake.classification == "deepfake", fake
+        assert fake.raw_score > real.raw_score
+
+
+def test_training_metrics_are_sane(tiny_model):
+    summary = tiny_model[1].metrics["out_of_fold"]
+    assert summary["eer"] <= 0.1
+    assert summary["roc_auc"] >= 0.9
+    assert 0.0 <= summary["brier"] <= 0.25
+
+
+def test_training_needs_both_classes(tiny_data, tmp_path):
+    real_only = [c for c in load_dataset(tiny_data) if c.label == 0]
+    with pytest.raises(DeepfakeAudioError, match="both"):
+        train(real_only, tmp_path / "m", settings=TrainSettings(augment_copies=0),
+              progress=False)
+
+
+def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, tmp_path):
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [*cli_commands["module"], "evaluate", str(tiny_data), "--model", str(tiny_model[0]),
+         "-q", "--json", str(report)],
+        capture_output=True, text=True, env=cli_env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"^EER: (\d+\.\d+)%$", proc.stdout, re.MULTILINE)
+    assert match, proc.stdout
+    assert float(match.group(1)) <= 10.0
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["model"] == "tiny-test"
+    assert data["summary"]["n"] == 24
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_equal_error_rate_separable():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([-3.0, -2.0, -1.5, -1.0, 1.0, 1.5, 2.0, 3.0])
+    eer, threshold = equal_error_rate(labels, scores)
+    assert eer == 0.0
+    assert -1.0 < threshold <= 1.0
+
+
+def test_equal_error_rate_one_error_each_side():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])
+    eer, threshold = equal_error_rate(labels, scores)
+    assert eer == pytest.approx(0.25)
+    assert threshold == pytest.approx(0.6)
+
+
+def test_equal_error_rate_inverted_and_degenerate():
+    labels = np.array([0, 0, 1, 1])
+    assert equal_error_rate(labels, np.array([2.0, 1.0, -1.0, -2.0]))[0] == 1.0
+    eer, threshold = equal_error_rate(np.array([1, 1, 1]), np.array([0.1, 0.2, 0.3]))
+    assert np.isnan(eer) and np.isnan(threshold)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+@pytest.mark.parametrize("kind", AUGMENTATIONS)
+@pytest.mark.parametrize("sr", [16000, 22050])
+def test_augment_keeps_length_and_finiteness(gen, kind, sr):
+    y = gen.speechlike(sr, 1.3, seed=11).astype(np.float32)
+    out = augment(y, sr, kind, np.random.default_rng(0))
+    assert out.shape == y.shape
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all()
+    assert 0.05 < np.max(np.abs(out)) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("kind", AUGMENTATIONS)
+def test_augment_is_seeded(gen, kind):
+    y = gen.speechlike(16000, 1.0, seed=12).astype(np.float32)
+    first = augment(y, 16000, kind, np.random.default_rng(7))
+    second = augment(y, 16000, kind, np.random.default_rng(7))
+    np.testing.assert_array_equal(first, second)
+
+
+def test_augment_changes_the_signal(gen):
+    y = gen.speechlike(16000, 1.0, seed=13).astype(np.float32)
+    for kind in AUGMENTATIONS[1:]:
+        out = augment(y, 16000, kind, np.random.default_rng(1))
+        normalised = out / np.max(np.abs(out)) * np.max(np.abs(y))
+        assert not np.allclose(normalised, y, atol=1e-3), kind
+
+
+def test_augment_rejects_unknown_kind(gen):
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(gen.tone(16000).astype(np.float32), 16000, "telephone", np.random.default_rng())
