@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
     train.add_argument("-o", "--output", required=env("output") is None, default=env("output"),
                        metavar="DIR", help="where to write the model")
-    train.add_argument("--C", type=float, default=env("c", "10.0"), help="SVM C")
+    train.add_argument("--C", type=float, default=env("c", "3.0"), help="SVM C")
     train.add_argument("--augment", type=int, default=env("augment", "1"),
                        help="augmented copies per clip")
     train.add_argument("--seed", type=int, default=env("seed", "0"))

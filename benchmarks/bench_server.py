@@ -1,0 +1,290 @@
+#!/usr/bin/env python
+"""Server throughput and latency benchmark (prints the table quoted in docs/server.md).
+
+    python benchmarks/bench_server.py [--seconds 5] [--workers 1] [--concurrency 1 8 16]
+
+Starts a real ``deepfake-audio serve`` on 127.0.0.1 (a free port), then for HTTP
+(``POST /analyze``) and WebSocket (``/ws``) and each concurrency level keeps that
+many requests in flight with 5 s, 16 kHz, 16-bit WAV clips for ``--seconds`` and
+reports analyses/s and p50/p99 latency. While the highest HTTP level runs, a
+separate process probes ``GET /health/live`` every 20 ms and its p99 is reported.
+
+The load generator is deliberately light (asyncio with a hand-written HTTP/1.1
+keep-alive client; the ``websockets`` client for WS) because it shares the CPUs
+with the server on the same machine. Everything stays on loopback and is bounded
+in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16_000
+BOUNDARY = "benchboundary7f3a"
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    voice = sum(np.sin(k * phase) / k for k in range(1, 20))
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 0.5
+    y = 0.2 * voice * envelope + 0.003 * rng.standard_normal(len(t))
+    return (y / np.max(np.abs(y)) * 0.8).astype(np.float32)
+
+
+def wav_bytes(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, speech_like(seconds), SR, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- load generators
+
+
+def http_request(port: int, audio: bytes) -> bytes:
+    part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n")
+    body = part.encode() + audio + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (f"POST /analyze HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+@dataclass
+class RunResult:
+    completed: int
+    errors: int
+    elapsed: float
+    latencies: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.completed / self.elapsed
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
+
+
+async def _drive(concurrency: int, seconds: float, warmup: float,
+                 make_worker: Callable[[], Callable[[], object]]) -> RunResult:
+    latencies: list[float] = []
+    counts = {"ok": 0, "err": 0}
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
+
+    async def loop() -> None:
+        step = await make_worker()  # type: ignore[misc]
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            ok = await step()
+            t1 = time.perf_counter()
+            if t0 >= measure_from and t1 <= stop_at:
+                latencies.append(t1 - t0)
+                counts["ok" if ok else "err"] += 1
+
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return RunResult(counts["ok"], counts["err"], seconds, latencies)
+
+
+def run_http(port: int, audio: bytes, concurrency: int, seconds: float, warmup: float) -> RunResult:
+    request = http_request(port, audio)
+
+    async def make_worker() -> Callable[[], object]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def step() -> bool:
+            writer.write(request)
+            status, _ = await read_response(reader)
+            return status == 200
+
+        return step
+
+    return asyncio.run(_drive(concurrency, seconds, warmup, make_worker))  # type: ignore[arg-type]
+
+
+def run_ws(port: int, audio: bytes, concurrency: int, seconds: float, warmup: float) -> RunResult:
+    from websockets.asyncio.client import connect
+
+    message = json.dumps({"audio_data": base64.b64encode(audio).decode(), "file_type": ".wav"})
+
+    async def make_worker() -> Callable[[], object]:
+        ws = await connect(f"ws://127.0.0.1:{port}/ws", max_size=None, compression=None)
+
+        async def step() -> bool:
+            await ws.send(message)
+            return "error" not in json.loads(await ws.recv())
+
+        return step
+
+    return asyncio.run(_drive(concurrency, seconds, warmup, make_worker))  # type: ignore[arg-type]
+
+
+def probe_health(port: int, seconds: float, interval: float, out: Connection) -> None:
+    """Separate process: GET /health/live on a keep-alive socket, latencies back via ``out``."""
+    request = f"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    latencies = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            sock.sendall(request)
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            reader.read(length)
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(interval)
+    out.send(latencies)
+    out.close()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live descendants (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, frontier = 0.0, {pid}
+    while frontier:
+        total += sum(stats[p][1] for p in frontier if p in stats)
+        frontier = {p for p, (ppid, _) in stats.items() if ppid in frontier}
+    return total
+
+
+def start_server(port: int, workers: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFAKE_AUDIO_")}
+    env.update({"DEEPFAKE_AUDIO_MAX_QUEUE": "256", "DEEPFAKE_AUDIO_LOG_LEVEL": "warning",
+                "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "0", **extra_env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepfake_audio", "serve", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server not ready after 60 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--clip-seconds", type=float, default=5.0)
+    parser.add_argument("--max-concurrency", default="",
+                        help="DEEPFAKE_AUDIO_MAX_CONCURRENCY for the server (default: CPUs)")
+    args = parser.parse_args(argv)
+
+    audio = wav_bytes(args.clip_seconds)
+    port = free_port()
+    extra = {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": args.max_concurrency} if args.max_concurrency else {}
+    proc = start_server(port, args.workers, extra)
+    rows = []
+    health: list[float] = []
+    try:
+        for transport, runner in (("HTTP", run_http), ("WS", run_ws)):
+            for level in args.concurrency:
+                probe = None
+                if transport == "HTTP" and level == max(args.concurrency):
+                    recv, send = mp.Pipe(duplex=False)
+                    probe = mp.Process(target=probe_health,
+                                       args=(port, args.seconds + args.warmup, 0.02, send))
+                    probe.start()
+                cpu_before = cpu_seconds(proc.pid)
+                result = runner(port, audio, level, args.seconds, args.warmup)
+                cpu = cpu_seconds(proc.pid) - cpu_before
+                if probe is not None:
+                    health = recv.recv()
+                    probe.join()
+                total = result.completed * (args.seconds + args.warmup) / args.seconds
+                rows.append((transport, level, result, cpu * 1000 / max(total, 1)))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"\n{args.clip_seconds:g} s WAV clips, {cpus} CPUs, {args.workers} worker(s), "
+          f"{args.seconds:g} s per cell (load generator on the same machine)\n")
+    print(f"| {'transport':9} | {'concurrency':>11} | {'analyses/s':>10} | {'p50 ms':>7} |"
+          f" {'p99 ms':>7} | {'errors':>6} | {'server CPU ms/analysis':>22} |")
+    print(f"|{'-' * 11}|{'-' * 12}:|{'-' * 11}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:|{'-' * 23}:|")
+    for transport, level, r, cpu_ms in rows:
+        print(f"| {transport:9} | {level:>11} | {r.throughput:>10.1f} | {r.pct(0.5) * 1000:>7.1f} |"
+              f" {r.pct(0.99) * 1000:>7.1f} | {r.errors:>6} | {cpu_ms:>22.2f} |")
+    if health:
+        health.sort()
+        p99 = health[min(len(health) - 1, int(0.99 * len(health)))]
+        print(f"\nGET /health/live during HTTP concurrency {max(args.concurrency)}: "
+              f"{len(health)} probes, p50 {statistics.median(health) * 1000:.1f} ms, "
+              f"p99 {p99 * 1000:.1f} ms, max {health[-1] * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

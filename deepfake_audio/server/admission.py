@@ -1,0 +1,132 @@
+"""Admission control: a bounded number of analyses in flight plus a bounded queue.
+
+CPU-bound analyses run in worker threads (never on the event loop) behind an
+anyio :class:`~anyio.CapacityLimiter` of ``concurrency`` tokens; at most ``queue``
+more may wait for a token. Anything beyond is refused at once with
+:class:`ServerBusy` (HTTP 429), which keeps latency bounded under overload
+instead of letting a backlog grow without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+class ServerBusy(Exception):
+    """Every analysis slot and every queue place is taken."""
+
+
+class AnalysisTimeout(Exception):
+    """An analysis (queueing included) took longer than the configured timeout."""
+
+
+class _Job:
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = False
+
+
+class Admission:
+    """Run blocking callables in threads with bounded concurrency and queue.
+
+    Parameters
+    ----------
+    concurrency : int
+        Callables running at once (threads busy).
+    queue : int
+        Callables allowed to wait for a free thread before :class:`ServerBusy`.
+    timeout_s : float
+        Longest :meth:`run` waits for a result before :class:`AnalysisTimeout`.
+
+    Notes
+    -----
+    Create it inside the running event loop (anyio limiters bind to it). A job
+    that has started in its thread is never abandoned early: on timeout or client
+    disconnect the caller gets its answer at once, but the slot stays taken until
+    the thread is done, so ``concurrency`` is a true bound on CPU work.
+    """
+
+    def __init__(self, concurrency: int, queue: int, timeout_s: float) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.concurrency = concurrency
+        self.queue = queue
+        self.timeout_s = timeout_s
+        self._slots = anyio.CapacityLimiter(concurrency)
+        # A second limiter for to_thread itself: always free while we hold a slot, but it
+        # keeps our threads off anyio's default 40-token limiter shared with Starlette.
+        self._threads = anyio.CapacityLimiter(concurrency)
+        self._pending = 0  # running + waiting; touched only from the event loop thread
+
+    @property
+    def pending(self) -> int:
+        """Analyses admitted and not finished (running or queued)."""
+        return self._pending
+
+    @property
+    def running(self) -> int:
+        return int(self._slots.borrowed_tokens)
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self._pending - self.running)
+
+    def full(self) -> bool:
+        """True when a new job would be refused."""
+        return self._pending >= self.concurrency + self.queue
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func(*args)`` in a worker thread once a slot is free.
+
+        Raises
+        ------
+        ServerBusy
+            No slot and no queue place is free.
+        AnalysisTimeout
+            No result within ``timeout_s``.
+        """
+        if self.full():
+            raise ServerBusy
+        self._pending += 1
+        job = _Job()
+        task = asyncio.ensure_future(self._execute(job, func, args))
+        task.add_done_callback(_consume)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except asyncio.TimeoutError:
+            self._abandon(job, task)
+            raise AnalysisTimeout from None
+        except asyncio.CancelledError:
+            self._abandon(job, task)
+            raise
+
+    @staticmethod
+    def _abandon(job: _Job, task: asyncio.Future[Any]) -> None:
+        # Still queued: give the place back. Already running: let the thread finish
+        # while still holding its slot (a thread cannot be interrupted).
+        if not job.started:
+            task.cancel()
+
+    async def _execute(self, job: _Job, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            async with self._slots:
+                job.started = True  # set with no await after acquiring: race-free
+                return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+        finally:
+            self._pending -= 1
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned task's outcome so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        with contextlib.suppress(BaseException):
+            task.exception()

@@ -1,0 +1,59 @@
+"""``deepfake-audio serve``: run the API under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging.config
+import math
+import os
+import sys
+from typing import Any
+
+import uvicorn
+
+from .app import create_app, load_detector
+from .logs import log_config
+from .settings import Settings
+
+APP_FACTORY = "deepfake_audio.server.app:create_app"
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for :func:`uvicorn.run` derived from ``settings``."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": log_config(settings.log_level, settings.log_format),
+        "log_level": settings.log_level.lower(),
+        # Our middleware logs each request without the query string (which may hold
+        # the API key); uvicorn's access line would print it.
+        "access_log": False,
+        "ws_max_size": settings.ws_max_message_bytes,
+        "timeout_graceful_shutdown": math.ceil(settings.graceful_timeout_s),
+        "server_header": False,
+    }
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Start the server with the ``serve`` sub-command's options; returns an exit code.
+
+    The model is loaded once before listening so a broken model fails fast with
+    exit code 4 (raised as :class:`~deepfake_audio.exceptions.ModelLoadError`).
+    With ``--workers N > 1`` uvicorn imports :data:`APP_FACTORY` in each worker
+    process and the settings travel as ``DEEPFAKE_AUDIO_*`` variables.
+    """
+    try:
+        settings = Settings.from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = uvicorn_options(settings)
+    logging.config.dictConfig(options["log_config"])
+    detector = load_detector(settings)
+    if settings.workers > 1:
+        os.environ.update(settings.to_env())
+        del detector  # each worker loads its own copy
+        uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)
+    else:
+        uvicorn.run(create_app(settings, detector=detector), **options)
+    return 0

@@ -1,0 +1,146 @@
+"""Shared helpers for the server and client tests (no tests in here).
+
+:class:`ServerProcess` starts a real ``deepfake-audio serve`` on 127.0.0.1 and a
+free port, waits for ``/health/ready`` and stops it again; the ``*_bytes``
+helpers generate test audio with numpy + soundfile.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+REAL_CLIP = DATA / "real_librispeech.flac"
+FAKE_CLIP = DATA / "fake_espeak.wav"
+SR = 16_000
+READY_TIMEOUT_S = 45.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tone(seconds: float, sr: int = SR, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
+    """A vibrato tone with a little noise: plenty for plumbing tests."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = amplitude * np.sin(2 * np.pi * (180 + 20 * np.sin(2 * np.pi * 3 * t)) * t)
+    return (y + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def encode(samples: np.ndarray, sr: int = SR, fmt: str = "WAV",
+           subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sr, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def wav_bytes(seconds: float, sr: int = SR, seed: int = 0) -> bytes:
+    return encode(tone(seconds, sr, seed), sr, "WAV", "PCM_16")
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def clip(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"test clip {path} is not there")
+    return path
+
+
+class ServerProcess:
+    """A ``deepfake-audio serve`` subprocess on a free loopback port.
+
+    Parameters
+    ----------
+    env : dict
+        ``DEEPFAKE_AUDIO_*`` settings; inherited ``DEEPFAKE_AUDIO_*`` variables are dropped
+        so the developer's environment cannot leak into a test.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFAKE_AUDIO_")}
+        clean.update({"PYTHONUNBUFFERED": "1", "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "0",
+                      "DEEPFAKE_AUDIO_LOG_LEVEL": "info"})
+        clean.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deepfake_audio", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port), *(args or [])],
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=clean,
+        )
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # SIGINT skips the SIGTERM drain delay
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return int(self.proc.returncode)
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def start_servers(*configs: dict[str, str]) -> list[ServerProcess]:
+    """Start several servers at once (startup is mostly imports: overlap it)."""
+    servers = [ServerProcess(cfg) for cfg in configs]
+    try:
+        for server in servers:
+            server.wait_ready()
+    except Exception:
+        for server in servers:
+            server.close()
+        raise
+    return servers
