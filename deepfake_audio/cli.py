@@ -161,7 +161,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import training
 
-    clips = [clip for data in args.data for clip in training.load_dataset(data)]
+    clips = [clip for data in args.data for clip in training.load_dataset(data)
+             if clip.generator not in args.exclude_generator]
     settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed)
     metadata = training.train(
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,
@@ -203,6 +204,11 @@ def cmd_remote(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _env_list(name: str) -> list[str]:
+    value = env(name)
+    return [item.strip() for item in value.split(",") if item.strip()] if value else []
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -257,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write a ROC/DET plot (needs matplotlib)")
     evaluate.add_argument("--json", metavar="FILE", default=env("json_out"),
                           help="also write all figures as JSON")
+    evaluate.add_argument("--exclude-generator", action="append", metavar="NAME",
+                          default=_env_list("exclude_generator"),
+                          help="leave out clips of this generator (repeatable)")
     evaluate.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     model_options(evaluate)
@@ -275,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache", metavar="DIR", default=env("cache"),
                        help="cache window features here between runs")
     train.add_argument("--model-id", default=env("model_id"))
+    train.add_argument("--exclude-generator", action="append", metavar="NAME",
+                       default=_env_list("exclude_generator"),
+                       help="leave out clips of this generator (repeatable)")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 

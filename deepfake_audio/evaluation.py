@@ -113,7 +113,9 @@ def _plot(path: str, labels: np.ndarray, scores: np.ndarray, title: str) -> None
 
 
 def run_evaluation(args: argparse.Namespace) -> int:
-    clips = [clip for data in args.data for clip in training.load_dataset(data)]
+    excluded = set(getattr(args, "exclude_generator", None) or ())
+    clips = [clip for data in args.data for clip in training.load_dataset(data)
+             if clip.generator not in excluded]
     labels = np.array([c.label for c in clips])
     report: dict[str, Any] = {"protocol": args.protocol, "data": args.data}
     if args.protocol == "model":

@@ -24,10 +24,12 @@ import numpy as np
 
 MAIN_KIND = "cepstral-v1"
 LEGACY_KIND = "legacy-mfcc-mean"
-ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral")
+ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
 _EPS = 1e-10
 _FRAME_CHUNK = 4096  # frames per FFT batch: bounds peak memory on long files
 _MIN_ACTIVE_FRAMES = 10
+_PHASE_NAMES = ("phase_dev_low", "phase_dev_high", "phase_dev_low_spread",
+                "phase_dev_high_spread")
 _SPECTRAL_NAMES = (
     "flatness", "flatness_high", "high_band_ratio_db", "fine_structure_low",
     "fine_structure_high", "flux", "rolloff",
@@ -224,14 +226,45 @@ def _frames(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     )
 
 
-def _power(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    spec = np.fft.rfft(frames * _analysis_window(config.win_length, config.n_fft), axis=1)
+def _stft(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    return np.fft.rfft(frames * _analysis_window(config.win_length, config.n_fft), axis=1)
+
+
+def _power(spec: np.ndarray) -> np.ndarray:
     return (spec.real**2 + spec.imag**2).astype(np.float32)
 
 
 def power_spectrogram(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Power STFT, ``(n_frames, n_fft // 2 + 1)``, frames centred like librosa (zero padding)."""
-    return _power(_frames(samples, config), config)
+    return _power(_stft(_frames(samples, config), config))
+
+
+def phase_deviation(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Per-frame phase-advance deviation, ``(n_frames, 4)`` (first frame: zeros).
+
+    For a steady partial in bin k the phase advances by ``2*pi*k*hop/n_fft`` per
+    hop. Natural speech, vocoders (which invent phase) and phase reconstruction
+    (Griffin-Lim, WORLD) depart from that in different ways. Per band (below /
+    above ``high_band_hz``) we take the magnitude-weighted mean absolute wrapped
+    deviation and its weighted spread.
+    """
+    out = np.zeros((len(spec), len(_PHASE_NAMES)), dtype=np.float32)
+    if len(spec) < 2:
+        return out
+    n_bins = spec.shape[1]
+    expected = np.exp(-2j * np.pi * np.arange(n_bins) * config.hop_length / config.n_fft)
+    cross = spec[1:] * np.conj(spec[:-1]) * expected
+    deviation = np.abs(np.angle(cross))
+    weight = np.abs(cross)
+    high = round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
+    for column, band in enumerate((slice(2, high), slice(high, n_bins - 1))):
+        w = weight[:, band] + _EPS
+        d = deviation[:, band]
+        mean = (w * d).sum(axis=1) / w.sum(axis=1)
+        spread = np.sqrt((w * (d - mean[:, None]) ** 2).sum(axis=1) / w.sum(axis=1))
+        out[1:, column] = mean
+        out[1:, column + 2] = spread
+    return out
 
 
 def cepstra(power: np.ndarray, filterbank: np.ndarray, n_coeffs: int) -> np.ndarray:
@@ -310,12 +343,12 @@ def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarr
     mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
     lin = linear_filterbank(config.sample_rate, config.n_fft, config.n_linear)
     frames = _frames(samples, config)
-    energy, mfcc, lfcc, spectral = [], [], [], []
-    previous_log: np.ndarray | None = None
+    energy, mfcc, lfcc, spectral, phase = [], [], [], [], []
     for start in range(0, len(frames), _FRAME_CHUNK):
-        # One frame of overlap so spectral flux is continuous across chunks.
+        # One frame of overlap so flux and phase advance are continuous across chunks.
         first = max(start - 1, 0)
-        power = _power(frames[first : start + _FRAME_CHUNK], config)
+        spec = _stft(frames[first : start + _FRAME_CHUNK], config)
+        power = _power(spec)
         own = power[start - first :]
         energy.append(10 * np.log10(own.sum(axis=1) + _EPS))
         if want_mfcc:
@@ -323,11 +356,9 @@ def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarr
         if want_lfcc:
             lfcc.append(cepstra(own, lin, config.n_lfcc)[:, 1:])
         if "spectral" in groups:
-            measures = spectral_measures(power, config)[start - first :]
-            if previous_log is None:
-                measures[0, _SPECTRAL_NAMES.index("flux")] = 0.0
-            spectral.append(measures)
-            previous_log = power[-1]
+            spectral.append(spectral_measures(power, config)[start - first :])
+        if "phase" in groups:
+            phase.append(phase_deviation(spec, config)[start - first :])
     columns: list[np.ndarray] = []
     if want_mfcc:
         mfcc_all = np.concatenate(mfcc)
@@ -344,6 +375,8 @@ def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarr
             columns.append(deltas(lfcc_all, config.delta_width))
     if spectral:
         columns.append(np.concatenate(spectral))
+    if phase:
+        columns.append(np.concatenate(phase))
     return np.concatenate(columns, axis=1), np.concatenate(energy)
 
 
@@ -365,6 +398,8 @@ def feature_names(config: FeatureConfig) -> list[str]:
         frame += [f"d_{n}" for n in lfcc]
     if "spectral" in groups:
         frame += list(_SPECTRAL_NAMES)
+    if "phase" in groups:
+        frame += list(_PHASE_NAMES)
     names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
     if not config.cepstral_means:
         names = [n for n in names if not _is_cepstral_mean(n)]

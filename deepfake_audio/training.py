@@ -322,10 +322,15 @@ def clip_scores(classifier: Any, scaler: Any, table: FeatureTable, rows: np.ndar
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Platt scaling: ``p(deepfake) = 1 / (1 + exp(a * score + b))``."""
+    """Platt scaling: ``p(deepfake) = 1 / (1 + exp(a * score + b))``.
+
+    Classes are weighted equally, so the probability assumes even odds of real and
+    fake rather than the training corpus's mix, and p = 0.5 sits where both error
+    rates balance.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=1e4).fit(scores.reshape(-1, 1), labels)
+    lr = LogisticRegression(C=1e4, class_weight="balanced").fit(scores.reshape(-1, 1), labels)
     return -float(lr.coef_[0, 0]), -float(lr.intercept_[0])
 
 
@@ -449,7 +454,14 @@ def per_group_table(clips: Sequence[Clip], scores: np.ndarray, threshold: float,
 
 def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
                      n_bins: int = 10) -> list[dict[str, float]]:
-    """Calibration table: per probability bin, mean predicted vs. observed deepfake share."""
+    """Calibration table: per probability bin, mean predicted vs. observed deepfake share.
+
+    Clips are weighted so both classes count equally, matching the even-odds prior
+    the calibration assumes (see :func:`fit_platt`).
+    """
+    labels = np.asarray(labels, dtype=float)
+    class_weight = np.where(labels == 1, 0.5 / max(labels.sum(), 1),
+                            0.5 / max((1 - labels).sum(), 1))
     edges = np.linspace(0, 1, n_bins + 1)
     which = np.clip(np.digitize(probabilities, edges) - 1, 0, n_bins - 1)
     rows = []
@@ -459,7 +471,8 @@ def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
             rows.append({"low": float(edges[b]), "high": float(edges[b + 1]),
                          "n": int(members.sum()),
                          "predicted": float(probabilities[members].mean()),
-                         "observed": float(labels[members].mean())})
+                         "observed": float(np.average(labels[members],
+                                                      weights=class_weight[members]))})
     return rows
 
 

@@ -34,25 +34,39 @@ VARIANTS: dict[str, dict] = {
     "mfcc+delta": {"groups": ("mfcc", "mfcc_delta")},
     "lfcc+delta": {"groups": ("lfcc", "lfcc_delta")},
     "mfcc+lfcc": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta")},
-    "all": {"groups": ALL_GROUPS},
-    "all-no-cepstral-means": {"groups": ALL_GROUPS, "cepstral_means": False},
-    "all-no-augment": {"groups": ALL_GROUPS, "augment": False},
+    "+spectral": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral")},
+    "+phase (default)": {"groups": ALL_GROUPS},
+    "default, no cepstral means": {"groups": ALL_GROUPS, "cepstral_means": False},
+    "default, no augmentation": {"groups": ALL_GROUPS, "augment": False},
+    "default, no balancing": {"groups": ALL_GROUPS, "balance": False},
+    "default, C=10 gamma=scale": {"groups": ALL_GROUPS, "C": 10.0, "gamma": "scale"},
+    "default + griffinlim data": {"groups": ALL_GROUPS, "with_griffinlim": True},
 }
+EXCLUDED_GENERATORS = ("griffinlim",)
 
 
 def is_vocoder(family: str) -> bool:
     return any(v in family for v in VOCODERS)
 
 
-def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, plain, settings,
-                threshold_mode: str, jobs: int) -> dict:
+def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, settings,
+                jobs: int) -> dict:
     config = replace(FeatureConfig(), groups=tuple(spec["groups"]),
                      cepstral_means=spec.get("cepstral_means", True))
     all_names = feature_names(FeatureConfig())
     wanted = set(feature_names(config))
-    columns = [i for i, n in enumerate(all_names) if n in wanted]
-    source = full if spec.get("augment", True) else plain
-    table = training.FeatureTable(source.matrix[:, columns], source.clip_index, source.augmented)
+    columns = np.array([i for i, n in enumerate(all_names) if n in wanted])
+    keep_clip = np.array([spec.get("with_griffinlim", False)
+                          or c.generator not in EXCLUDED_GENERATORS for c in clips])
+    keep_row = keep_clip[full.clip_index]
+    if not spec.get("augment", True):
+        keep_row &= ~full.augmented
+    new_index = np.cumsum(keep_clip) - 1
+    table = training.FeatureTable(full.matrix[keep_row][:, columns],
+                                  new_index[full.clip_index[keep_row]], full.augmented[keep_row])
+    clips = [c for c, k in zip(clips, keep_clip, strict=True) if k]
+    settings = replace(settings, balance=spec.get("balance", settings.balance),
+                       C=spec.get("C", settings.C), gamma=spec.get("gamma", settings.gamma))
     labels = np.array([c.label for c in clips])
     folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
     oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=False)
@@ -98,21 +112,18 @@ def main() -> int:
     full = training.extract_dataset(clips, FeatureConfig(), augment_copies=settings.augment_copies,
                                     max_windows=settings.max_windows, seed=settings.seed,
                                     jobs=args.jobs, cache_dir=Path(args.cache))
-    plain_rows = ~full.augmented
-    plain = training.FeatureTable(full.matrix[plain_rows], full.clip_index[plain_rows],
-                                  full.augmented[plain_rows])
     results = []
-    header = (f"{'variant':<16} {'dims':>5} {'spk-CV EER':>10} {'LOGO EER':>9}"
+    header = (f"{'variant':<28} {'dims':>5} {'spk-CV EER':>10} {'LOGO EER':>9}"
               f" {'worst voc.':>10} {'mean voc.':>9} {'LOCO real':>9}")
     print(header)
     for name in args.variants.split(","):
-        r = run_variant(name, VARIANTS[name], clips, full, plain, settings, "platt", args.jobs)
+        r = run_variant(name, VARIANTS[name], clips, full, settings, args.jobs)
         results.append(r)
-        print(f"{name:<16} {r['dims']:>5} {r['speaker_cv_eer'] * 100:9.1f}%"
+        print(f"{name:<28} {r['dims']:>5} {r['speaker_cv_eer'] * 100:9.1f}%"
               f" {r['logo_pooled_eer'] * 100:8.1f}% {r['logo_worst_vocoder_eer'] * 100:9.1f}%"
               f" {r['logo_mean_vocoder_eer'] * 100:8.1f}% {r['loco_real_called_real'] * 100:8.1f}%",
               flush=True)
-    best = results[-1] if len(results) == 1 else min(results, key=lambda r: r["logo_pooled_eer"])
+    best = next((r for r in results if r["variant"] == "+phase (default)"), results[0])
     print()
     print(training.format_table(best["per_family"], f"per family, LOGO ({best['variant']})"))
     print()

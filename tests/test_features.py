@@ -203,7 +203,11 @@ def test_extract_shape_matches_feature_names(cfg, clip):
 
 
 def test_default_config_matches_bundled_model_width(config):
-    assert len(feature_names(config)) == 204
+    from deepfake_audio.model import DEFAULT_MODEL_DIR
+
+    stored = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert FeatureConfig.from_dict(stored["features"]) == config
+    assert feature_names(config) == stored["feature_names"]
 
 
 def test_extract_spans_cover_the_clip(config, gen):
