@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate extra, reproducible training data for the deepfake-audio detector.
 
-Two kinds of synthetic (label ``fake``) speech are written under ``--out``:
+Two kinds of synthetic (label ``fake``) speech and one of genuine speech are written
+under ``--out``:
 
 1. **Matched resyntheses of genuine corpus clips** (``fake/resynth/<source>/<generator>/``).
    A deterministic subset of the genuine clips listed in the training manifest
@@ -27,6 +28,11 @@ Two kinds of synthetic (label ``fake``) speech are written under ``--out``:
    (kal, kal16, awb, rms, slt) and festival ``text2wave`` (kal_diphone), with seeded
    rate/pitch variation, speaking sentences written for this script. A seeded third of
    these clips is resampled (soxr HQ) to 8, 11.025 or 22.05 kHz so that rates are mixed.
+
+3. **8 kHz copies of genuine sentence-length clips** (``real/tel8k/<source>/``, label
+   ``real``, ``source`` = ``<source>-tel8k``): the same genuine subset (all but FSDD,
+   which is 8 kHz already) resampled to 8 kHz, so that telephone-band speech is not
+   a cue that only fakes carry (the shared corpus has 8 kHz fakes in ``fake/tel8k``).
 
 ``manifest.csv`` in ``--out`` uses the columns of the shared training manifest
 (``path,label,source,generator,speaker,samplerate,seconds,licence``), with paths
@@ -111,6 +117,11 @@ RESYNTH_LICENCE: dict[str, str] = {
     "hifitts": "derived:CC-BY-4.0 (Hi-Fi TTS via NVIDIA/BigVGAN demo)",
 }
 F0_SHIFT_FACTORS = (0.85, 0.9, 1.1, 1.15, 1.2)
+# 8 kHz copies of genuine sentence-length clips: the shared corpus has 8 kHz fakes
+# (fake/tel8k) but only digit-length genuine 8 kHz speech (FSDD), which teaches
+# "telephone-band sentence = fake".
+TEL_RATE = 8000
+TEL_SOURCES = ("librispeech", "vctk", "ljspeech", "libritts", "hifitts")
 
 # --- TTS ------------------------------------------------------------------------------
 ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc")
@@ -197,6 +208,7 @@ class Output:
     generator: str
     speaker: str
     licence: str
+    label: str = "fake"
 
 
 @dataclass(frozen=True)
@@ -301,7 +313,7 @@ def _row(out_dir: Path, o: Output) -> dict[str, str]:
     info = sf.info(str(out_dir / o.rel))
     return {
         "path": o.rel,
-        "label": "fake",
+        "label": o.label,
         "source": o.source,
         "generator": o.generator,
         "speaker": o.speaker,
@@ -375,6 +387,11 @@ def run_resynth(job: ResynthJob, out_dir: Path) -> list[dict[str, str]]:
                 y = _griffinlim(x, sr, job.seed)
             elif o.generator == "mel-griffinlim":
                 y = _mel_griffinlim(x, sr, job.seed)
+            elif o.generator == "human":  # genuine speech, band-limited to 8 kHz
+                y = _fit_length(soxr.resample(x, sr, TEL_RATE, quality="HQ"),
+                                round(x.size * TEL_RATE / sr))
+                _write_atomic(out_dir / o.rel, _finalise(y, ref_rms), TEL_RATE)
+                continue
             elif o.generator in ("world", "world-f0shift"):
                 if world is None:
                     world = _world_analysis(x, sr)
@@ -488,6 +505,9 @@ def plan_resynth(data: Path, seed: int, limit: int | None) -> list[ResynthJob]:
                 name = f"{stem}{suffix}{ext}"
                 rel = f"fake/resynth/{source}/{gen}/{name}"
                 outs.append(Output(rel, source, gen, r["speaker"], licence))
+            if source in TEL_SOURCES:
+                outs.append(Output(f"real/tel8k/{source}/{stem}.wav", f"{source}-tel8k", "human",
+                                   r["speaker"], licence + " (8 kHz copy)", label="real"))
             cost = float(r["samplerate"]) * min(float(r["seconds"]), MAX_SECONDS)
             jobs.append(
                 ResynthJob(
