@@ -3,8 +3,8 @@
 
     python benchmarks/bench_core.py
 
-1. End-to-end real-time factor on one core: decode a 16 kHz WAV from bytes →
-   features → SVM → result, for 10 s and 60 s clips (best of several runs).
+1. End-to-end real-time factor on one core (one BLAS thread): decode a 16 kHz WAV
+   from bytes → features → SVM → result, for 10 s and 60 s clips (best of 7 runs).
 2. CLI cold start: wall time of ``deepfake-audio check`` on one 10 s file in a
    fresh process (median of 5).
 3. Peak memory (max RSS of a fresh process) analysing a 10-minute file.
@@ -44,8 +44,12 @@ def wav_bytes(seconds: float, sr: int = 16_000) -> bytes:
 
 
 def real_time_factor() -> None:
+    from threadpoolctl import threadpool_limits
+
     from deepfake_audio import Detector
 
+    # "Per core": one BLAS thread, so CPU time is not inflated by idle worker spinning.
+    threadpool_limits(1)
     detector = Detector()
     detector.warm_up()
     for seconds in (10, 60):

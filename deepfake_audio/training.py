@@ -340,6 +340,14 @@ def grouped_folds(clips: Sequence[Clip], n_folds: int, seed: int) -> np.ndarray:
 
     labels = np.array([c.label for c in clips])
     groups = np.array([c.speaker for c in clips])
+    # Each fold needs a group of each class; small datasets get fewer folds.
+    smallest = min(len(set(groups[labels == label].tolist())) for label in (0, 1))
+    if smallest < 2:
+        raise DeepfakeAudioError(
+            "need clips from at least 2 speakers (or files) of each class for held-out"
+            " calibration"
+        )
+    n_folds = min(n_folds, smallest)
     folds = np.zeros(len(clips), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(clips)), labels, groups)):

@@ -18,6 +18,7 @@ from deepfake_audio.training import (
     TrainSettings,
     augment,
     equal_error_rate,
+    grouped_folds,
     load_dataset,
     train,
 )
@@ -151,6 +152,23 @@ def test_training_needs_both_classes(tiny_data, tmp_path):
     with pytest.raises(DeepfakeAudioError, match="both"):
         train(real_only, tmp_path / "m", settings=TrainSettings(augment_copies=0),
               progress=False)
+
+
+def test_training_needs_two_speakers_per_class(tiny_data, tmp_path):
+    clips = load_dataset(tiny_data)
+    one_fake_speaker = [c for c in clips if c.label == 0 or c.speaker == "fake-spk0"]
+    with pytest.raises(DeepfakeAudioError, match="at least 2 speakers"):
+        train(one_fake_speaker, tmp_path / "m", settings=TrainSettings(augment_copies=0),
+              progress=False)
+
+
+def test_small_datasets_get_fewer_calibration_folds(tiny_data):
+    clips = [c for c in load_dataset(tiny_data) if c.speaker[-1] in "012"]  # 3 speakers/class
+    folds = grouped_folds(clips, 5, seed=0)
+    assert sorted(set(folds.tolist())) == [0, 1, 2]
+    for fold in range(3):
+        members = [c for c, f in zip(clips, folds, strict=True) if f == fold]
+        assert {c.label for c in members} == {0, 1}
 
 
 def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, tmp_path):
