@@ -36,11 +36,11 @@ VARIANTS: dict[str, dict] = {
     "mfcc+lfcc": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta")},
     "+spectral": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral")},
     "+phase (default)": {"groups": ALL_GROUPS},
-    "default, no cepstral means": {"groups": ALL_GROUPS, "cepstral_means": False},
-    "default, no augmentation": {"groups": ALL_GROUPS, "augment": False},
-    "default, no balancing": {"groups": ALL_GROUPS, "balance": False},
-    "default, C=10 gamma=scale": {"groups": ALL_GROUPS, "C": 10.0, "gamma": "scale"},
-    "default + griffinlim data": {"groups": ALL_GROUPS, "with_griffinlim": True},
+    "no cepstral means": {"groups": ALL_GROUPS, "cepstral_means": False},
+    "no augmentation": {"groups": ALL_GROUPS, "augment": False},
+    "no class/corpus balancing": {"groups": ALL_GROUPS, "balance": False},
+    "C=10, gamma=scale": {"groups": ALL_GROUPS, "C": 10.0, "gamma": "scale"},
+    "+ griffinlim data": {"groups": ALL_GROUPS, "with_griffinlim": True},
 }
 EXCLUDED_GENERATORS = ("griffinlim",)
 
@@ -99,7 +99,8 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--generated", default=str(ROOT / "build" / "generated"))
     parser.add_argument("--cache", default=str(ROOT / "build" / "feature-cache"))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=";".join(VARIANTS),
+                        help="';'-separated variant names")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", default=str(ROOT / "build" / "ablation.json"))
     args = parser.parse_args()
@@ -116,7 +117,7 @@ def main() -> int:
     header = (f"{'variant':<28} {'dims':>5} {'spk-CV EER':>10} {'LOGO EER':>9}"
               f" {'worst voc.':>10} {'mean voc.':>9} {'LOCO real':>9}")
     print(header)
-    for name in args.variants.split(","):
+    for name in args.variants.split(";"):
         r = run_variant(name, VARIANTS[name], clips, full, settings, args.jobs)
         results.append(r)
         print(f"{name:<28} {r['dims']:>5} {r['speaker_cv_eer'] * 100:9.1f}%"
