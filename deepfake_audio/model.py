@@ -278,7 +278,10 @@ def load_model(
     """
     path = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
     if not path.is_dir():
-        raise ModelLoadError(f"model directory not found: {path}")
+        raise ModelLoadError(
+            f"model directory not found: {path} (train one with 'deepfake-audio train DATA"
+            f" -o {path}', or leave the model unset to use the bundled default)"
+        )
     missing = [name for name in (MODEL_FILE, SCALER_FILE) if not (path / name).is_file()]
     if missing:
         raise ModelLoadError(f"model directory {path} lacks {', '.join(missing)}")
