@@ -227,10 +227,23 @@ def probe(source: AudioSource) -> AudioInfo:
             stream.close()
 
 
+# libsndfile messages that mislead when the input is an upload in memory, not a file.
+_CLEARER_MESSAGES = (
+    ("File does not exist or is not a regular file",
+     "truncated or corrupt data (no decodable audio frames)"),
+    ("SF_INFO struct incomplete",
+     "the header declares an impossible sample rate, channel count or sample format"),
+)
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libsndfile prefixes the (possibly huge) repr of the stream; keep its verdict only.
-    return text.rsplit(": ", 1)[-1] if "Error opening" in text else text
+    text = text.rsplit(": ", 1)[-1] if "Error opening" in text else text
+    for cryptic, clear in _CLEARER_MESSAGES:
+        if cryptic in text:
+            return clear
+    return text
 
 
 def _decode_mono(handle: sf.SoundFile, max_frames: int | None) -> np.ndarray:

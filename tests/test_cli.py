@@ -140,11 +140,6 @@ def test_threshold_environment_variable(cli_commands, cli_env, fake_clip):
     assert data["classification"] == "real"
 
 
-@pytest.mark.skip(reason="`serve` needs the [server] extra; covered by the server test suites")
-def test_serve_without_extra():  # pragma: no cover
-    pass
-
-
 # --------------------------------------------------------------------------- in-process
 # Same entry point (cli.main), without paying a Python start-up per case.
 

@@ -18,26 +18,34 @@ LOGGER_NAME = "deepfake_audio.server"
 logger = logging.getLogger(LOGGER_NAME)
 
 _SECRET_QUERY = re.compile(r"(?i)(api_key=)[^&\s\"']*")
+# At DEBUG, uvicorn's WebSocket protocol logs every handshake header ("< x-api-key: …").
+_SECRET_HEADER = re.compile(r"(?i)\b((?:x-api-key|authorization|proxy-authorization|cookie)"
+                            r"\s*:\s*)[^\r\n\"]*")
 #: Attributes every LogRecord has; anything else was passed as ``extra``.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName", "color_message"}
 
 
 def redact(text: str) -> str:
-    """Mask ``api_key=`` query values in ``text``."""
-    return _SECRET_QUERY.sub(r"\1***", text)
+    """Mask ``api_key=`` query values and API-key / credential header values in ``text``."""
+    return _SECRET_HEADER.sub(r"\1***", _SECRET_QUERY.sub(r"\1***", text))
 
 
 class RedactFilter(logging.Filter):
-    """Rewrite records whose rendered message contains an ``api_key=`` value."""
+    """Rewrite records whose rendered message carries an ``api_key=`` value or a
+    credential header (``X-API-Key``, ``Authorization``, ``Cookie``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is not ours to fix
             return True
-        if "api_key=" in message.lower():
-            record.msg, record.args = redact(message), None
+        lowered = message.lower()
+        if any(marker in lowered for marker in ("api_key=", "api-key", "authorization",
+                                                "cookie")):
+            redacted = redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
         return True
 
 

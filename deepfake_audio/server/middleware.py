@@ -74,6 +74,20 @@ async def deny_websocket(scope: Scope, send: Send, status: int, body: dict[str, 
         await send({"type": "websocket.close", "code": 1008, "reason": body["error"][:120]})
 
 
+async def close_websocket(receive: Receive, send: Send, reason: str) -> None:
+    """Accept a WebSocket handshake and close it at once with 1008 and ``reason``.
+
+    For browsers: a refused handshake only shows as code 1006 with no reason (the
+    HTTP status is hidden from scripts), while a 1008 close carries the reason to
+    ``onclose``. Nothing is read from the connection, so nothing is decoded.
+    """
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+
+
 def _route_label(scope: Scope, known: frozenset[str]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -193,7 +207,13 @@ class AccessMiddleware:
     """Optional API key on HTTP and WebSocket; ``Origin`` allow-list on WebSocket handshakes.
 
     Browsers do not apply CORS to WebSockets, so without this check any web page
-    could open ``/ws`` on a user's behalf (cross-site WebSocket hijacking).
+    could open ``/ws`` on a user's behalf (cross-site WebSocket hijacking). A
+    disallowed ``Origin`` is refused at the handshake (403). A missing or wrong key is
+    refused with HTTP 401 for non-browser clients (no ``Origin``), and for browsers
+    (allowed ``Origin``) by accepting the handshake and closing at once with 1008
+    "invalid or missing API key", the only way a page's ``onclose`` learns why.
+    Either way no message is read, so nothing is ever decoded for an unauthorised
+    client.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
@@ -242,7 +262,12 @@ class AccessMiddleware:
                     "origin not allowed", "add it to DEEPFAKE_AUDIO_CORS_ORIGINS"))
                 return
             if not self.key_ok(scope):
-                await deny_websocket(scope, send, 401, error_body("invalid or missing API key"))
+                if _header(scope, b"origin") is not None:
+                    # A browser (its Origin was allowed above): let the page see why.
+                    await close_websocket(receive, send, "invalid or missing API key")
+                else:
+                    await deny_websocket(scope, send, 401,
+                                         error_body("invalid or missing API key"))
                 return
         await self.app(scope, receive, send)
 
