@@ -125,10 +125,11 @@ def test_liveness_stays_fast_while_cpus_are_saturated(servers: tuple[ServerProce
     p95 = latencies[int(0.95 * len(latencies)) - 1]
     summary = (f"p95 {p95 * 1000:.1f} ms, median {statistics.median(latencies) * 1000:.1f} ms,"
                f" max {latencies[-1] * 1000:.1f} ms")
-    # Typically ~2 ms median / ~10 ms max on 2 busy cores; the max bound leaves room for a
-    # noisy CI neighbour, the p95 is the contract.
+    # Typically ~2 ms median / ~10 ms p95 on 2 busy cores. An event loop blocked by an
+    # analysis (~50-100 ms for this clip) would push the median and p95 up, while a single
+    # scheduler hiccup only moves the max, so the max is reported, not asserted.
+    assert statistics.median(latencies) < 0.020, summary
     assert p95 < 0.050, summary
-    assert latencies[-1] < 0.250, summary
 
 
 def test_sigterm_drains_then_finishes_in_flight_requests() -> None:
