@@ -185,11 +185,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- serve
 
 
+def _missing_extra_message(exc: ImportError) -> str:
+    text = str(exc)
+    return text if "deepfake-audio[server]" in text else f"{SERVER_HINT} ({text})"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .server.run import serve
     except ImportError as exc:
-        print(f"error: {SERVER_HINT} ({exc})", file=sys.stderr)
+        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return serve(args)
 
@@ -198,7 +203,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
     try:
         from .client import run_remote
     except ImportError as exc:
-        print(f"error: {SERVER_HINT} ({exc})", file=sys.stderr)
+        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return run_remote(args)
 
