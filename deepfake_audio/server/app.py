@@ -59,6 +59,13 @@ from .middleware import (
     RequestContextMiddleware,
     request_id_of,
 )
+from .schemas import (
+    AnalysisResponse,
+    ErrorResponse,
+    InfoResponse,
+    LiveResponse,
+    ReadyResponse,
+)
 from .settings import Settings
 from .streaming import StreamFormat, StreamProtocolError, StreamSession
 
@@ -78,6 +85,16 @@ ENDPOINTS = {
     "GET /demo/client_example.html": "Upload demo page",
     "GET /demo/realtime_client.html": "Microphone streaming demo page",
 }
+_ERROR = {"model": ErrorResponse}
+_ANALYZE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": AnalysisResponse, "description": "The verdict"},
+    400: {**_ERROR, "description": "Undecodable, empty, silent, too short or invalid audio"},
+    401: {**_ERROR, "description": "Invalid or missing API key"},
+    413: {**_ERROR, "description": "Upload or audio duration over the limit"},
+    415: {**_ERROR, "description": "Unsupported audio format"},
+    422: {**_ERROR, "description": "Missing form field 'file'"},
+    429: {**_ERROR, "description": "Server busy; retry after the Retry-After header"},
+}
 _ANALYZE_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -86,14 +103,6 @@ _ANALYZE_OPENAPI: dict[str, Any] = {
             "properties": {"file": {"type": "string", "format": "binary",
                                     "description": "WAV, MP3, FLAC or OGG audio"}},
         }}},
-    },
-    "responses": {
-        "400": {"description": "Undecodable, empty, silent, too short or invalid audio"},
-        "401": {"description": "Invalid or missing API key"},
-        "413": {"description": "Upload or audio duration over the limit"},
-        "415": {"description": "Unsupported audio format"},
-        "422": {"description": "Missing form field 'file'"},
-        "429": {"description": "Server busy; retry after the Retry-After header"},
     },
 }
 
@@ -451,13 +460,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_http_routes(app: FastAPI, state: ServiceState) -> None:
-    @app.get("/", summary="API information")
+    @app.get("/", summary="API information", responses={200: {"model": InfoResponse}})
     async def info() -> dict[str, Any]:
         return {"name": API_NAME, "version": __version__, "description": API_DESCRIPTION,
                 "endpoints": ENDPOINTS,
                 "model": state.detector.model_id if state.detector else None}
 
-    @app.get("/health/live", summary="Liveness probe")
+    @app.get("/health/live", summary="Liveness probe", responses={200: {"model": LiveResponse}})
     async def live() -> dict[str, Any]:
         return {"status": "alive"}
 
@@ -473,14 +482,21 @@ def _add_http_routes(app: FastAPI, state: ServiceState) -> None:
             body["detail"] = state.warm_up_error
         return JSONResponse(body, 503)
 
-    app.add_api_route("/health/ready", ready, methods=["GET"], summary="Readiness probe")
-    app.add_api_route("/health", ready, methods=["GET"], summary="Alias of /health/ready")
+    ready_responses: dict[int | str, dict[str, Any]] = {
+        200: {"model": ReadyResponse, "description": "Model loaded and warmed up"},
+        503: {"model": ReadyResponse, "description": "Starting up or shutting down"},
+    }
+    app.add_api_route("/health/ready", ready, methods=["GET"], summary="Readiness probe",
+                      responses=ready_responses)
+    app.add_api_route("/health", ready, methods=["GET"], summary="Alias of /health/ready",
+                      responses=ready_responses)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(state.metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
-    @app.post("/analyze", summary="Analyse an uploaded audio file", openapi_extra=_ANALYZE_OPENAPI)
+    @app.post("/analyze", summary="Analyse an uploaded audio file", openapi_extra=_ANALYZE_OPENAPI,
+              responses=_ANALYZE_RESPONSES)
     async def analyze(request: Request) -> Response:
         assert state.detector is not None
         detector = state.detector
