@@ -12,11 +12,13 @@ loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -43,6 +45,58 @@ def env(name: str, default: Any = None) -> Any:
 
 def env_flag(name: str) -> bool:
     return str(env(name, "")).strip().lower() in {"1", "true", "yes", "on"}
+
+
+# --------------------------------------------------------------------------- stderr hygiene
+
+# What libmpg123 prints while resyncing after a damaged MP3 frame.
+_DECODER_NOISE = (b"[src/libmpg123", b"Note: Illegal Audio-MPEG-Header", b"Note: Trying to resync",
+                  b"Note: Skipped ", b"Warning: Encountered more data", b"Warning: Big change")
+
+
+@contextlib.contextmanager
+def _without_decoder_noise() -> Iterator[None]:
+    """Drop libmpg123's own warnings (printed by C code inside libsndfile) from fd 2.
+
+    They look like our ``error:`` lines but are only the MP3 decoder resyncing after a
+    damaged frame; the CLI promises one clear line per bad file. Everything else on
+    stderr (our messages, progress bars, workers' output) passes through unchanged.
+    """
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+        read_fd, write_fd = os.pipe()
+    except (OSError, ValueError):
+        yield
+        return
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump() -> None:
+        pending = b""
+        with os.fdopen(read_fd, "rb", buffering=0) as source:
+            while chunk := source.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                out = b"".join(line + b"\n" for line in lines
+                               if not line.startswith(_DECODER_NOISE))
+                # Hold back only what could still become a noise line (keeps \r bars live).
+                if pending and not any(noise.startswith(pending[: len(noise)])
+                                       for noise in _DECODER_NOISE):
+                    out, pending = out + pending, b""
+                if out:
+                    os.write(original, out)
+        if pending and not pending.startswith(_DECODER_NOISE):
+            os.write(original, pending)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes our last write end of the pipe: the pump sees EOF
+        thread.join(timeout=2)
+        os.close(original)
 
 
 # --------------------------------------------------------------------------- check
@@ -329,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in ("check", "evaluate", "train"):
+            with _without_decoder_noise():
+                return int(args.func(args))
         return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,33 @@ def test_iter_audio_files(batch):
     assert all(f.suffix in {".wav", ".flac", ".ogg", ".mp3"} for f in files)
     explicit = batch / "notes.txt"
     assert list(cli.iter_audio_files([str(explicit)])) == [explicit]  # files pass through
+
+
+def _damaged_mp3(path: Path, gen) -> Path:
+    buffer = io.BytesIO()
+    import soundfile as sf
+
+    sf.write(buffer, gen.speechlike(16000, 6.0, seed=11), 16000, format="MP3")
+    data = bytearray(buffer.getvalue())
+    rng = np.random.default_rng(1)
+    for position in rng.integers(400, len(data), 200):
+        data[position] = int(rng.integers(256))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_mp3_decoder_noise_stays_off_the_cli_stderr(cli_commands, cli_env, tmp_path, gen,
+                                                     fake_clip):
+    damaged = _damaged_mp3(tmp_path / "damaged.mp3", gen)
+    # The decoder really does print its own warnings when this file is decoded directly...
+    direct = subprocess.run(
+        [sys.executable, "-c", "import soundfile, sys; soundfile.read(sys.argv[1])", str(damaged)],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert "Note: " in direct.stderr or "libmpg123" in direct.stderr
+    # ...but the CLI keeps stderr for its own messages.
+    proc = run(cli_commands["module"], "check", str(damaged), str(fake_clip), "nope.wav",
+               env=cli_env)
+    assert proc.returncode == cli.EXIT_BAD_INPUT
+    assert "libmpg123" not in proc.stderr and "Note: " not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: nope.wav: no such file: nope.wav"]
+    assert proc.stdout.count("\n") == 2
