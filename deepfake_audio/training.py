@@ -11,7 +11,6 @@ import functools
 import hashlib
 import io
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -624,11 +623,6 @@ def leave_one_out(
                               f"leave-one-out ({'fake' if label else 'real'})", jobs, progress)
     scores[labels != label] = np.nan
     return scores
-
-
-def env_jobs(default: int = 1) -> int:
-    value = os.environ.get("DEEPFAKE_AUDIO_JOBS")
-    return int(value) if value else default
 
 
 __all__ = [
