@@ -36,28 +36,19 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import speech_like  # noqa: E402  (same synthetic voice as the core benchmark)
+
 SR = 16_000
 BOUNDARY = "benchboundary7f3a"
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    voice = sum(np.sin(k * phase) / k for k in range(1, 20))
-    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 0.5
-    y = 0.2 * voice * envelope + 0.003 * rng.standard_normal(len(t))
-    return (y / np.max(np.abs(y)) * 0.8).astype(np.float32)
-
-
 def wav_bytes(seconds: float) -> bytes:
     buffer = io.BytesIO()
-    sf.write(buffer, speech_like(seconds), SR, format="WAV", subtype="PCM_16")
+    sf.write(buffer, speech_like(seconds, SR), SR, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
