@@ -274,11 +274,7 @@ def faults_section(tmp: Path) -> str:
                      f"X-Request-ID in header and detail: "
                      f"{response.headers.get('x-request-id', '?') in response.text};"
                      f" next upload {ok.status_code}"])
-    server = ServerProcess({"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1",
-                            "DEEPFAKE_AUDIO_MAX_QUEUE": "32",
-                            "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "1.0",
-                            "DEEPFAKE_AUDIO_GRACEFUL_TIMEOUT": "30",
-                            "DEEPFAKE_AUDIO_TEST_FAULTS": "1"})
+    server = ServerProcess(runs.SIGTERM_SERVER_ENV)
     with server:
         server.wait_ready()
         out = runs.sigterm_in_flight(server, wav_bytes(60.0))

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -135,7 +135,14 @@ class ServerProcess:
 
 def start_servers(*configs: dict[str, str]) -> list[ServerProcess]:
     """Start several servers at once (startup is mostly imports: overlap it)."""
-    servers = [ServerProcess(cfg) for cfg in configs]
+    return wait_all([ServerProcess(cfg) for cfg in configs])
+
+
+S = TypeVar("S", bound="ServerProcess")
+
+
+def wait_all(servers: list[S]) -> list[S]:
+    """Wait until every already-started server is ready; close them all on failure."""
     try:
         for server in servers:
             server.wait_ready()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_harness import ServerProcess
+from test_server_harness import ServerProcess, wait_all
 
 from . import probes
 from .make_corpus import HOUR_MP3, Case, build_corpus, write_hour_mp3
@@ -49,15 +49,8 @@ class InspectableServer(ServerProcess):
 def start_inspectable(tmp_path_factory: pytest.TempPathFactory,
                       *configs: dict[str, str]) -> list[InspectableServer]:
     """Start several servers at once and wait until every one is ready."""
-    servers = [InspectableServer(tmp_path_factory.mktemp("server-tmp"), cfg) for cfg in configs]
-    try:
-        for server in servers:
-            server.wait_ready()
-    except Exception:
-        for server in servers:
-            server.close()
-        raise
-    return servers
+    return wait_all([InspectableServer(tmp_path_factory.mktemp("server-tmp"), cfg)
+                     for cfg in configs])
 
 
 @pytest.fixture(scope="session")

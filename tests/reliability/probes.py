@@ -334,3 +334,11 @@ async def ws_load(ws_url: str, message: str, *, clients: int, messages: int,
     await asyncio.gather(*(client(i) for i in range(clients)))
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def server_errors(log: str) -> list[str]:
+    """Log lines showing a traceback or a 5xx answer, except readiness 503s (expected
+    while the model warms up, which the start-up polling can catch)."""
+    return [line for line in log.splitlines()
+            if "Traceback" in line
+            or ("status=5" in line and "path=/health" not in line)]

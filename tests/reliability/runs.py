@@ -213,6 +213,14 @@ def _wait_for_depth(url: str, depth: int, timeout: float = 15.0) -> float:
     return now
 
 
+#: One analysis slot, a 1 s drain and the fault hook: the SIGTERM scenario's server.
+SIGTERM_SERVER_ENV = {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1",
+                      "DEEPFAKE_AUDIO_MAX_QUEUE": "32",
+                      "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "1.0",
+                      "DEEPFAKE_AUDIO_GRACEFUL_TIMEOUT": "30",
+                      "DEEPFAKE_AUDIO_TEST_FAULTS": "1"}
+
+
 def sigterm_in_flight(server: Any, clip: bytes, *, http: int = 10, ws: int = 10,
                       blocker_s: float = 3.0) -> ShutdownOutcome:
     """SIGTERM a ready ``ServerProcess`` (one analysis slot, fault injection on) while

@@ -176,11 +176,7 @@ def test_crashing_decode_fails_only_its_own_request(server: ServerProcess) -> No
 
 
 def test_sigterm_with_http_and_ws_in_flight() -> None:
-    server = ServerProcess({"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1",
-                            "DEEPFAKE_AUDIO_MAX_QUEUE": "32",
-                            "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "1.0",
-                            "DEEPFAKE_AUDIO_GRACEFUL_TIMEOUT": "30",
-                            "DEEPFAKE_AUDIO_TEST_FAULTS": "1"})
+    server = ServerProcess(runs.SIGTERM_SERVER_ENV)
     with server:
         server.wait_ready()
         # One slot, held by a decode hanging for 3 s: all 20 requests are queued when the

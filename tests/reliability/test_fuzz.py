@@ -29,6 +29,7 @@ from test_server_harness import ServerProcess
 from deepfake_audio.audio import load_audio
 from deepfake_audio.exceptions import InputError
 
+from . import probes
 from .fuzz_load_audio import INTERESTING_U32, seeds
 
 pytestmark = [pytest.mark.reliability]
@@ -143,7 +144,7 @@ def _schemathesis(server: ServerProcess, workdir: Path, *extra: str, timeout: fl
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "passed" in proc.stdout
     log = server.log()
-    assert "Traceback" not in log and "status=5" not in log, log[-3000:]
+    assert probes.server_errors(log) == [], log[-3000:]
     return proc.stdout
 
 
