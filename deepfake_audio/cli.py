@@ -217,7 +217,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     clips = [clip for data in args.data for clip in training.load_dataset(data)
              if clip.generator not in args.exclude_generator]
-    settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed)
+    settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed,
+                                      calibration=args.calibration)
     metadata = training.train(
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,
         cache_dir=Path(args.cache) if args.cache else None, model_id=args.model_id,
@@ -315,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
     evaluate.add_argument("--protocol", default=env("protocol", "model"),
                           choices=["model", "leave-one-generator-out", "leave-one-corpus-out",
-                                   "speaker-cv"],
+                                   "unseen", "speaker-cv"],
                           help="'model' scores the given model; the others retrain fold models"
                                " with the model's settings")
     evaluate.add_argument("--plot", metavar="PNG", default=env("plot"),
@@ -339,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--augment", type=int, default=env("augment", "1"),
                        help="augmented copies per clip")
     train.add_argument("--seed", type=int, default=env("seed", "0"))
+    train.add_argument("--calibration", choices=["unseen", "speaker-cv"],
+                       default=env("calibration", "unseen"),
+                       help="scores the threshold and Platt calibration are fitted on: genuine"
+                            " clips leave-one-corpus-out and fakes leave-one-generator-out"
+                            " (default), or speaker-grouped cross-validation")
     train.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
     train.add_argument("--cache", metavar="DIR", default=env("cache"),
                        help="cache window features here between runs")

@@ -28,6 +28,7 @@ ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
 _EPS = 1e-10
 _FRAME_CHUNK = 4096  # frames per FFT batch: bounds peak memory on long files
 _MIN_ACTIVE_FRAMES = 10
+MEAN_CHOICES = ("all", "no-cepstral", "artefact")
 _PHASE_NAMES = ("phase_dev_low", "phase_dev_high", "phase_dev_low_spread",
                 "phase_dev_high_spread")
 _SPECTRAL_NAMES = (
@@ -65,9 +66,12 @@ class FeatureConfig:
         one window over the whole clip.
     statistics : tuple of str
         Summaries of each frame feature over a window (``mean``, ``std``).
-    cepstral_means : bool
-        Keep the window means of the static MFCC/LFCC. Those mostly describe the
-        speaker and the recording channel rather than the synthesis method.
+    means : {"all", "no-cepstral", "artefact"}
+        Which frame features keep their window mean (standard deviations are always
+        kept). ``no-cepstral`` drops the means of the static MFCC/LFCC; ``artefact``
+        keeps only the means of flatness, fine structure and phase advance. The
+        dropped means mostly describe the speaker, the recording channel and its
+        bandwidth rather than the synthesis method (``docs/model-card.md``, ablation).
     """
 
     kind: str = MAIN_KIND
@@ -86,7 +90,7 @@ class FeatureConfig:
     window_s: float = 3.0
     hop_s: float = 1.5
     statistics: tuple[str, ...] = field(default=("mean", "std"))
-    cepstral_means: bool = True
+    means: str = "all"
 
     @classmethod
     def legacy(cls) -> FeatureConfig:
@@ -105,13 +109,15 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
         """Build from ``model.json``; unknown keys are an error, not silently dropped."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} | {"cepstral_means"}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown feature settings: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
         }
+        if "cepstral_means" in values:  # model.json of version 0.1.0
+            values["means"] = "all" if values.pop("cepstral_means") else "no-cepstral"
         config = cls(**values)
         config.validate()
         return config
@@ -122,6 +128,8 @@ class FeatureConfig:
         bad = set(self.groups) - set(ALL_GROUPS)
         if bad:
             raise ValueError(f"unknown feature groups: {', '.join(sorted(bad))}")
+        if self.means not in MEAN_CHOICES:
+            raise ValueError(f"means must be one of {', '.join(MEAN_CHOICES)}")
         if self.win_length > self.n_fft or self.hop_length <= 0:
             raise ValueError("need 0 < hop_length and win_length <= n_fft")
         if self.n_mfcc > self.n_mels or self.n_lfcc > self.n_linear:
@@ -401,22 +409,27 @@ def feature_names(config: FeatureConfig) -> list[str]:
     if "phase" in groups:
         frame += list(_PHASE_NAMES)
     names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
-    if not config.cepstral_means:
-        names = [n for n in names if not _is_cepstral_mean(n)]
-    return names
+    return [n for n in names if _keeps(config.means, n)]
 
 
-def _is_cepstral_mean(name: str) -> bool:
-    return name.endswith("_mean") and name.startswith(("mfcc", "lfcc"))
+_ARTEFACT_MEANS = ("flatness", "fine_structure", "phase_dev")
+
+
+def _keeps(means: str, name: str) -> bool:
+    if means == "all" or not name.endswith("_mean"):
+        return True
+    if means == "no-cepstral":
+        return not name.startswith(("mfcc", "lfcc"))
+    return name.startswith(_ARTEFACT_MEANS)
 
 
 @functools.lru_cache(maxsize=16)
 def _kept_columns(config: FeatureConfig) -> np.ndarray | None:
-    """Column indices that survive ``cepstral_means=False`` (None: keep all)."""
-    if config.cepstral_means:
+    """Column indices that survive ``config.means`` (None: keep all)."""
+    if config.means == "all":
         return None
-    full = feature_names(dataclasses.replace(config, cepstral_means=True))
-    return np.array([i for i, n in enumerate(full) if not _is_cepstral_mean(n)])
+    full = feature_names(dataclasses.replace(config, means="all"))
+    return np.array([i for i, n in enumerate(full) if _keeps(config.means, n)])
 
 
 # --------------------------------------------------------------------------- window level

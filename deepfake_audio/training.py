@@ -25,7 +25,24 @@ from .features import FeatureConfig, extract
 logger = logging.getLogger("deepfake_audio")
 
 LABELS = {"real": 0, "bonafide": 0, "genuine": 0, "fake": 1, "deepfake": 1, "spoof": 1}
-AUGMENTATIONS = ("none", "codec", "bandlimit", "noise", "reverb")
+AUGMENTATIONS = ("none", "codec", "bandlimit", "noise", "reverb", "telephone")
+# (container, subtype) pairs libsndfile encodes; the narrowband ones model phone lines.
+_WIDEBAND_CODECS = (("MP3", None), ("OGG", "OPUS"), ("OGG", "VORBIS"))
+_NARROWBAND_CODECS = (("WAV", "ULAW"), ("WAV", "ALAW"), ("WAV", "GSM610"), ("WAV", "G721_32"),
+                      ("WAV", "NMS_ADPCM_24"), ("OGG", "OPUS"))
+
+
+def _codec_round_trip(y: np.ndarray, sample_rate: int, container: str, subtype: str | None,
+                      rng: np.random.Generator) -> np.ndarray:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    level = float(rng.uniform(0.3, 0.95)) if container in ("MP3", "OGG") else None
+    sf.write(buffer, np.clip(y, -1.0, 1.0), sample_rate, format=container, subtype=subtype,
+             compression_level=level)
+    buffer.seek(0)
+    decoded, _ = sf.read(buffer, dtype="float32")
+    return np.pad(decoded, (0, max(0, len(y) - len(decoded))))[: len(y)]
 
 
 @dataclass(frozen=True)
@@ -109,20 +126,29 @@ def augment(
 ) -> np.ndarray:
     """Channel/codec perturbation so the model cannot key on one corpus's recording chain.
 
-    ``codec``: MP3 round trip at a random bit rate; ``bandlimit``: resample through
+    ``codec``: MP3, Opus or Vorbis round trip at a random bit rate; ``telephone``: 8 kHz,
+    a random 200-400 to 3200-3600 Hz band-pass and a narrowband codec (mu-law, A-law,
+    GSM 06.10, G.721, NMS ADPCM, Opus); ``bandlimit``: resample through
     8/11.025/12 kHz; ``noise``: white or pink noise at 15–40 dB SNR; ``reverb``: a
     synthetic exponentially decaying room response. Gain is randomised for all.
     """
-    import soundfile as sf
-
     y = samples.astype(np.float32, copy=True)
+    y /= np.max(np.abs(y)) + 1e-9
     if kind == "codec":
-        buffer = io.BytesIO()
-        sf.write(buffer, y, sample_rate, format="MP3",
-                 compression_level=float(rng.uniform(0.3, 0.9)))
-        buffer.seek(0)
-        decoded, _ = sf.read(buffer, dtype="float32")
-        y = np.pad(decoded, (0, max(0, len(y) - len(decoded))))[: len(y)]
+        container, subtype = _WIDEBAND_CODECS[rng.integers(len(_WIDEBAND_CODECS))]
+        y = _codec_round_trip(y, sample_rate, container, subtype, rng)
+    elif kind == "telephone":
+        from scipy.signal import butter, sosfilt
+
+        narrow = resample(y, sample_rate, 8000)
+        band = butter(4, [rng.uniform(200, 400), rng.uniform(3200, 3600)], btype="band",
+                      fs=8000, output="sos")
+        narrow = sosfilt(band, narrow).astype(np.float32)
+        narrow *= np.float32(0.5 / (np.max(np.abs(narrow)) + 1e-9))
+        container, subtype = _NARROWBAND_CODECS[rng.integers(len(_NARROWBAND_CODECS))]
+        narrow = _codec_round_trip(narrow, 8000, container, subtype, rng)
+        y = resample(narrow, 8000, sample_rate)
+        y = np.pad(y, (0, max(0, len(samples) - len(y))))[: len(samples)]
     elif kind == "bandlimit":
         low = int(rng.choice([8000, 11025, 12000]))
         y = resample(resample(y, sample_rate, low), low, sample_rate)[: len(samples)]
@@ -271,6 +297,10 @@ class TrainSettings:
     augment_copies: int = 1
     max_windows: int = 6
     calibration_folds: int = 5
+    # "unseen": Platt and threshold from genuine clips scored leave-one-corpus-out and
+    # fakes scored leave-one-generator-out, the situation a deployed model is in;
+    # "speaker-cv": from speaker-grouped out-of-fold scores (in-domain, over-confident).
+    calibration: str = "unseen"
     seed: int = 0
     #: Weight windows so every (corpus, label) cell counts the same: one big corpus
     #: (LibriSpeech, Tortoise) must not decide what "real" or "fake" sounds like.
@@ -541,8 +571,8 @@ def train(
 ) -> Any:
     """Train, calibrate and save a model; returns its :class:`~deepfake_audio.model.ModelMetadata`.
 
-    Calibration (Platt) and the reported metrics come from speaker-grouped
-    out-of-fold scores; the saved SVM is then fitted on every clip.
+    Calibration (Platt) and the threshold come from held-out scores (see
+    ``TrainSettings.calibration``); the saved SVM is then fitted on every clip.
     """
     from .model import Calibration, ModelMetadata, save_model
 
@@ -556,21 +586,41 @@ def train(
                             cache_dir=cache_dir, progress=progress)
     folds = grouped_folds(clips, settings.calibration_folds, settings.seed)
     oof = out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
-    valid = ~np.isnan(oof)
-    a, b = fit_platt(oof[valid], labels[valid])
+    calibration_scores, protocol = oof, (
+        f"{settings.calibration_folds}-fold cross-validation grouped by speaker")
+    if settings.calibration == "unseen":
+        if can_hold_out_groups(clips):
+            unseen = unseen_scores(clips, table, settings, jobs=jobs, progress=progress)
+            # A group whose removal leaves one class empty stays NaN: fall back to its
+            # out-of-fold score rather than dropping the clip.
+            calibration_scores = np.where(np.isnan(unseen), oof, unseen)
+            protocol = ("genuine clips leave-one-corpus-out, fakes leave-one-generator-out "
+                        "(speaker-grouped cross-validation where a group cannot be held out)")
+        else:
+            logger.warning("calibrating on speaker-grouped cross-validation: leave-one-out "
+                           "calibration needs two genuine corpora and two generators")
+    elif settings.calibration != "speaker-cv":
+        raise DeepfakeAudioError(f"unknown calibration {settings.calibration!r}")
+    valid = ~np.isnan(calibration_scores)
+    a, b = fit_platt(calibration_scores[valid], labels[valid])
     if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
         raise DeepfakeAudioError(
             "calibration failed: held-out scores do not separate real from fake clips"
         )
     calibration = Calibration(a, b)
     threshold = -b / a  # where the calibrated probability crosses 0.5
-    probabilities = calibration.probability_deepfake(oof[valid])
+    probabilities = calibration.probability_deepfake(calibration_scores[valid])
     reliability = reliability_bins(labels[valid], probabilities)
+    oof_valid = ~np.isnan(oof)
     metrics: dict[str, Any] = {
-        "protocol": f"{settings.calibration_folds}-fold cross-validation grouped by speaker",
-        "out_of_fold": summarise(labels[valid], oof[valid], threshold, probabilities),
-        "per_generator": per_group_table(clips, oof, threshold, lambda c: c.generator),
-        "per_source": per_group_table(clips, oof, threshold, lambda c: c.source),
+        "protocol": protocol,
+        "calibration": summarise(labels[valid], calibration_scores[valid], threshold,
+                                 probabilities),
+        "out_of_fold": summarise(labels[oof_valid], oof[oof_valid], threshold,
+                                 calibration.probability_deepfake(oof[oof_valid])),
+        "per_generator": per_group_table(clips, calibration_scores, threshold,
+                                         lambda c: c.generator),
+        "per_source": per_group_table(clips, calibration_scores, threshold, lambda c: c.source),
         "reliability": reliability,
     }
     if reliability_png is not None:
@@ -596,6 +646,27 @@ def train(
         metrics=metrics,
     )
     return save_model(output_dir, classifier, scaler, metadata)
+
+
+def unseen_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings, *,
+                  jobs: int = 1, progress: bool = True) -> np.ndarray:
+    """Genuine clips scored leave-one-corpus-out, fakes leave-one-generator-out.
+
+    The closest this data gets to what a deployed model meets: recordings from a corpus
+    and a generator it never saw. NaN where a group cannot be held out.
+    """
+    labels = np.array([c.label for c in clips])
+    real = leave_one_out(clips, table, settings, lambda c: c.corpus, label=0, jobs=jobs,
+                         progress=progress)
+    fake = leave_one_out(clips, table, settings, lambda c: c.family, label=1, jobs=jobs,
+                         progress=progress)
+    return np.where(labels == 0, real, fake)
+
+
+def can_hold_out_groups(clips: Sequence[Clip]) -> bool:
+    """Whether there are at least two genuine corpora and two generator families."""
+    return (len({c.corpus for c in clips if c.label == 0}) >= 2
+            and len({c.family for c in clips if c.label == 1}) >= 2)
 
 
 def leave_one_out(
@@ -630,6 +701,7 @@ __all__ = [
     "FeatureTable",
     "TrainSettings",
     "augment",
+    "can_hold_out_groups",
     "clip_scores",
     "dataset_summary",
     "equal_error_rate",
@@ -647,4 +719,5 @@ __all__ = [
     "row_weights",
     "summarise",
     "train",
+    "unseen_scores",
 ]

@@ -36,7 +36,7 @@ VARIANTS: dict[str, dict] = {
     "mfcc+lfcc": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta")},
     "+spectral": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral")},
     "+phase (default)": {"groups": ALL_GROUPS},
-    "no cepstral means": {"groups": ALL_GROUPS, "cepstral_means": False},
+    "no cepstral means": {"groups": ALL_GROUPS, "means": "no-cepstral"},
     "no augmentation": {"groups": ALL_GROUPS, "augment": False},
     "no class/corpus balancing": {"groups": ALL_GROUPS, "balance": False},
     "C=10, gamma=scale": {"groups": ALL_GROUPS, "C": 10.0, "gamma": "scale"},
@@ -52,7 +52,7 @@ def is_vocoder(family: str) -> bool:
 def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, settings,
                 jobs: int) -> dict:
     config = replace(FeatureConfig(), groups=tuple(spec["groups"]),
-                     cepstral_means=spec.get("cepstral_means", True))
+                     means=spec.get("means", "all"))
     all_names = feature_names(FeatureConfig())
     wanted = set(feature_names(config))
     columns = np.array([i for i, n in enumerate(all_names) if n in wanted])

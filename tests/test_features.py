@@ -191,8 +191,10 @@ def test_window_zero_means_whole_clip():
     FeatureConfig(groups=("mfcc",), statistics=("mean",)),
     FeatureConfig(groups=("lfcc", "lfcc_delta", "spectral")),
     FeatureConfig(groups=("mfcc_delta", "spectral"), statistics=("std",)),
-    FeatureConfig(cepstral_means=False),
-], ids=["default", "mfcc-mean", "lfcc-spectral", "deltas-std", "no-cepstral-means"])
+    FeatureConfig(means="no-cepstral"),
+    FeatureConfig(means="artefact"),
+], ids=["default", "mfcc-mean", "lfcc-spectral", "deltas-std", "no-cepstral-means",
+        "artefact-means"])
 def test_extract_shape_matches_feature_names(cfg, clip):
     result = extract(clip, cfg)
     names = feature_names(cfg)
@@ -262,12 +264,33 @@ def test_legacy_features_equal_librosa_mfcc_mean(gen):
 
 
 @pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig.legacy(),
-                                 FeatureConfig(groups=("lfcc",), cepstral_means=False)])
+                                 FeatureConfig(groups=("lfcc",), means="no-cepstral")])
 def test_config_round_trip(cfg):
     data = cfg.to_dict()
     assert FeatureConfig.from_dict(data) == cfg
     assert FeatureConfig.from_dict(json.loads(json.dumps(data))) == cfg  # as in model.json
     assert isinstance(data["groups"], list)
+
+
+def test_config_reads_version_0_1_model_json():
+    data = FeatureConfig().to_dict()
+    del data["means"]
+    assert FeatureConfig.from_dict({**data, "cepstral_means": True}).means == "all"
+    assert FeatureConfig.from_dict({**data, "cepstral_means": False}).means == "no-cepstral"
+
+
+def test_artefact_means_keep_only_artefact_levels_and_every_std():
+    names = feature_names(FeatureConfig(means="artefact"))
+    full = feature_names(FeatureConfig())
+    assert [n for n in full if n.endswith("_std")] == [n for n in names if n.endswith("_std")]
+    means = [n for n in names if n.endswith("_mean")]
+    assert means and all(n.startswith(("flatness", "fine_structure", "phase_dev")) for n in means)
+    result = extract(np.random.default_rng(0).standard_normal(48000).astype(np.float32),
+                     FeatureConfig(means="artefact"))
+    reference = extract(np.random.default_rng(0).standard_normal(48000).astype(np.float32),
+                        FeatureConfig())
+    np.testing.assert_array_equal(result.matrix,
+                                  reference.matrix[:, [full.index(n) for n in names]])
 
 
 def test_config_rejects_unknown_keys():
@@ -284,6 +307,7 @@ def test_config_rejects_unknown_keys():
     {"hop_length": 0},
     {"n_mfcc": 41},
     {"n_lfcc": 71},
+    {"means": "some"},
 ])
 def test_config_rejects_invalid_values(change):
     with pytest.raises(ValueError):

@@ -12,6 +12,7 @@ import pytest
 
 from deepfake_audio import Detector
 from deepfake_audio.exceptions import DeepfakeAudioError
+from deepfake_audio.features import FeatureConfig
 from deepfake_audio.training import (
     AUGMENTATIONS,
     Clip,
@@ -19,8 +20,10 @@ from deepfake_audio.training import (
     augment,
     equal_error_rate,
     grouped_folds,
+    leave_one_out,
     load_dataset,
     train,
+    unseen_scores,
 )
 
 RATES = (16000, 22050, 44100, 8000)
@@ -187,6 +190,68 @@ def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, t
     assert data["summary"]["n"] == 24
 
 
+@pytest.fixture(scope="module")
+def two_corpora(tiny_data):
+    """The tiny data split into two genuine corpora and two generators (by speaker)."""
+    clips = load_dataset(tiny_data)
+    return [Clip(c.path, c.label, f"{c.source}-{'ab'[int(c.speaker[-1]) // 2]}",
+                 f"{c.generator}-{'ab'[int(c.speaker[-1]) // 2]}" if c.label else c.generator,
+                 c.speaker) for c in clips]
+
+
+def test_unseen_scores_hold_out_corpus_for_real_and_generator_for_fake(two_corpora):
+    from deepfake_audio.training import extract_dataset
+
+    settings = TrainSettings(augment_copies=0)
+    table = extract_dataset(two_corpora, FeatureConfig(), max_windows=settings.max_windows,
+                            progress=False)
+    labels = np.array([c.label for c in two_corpora])
+    scores = unseen_scores(two_corpora, table, settings, progress=False)
+    by_corpus = leave_one_out(two_corpora, table, settings, lambda c: c.corpus, label=0,
+                              progress=False)
+    by_generator = leave_one_out(two_corpora, table, settings, lambda c: c.family, label=1,
+                                 progress=False)
+    assert not np.isnan(scores).any()
+    np.testing.assert_allclose(scores[labels == 0], by_corpus[labels == 0])
+    np.testing.assert_allclose(scores[labels == 1], by_generator[labels == 1])
+
+
+def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_path):
+    metadata = train(two_corpora, tmp_path / "m", progress=False,
+                     settings=TrainSettings(augment_copies=0, calibration_folds=3))
+    assert metadata.metrics["protocol"].startswith("genuine clips leave-one-corpus-out")
+    assert metadata.metrics["calibration"]["n"] == 24
+    assert metadata.training["settings"]["calibration"] == "unseen"
+    p = float(metadata.calibration.probability_deepfake(metadata.decision_threshold))
+    assert p == pytest.approx(0.5, abs=1e-6)
+    detector = Detector(tmp_path / "m")
+    assert detector.analyze(two_corpora[0].path).classification == "real"
+
+
+def test_training_without_two_corpora_falls_back_to_speaker_cv(tiny_model):
+    metadata = tiny_model[1]
+    assert metadata.metrics["protocol"].startswith("3-fold cross-validation grouped by speaker")
+    assert metadata.metrics["calibration"] == metadata.metrics["out_of_fold"]
+
+
+def test_evaluate_unseen_protocol(tmp_path, two_corpora, tiny_model, cli_commands, cli_env):
+    manifest = tmp_path / "two.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "source", "generator", "speaker"])
+        for c in two_corpora:
+            writer.writerow([c.path, "fake" if c.label else "real", c.source, c.generator,
+                             c.speaker])
+    proc = subprocess.run(
+        [*cli_commands["module"], "evaluate", str(manifest), "--model", str(tiny_model[0]),
+         "--protocol", "unseen", "-q"],
+        capture_output=True, text=True, env=cli_env, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^EER: \d+\.\d+%$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "harmonic-a" in proc.stdout and "harmonic-b" in proc.stdout
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -245,4 +310,16 @@ def test_augment_changes_the_signal(gen):
 
 def test_augment_rejects_unknown_kind(gen):
     with pytest.raises(ValueError, match="unknown augmentation"):
-        augment(gen.tone(16000).astype(np.float32), 16000, "telephone", np.random.default_rng())
+        augment(gen.tone(16000).astype(np.float32), 16000, "vinyl", np.random.default_rng())
+
+
+def test_telephone_augmentation_is_narrowband(gen):
+    """Whatever codec it draws, nothing survives above the 8 kHz line's 4 kHz Nyquist."""
+    y = gen.noise(16000, 1.0, seed=14).astype(np.float32)
+    for seed in range(8):
+        out = augment(y, 16000, "telephone", np.random.default_rng(seed))
+        spectrum = np.abs(np.fft.rfft(out)) ** 2
+        freqs = np.fft.rfftfreq(len(out), 1 / 16000)
+        above = spectrum[freqs > 4200].sum() / spectrum.sum()
+        assert above < 1e-3, (seed, above)
+        assert spectrum[(freqs > 500) & (freqs < 3000)].sum() / spectrum.sum() > 0.5
