@@ -223,11 +223,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,
         cache_dir=Path(args.cache) if args.cache else None, model_id=args.model_id,
     )
-    summary = metadata.metrics["out_of_fold"]
     print(f"model {metadata.model_id} written to {args.output}")
-    print(f"speaker-grouped cross-validation: EER {summary['eer'] * 100:.2f}%  "
-          f"ROC-AUC {summary['roc_auc']:.4f}  accuracy {summary['accuracy'] * 100:.2f}%  "
-          f"Brier {summary['brier']:.4f}")
+    for title, key in (("speaker-grouped cross-validation", "out_of_fold"),
+                       ("calibration scores", "calibration")):
+        summary = metadata.metrics[key]
+        print(f"{title}: EER {summary['eer'] * 100:.2f}%  ROC-AUC {summary['roc_auc']:.4f}  "
+              f"accuracy {summary['accuracy'] * 100:.2f}%  Brier {summary['brier']:.4f}")
+    print(f"calibrated on: {metadata.metrics['protocol']}")
     return EXIT_OK
 
 
@@ -327,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                           default=_env_list("exclude_generator"),
                           help="leave out clips of this generator (repeatable)")
     evaluate.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
+    evaluate.add_argument("--cache", metavar="DIR", default=env("cache"),
+                          help="cache window features here between runs (held-out protocols)")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     model_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
@@ -336,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
     train.add_argument("-o", "--output", required=env("output") is None, default=env("output"),
                        metavar="DIR", help="where to write the model")
-    train.add_argument("--C", type=float, default=env("c", "3.0"), help="SVM C")
+    train.add_argument("--C", type=float, default=env("c", "10.0"), help="SVM C")
     train.add_argument("--augment", type=int, default=env("augment", "1"),
                        help="augmented copies per clip")
     train.add_argument("--seed", type=int, default=env("seed", "0"))

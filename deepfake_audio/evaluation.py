@@ -84,6 +84,9 @@ def _print_summary(title: str, summary: dict[str, float]) -> None:
     print(title)
     print(f"  clips      {summary['n']}")
     print(f"  EER        {summary['eer'] * 100:.2f}%")
+    if "balanced_eer" in summary:
+        print(f"  balanced   {summary['balanced_eer'] * 100:.2f}%  (the EER with every genuine"
+              " corpus and every generator weighted equally)")
     print(f"  ROC-AUC    {summary['roc_auc']:.4f}")
     print(f"  accuracy   {summary['accuracy'] * 100:.2f}%")
     print(f"  real called real  {summary['real_called_real'] * 100:.2f}%")
@@ -131,7 +134,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
         table = training.extract_dataset(
             clips, config, augment_copies=settings.augment_copies,
             max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
-            progress=not args.quiet,
+            progress=not args.quiet, cache_dir=Path(args.cache) if args.cache else None,
         )
         folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
         oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs,
@@ -154,6 +157,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     valid = ~np.isnan(raw)
     summary = training.summarise(labels[valid], raw[valid], threshold,
                                  None if prob is None else prob[valid])
+    weights = training.group_balanced_weights([c for c, ok in zip(clips, valid, strict=True) if ok])
+    summary["balanced_eer"] = training.equal_error_rate(labels[valid], raw[valid], weights)[0]
     report["summary"] = summary
     _print_summary(title, summary)
     print()

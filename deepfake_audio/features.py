@@ -90,7 +90,7 @@ class FeatureConfig:
     window_s: float = 3.0
     hop_s: float = 1.5
     statistics: tuple[str, ...] = field(default=("mean", "std"))
-    means: str = "all"
+    means: str = "artefact"
 
     @classmethod
     def legacy(cls) -> FeatureConfig:

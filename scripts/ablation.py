@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """Feature and training ablation under held-out protocols (prints the model card's tables).
 
-    python scripts/ablation.py [--jobs 2] [--variants all,mfcc,...]
+    python scripts/ablation.py [--jobs 2] [--variants "artefact means (default);mfcc"]
 
-For each variant it reports, on ``../shared/data`` plus ``build/generated``:
-pooled EER and worst neural-vocoder EER under leave-one-generator-out (fakes of a
-family scored by a model that never saw that family; genuine clips by
-speaker-grouped 5-fold CV), and the share of genuine clips called real under
-leave-one-corpus-out. Features are extracted once with every group and sliced.
+For each variant, on ``../shared/data`` plus ``build/generated`` and ``build/registry``
+(``scripts/train_default.py`` makes both): genuine clips are scored
+leave-one-corpus-out and fakes leave-one-generator-out ("unseen"), and the threshold
+is calibrated on those scores as for the bundled model. It prints the unseen EER
+pooled over clips and balanced (every corpus and generator family weighted equally),
+the worst and mean EER over neural-vocoder families, the share of genuine clips called
+real when their corpus is held out, and speaker-grouped CV EER for reference.
+Features are extracted once with every group and every mean, then sliced.
 """
 
 from __future__ import annotations
@@ -29,20 +32,25 @@ from deepfake_audio.features import ALL_GROUPS, FeatureConfig, feature_names  # 
 
 VOCODERS = ("hifigan", "melgan", "wavegan", "bigvgan", "vocos", "istftnet", "waveglow")
 
+DEFAULT_VARIANT = "artefact means (default)"
 VARIANTS: dict[str, dict] = {
-    "mfcc": {"groups": ("mfcc",)},
-    "mfcc+delta": {"groups": ("mfcc", "mfcc_delta")},
-    "lfcc+delta": {"groups": ("lfcc", "lfcc_delta")},
-    "mfcc+lfcc": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta")},
-    "+spectral": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral")},
-    "+phase (default)": {"groups": ALL_GROUPS},
+    "mfcc": {"groups": ("mfcc",), "means": "all"},
+    "mfcc+delta": {"groups": ("mfcc", "mfcc_delta"), "means": "all"},
+    "lfcc+delta": {"groups": ("lfcc", "lfcc_delta"), "means": "all"},
+    "mfcc+lfcc": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta"), "means": "all"},
+    "+spectral": {"groups": ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral"),
+                  "means": "all"},
+    "+phase, all means": {"groups": ALL_GROUPS, "means": "all"},
     "no cepstral means": {"groups": ALL_GROUPS, "means": "no-cepstral"},
+    DEFAULT_VARIANT: {"groups": ALL_GROUPS},
     "no augmentation": {"groups": ALL_GROUPS, "augment": False},
     "no class/corpus balancing": {"groups": ALL_GROUPS, "balance": False},
     "C=10, gamma=scale": {"groups": ALL_GROUPS, "C": 10.0, "gamma": "scale"},
     "+ griffinlim data": {"groups": ALL_GROUPS, "with_griffinlim": True},
+    "without registry data": {"groups": ALL_GROUPS, "registry": False},
 }
 EXCLUDED_GENERATORS = ("griffinlim",)
+FULL_CONFIG = FeatureConfig(means="all")  # extracted once; every variant is a column slice
 
 
 def is_vocoder(family: str) -> bool:
@@ -50,14 +58,16 @@ def is_vocoder(family: str) -> bool:
 
 
 def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, settings,
-                jobs: int) -> dict:
+                jobs: int, registry: set[Path]) -> dict:
     config = replace(FeatureConfig(), groups=tuple(spec["groups"]),
-                     means=spec.get("means", "all"))
-    all_names = feature_names(FeatureConfig())
+                     means=spec.get("means", FeatureConfig().means))
+    all_names = feature_names(FULL_CONFIG)
     wanted = set(feature_names(config))
     columns = np.array([i for i, n in enumerate(all_names) if n in wanted])
-    keep_clip = np.array([spec.get("with_griffinlim", False)
-                          or c.generator not in EXCLUDED_GENERATORS for c in clips])
+    keep_clip = np.array([(spec.get("with_griffinlim", False)
+                           or c.generator not in EXCLUDED_GENERATORS)
+                          and (spec.get("registry", True) or c.path not in registry)
+                          for c in clips])
     keep_row = keep_clip[full.clip_index]
     if not spec.get("augment", True):
         keep_row &= ~full.augmented
@@ -70,27 +80,25 @@ def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, setti
     labels = np.array([c.label for c in clips])
     folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
     oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=False)
-    logo = training.leave_one_out(clips, table, settings, lambda c: c.family, label=1, jobs=jobs,
-                                  progress=False)
-    loco = training.leave_one_out(clips, table, settings, lambda c: c.corpus, label=0, jobs=jobs,
-                                  progress=False)
-    a, b = training.fit_platt(oof[~np.isnan(oof)], labels[~np.isnan(oof)])
-    threshold = -b / a
-    raw = oof.copy()
-    raw[labels == 1] = logo[labels == 1]
-    pooled = training.summarise(labels, raw, threshold)
-    families = training.per_group_table(clips, raw, threshold, lambda c: c.family)
+    unseen = training.unseen_scores(clips, table, settings, jobs=jobs, progress=False)
+    unseen = np.where(np.isnan(unseen), oof, unseen)
+    a, b = training.fit_platt(unseen, labels)
+    threshold = -b / a  # as training.train() calibrates the bundled model
+    families = training.per_group_table(clips, unseen, threshold, lambda c: c.family)
     vocoder_eers = [r["eer"] for r in families if "eer" in r and is_vocoder(r["group"])]
     real_mask = labels == 0
-    loco_real = float(np.mean(loco[real_mask] <= threshold))
-    corpora = training.per_group_table(clips, np.where(real_mask, loco, np.nan), threshold,
+    corpora = training.per_group_table(clips, np.where(real_mask, unseen, np.nan), threshold,
                                        lambda c: c.corpus)
     return {
-        "variant": name, "dims": len(columns), "speaker_cv_eer": training.summarise(
-            labels, oof, threshold)["eer"],
-        "logo_pooled_eer": pooled["eer"], "logo_worst_vocoder_eer": max(vocoder_eers),
-        "logo_mean_vocoder_eer": float(np.mean(vocoder_eers)),
-        "loco_real_called_real": loco_real, "per_family": families, "loco_per_corpus": corpora,
+        "variant": name, "dims": len(columns),
+        "speaker_cv_eer": training.equal_error_rate(labels, oof)[0],
+        "unseen_eer": training.equal_error_rate(labels, unseen)[0],
+        "unseen_balanced_eer": training.equal_error_rate(
+            labels, unseen, training.group_balanced_weights(clips))[0],
+        "worst_vocoder_eer": max(vocoder_eers),
+        "mean_vocoder_eer": float(np.mean(vocoder_eers)),
+        "loco_real_called_real": float(np.mean(unseen[real_mask] <= threshold)),
+        "per_family": families, "loco_per_corpus": corpora,
     }
 
 
@@ -98,6 +106,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--generated", default=str(ROOT / "build" / "generated"))
+    parser.add_argument("--registry", default=str(ROOT / "build" / "registry"))
     parser.add_argument("--cache", default=str(ROOT / "build" / "feature-cache"))
     parser.add_argument("--variants", default=";".join(VARIANTS),
                         help="';'-separated variant names")
@@ -106,27 +115,31 @@ def main() -> int:
     args = parser.parse_args()
 
     clips = training.load_dataset(args.data)
-    if Path(args.generated, "manifest.csv").is_file():
-        clips += training.load_dataset(args.generated)
+    for folder in (args.generated, args.registry):
+        if not Path(folder, "manifest.csv").is_file():
+            sys.exit(f"{folder}/manifest.csv missing: run scripts/train_default.py first")
+        extra = training.load_dataset(folder)
+        clips += extra
+    registry = {c.path for c in extra}
     settings = training.TrainSettings()
     started = time.time()
-    full = training.extract_dataset(clips, FeatureConfig(), augment_copies=settings.augment_copies,
+    full = training.extract_dataset(clips, FULL_CONFIG, augment_copies=settings.augment_copies,
                                     max_windows=settings.max_windows, seed=settings.seed,
                                     jobs=args.jobs, cache_dir=Path(args.cache))
     results = []
-    header = (f"{'variant':<28} {'dims':>5} {'spk-CV EER':>10} {'LOGO EER':>9}"
-              f" {'worst voc.':>10} {'mean voc.':>9} {'LOCO real':>9}")
+    header = (f"{'variant':<26} {'dims':>4} {'unseen EER':>10} {'balanced':>8}"
+              f" {'worst voc.':>10} {'mean voc.':>9} {'LOCO real':>9} {'spk-CV EER':>10}")
     print(header)
     for name in args.variants.split(";"):
-        r = run_variant(name, VARIANTS[name], clips, full, settings, args.jobs)
+        r = run_variant(name, VARIANTS[name], clips, full, settings, args.jobs, registry)
         results.append(r)
-        print(f"{name:<28} {r['dims']:>5} {r['speaker_cv_eer'] * 100:9.1f}%"
-              f" {r['logo_pooled_eer'] * 100:8.1f}% {r['logo_worst_vocoder_eer'] * 100:9.1f}%"
-              f" {r['logo_mean_vocoder_eer'] * 100:8.1f}% {r['loco_real_called_real'] * 100:8.1f}%",
-              flush=True)
-    best = next((r for r in results if r["variant"] == "+phase (default)"), results[0])
+        print(f"{name:<26} {r['dims']:>4} {r['unseen_eer'] * 100:9.1f}%"
+              f" {r['unseen_balanced_eer'] * 100:7.1f}% {r['worst_vocoder_eer'] * 100:9.1f}%"
+              f" {r['mean_vocoder_eer'] * 100:8.1f}% {r['loco_real_called_real'] * 100:8.1f}%"
+              f" {r['speaker_cv_eer'] * 100:9.1f}%", flush=True)
+    best = next((r for r in results if r["variant"] == DEFAULT_VARIANT), results[0])
     print()
-    print(training.format_table(best["per_family"], f"per family, LOGO ({best['variant']})"))
+    print(training.format_table(best["per_family"], f"per family, held out ({best['variant']})"))
     print()
     print(training.format_table(best["loco_per_corpus"], f"genuine, LOCO ({best['variant']})"))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

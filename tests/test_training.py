@@ -244,12 +244,14 @@ def test_evaluate_unseen_protocol(tmp_path, two_corpora, tiny_model, cli_command
                              c.speaker])
     proc = subprocess.run(
         [*cli_commands["module"], "evaluate", str(manifest), "--model", str(tiny_model[0]),
-         "--protocol", "unseen", "-q"],
+         "--protocol", "unseen", "-q", "--cache", str(tmp_path / "cache")],
         capture_output=True, text=True, env=cli_env, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^EER: \d+\.\d+%$", proc.stdout, re.MULTILINE), proc.stdout
+    assert re.search(r"^  balanced   \d+\.\d+%", proc.stdout, re.MULTILINE), proc.stdout
     assert "harmonic-a" in proc.stdout and "harmonic-b" in proc.stdout
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == len(two_corpora)
 
 
 # --------------------------------------------------------------------------- metrics
