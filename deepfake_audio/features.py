@@ -130,6 +130,8 @@ class FeatureConfig:
             raise ValueError(f"unknown feature groups: {', '.join(sorted(bad))}")
         if self.means not in MEAN_CHOICES:
             raise ValueError(f"means must be one of {', '.join(MEAN_CHOICES)}")
+        if self.kind == MAIN_KIND and not feature_names(self):
+            raise ValueError("these groups, statistics and means select no feature at all")
         if self.win_length > self.n_fft or self.hop_length <= 0:
             raise ValueError("need 0 < hop_length and win_length <= n_fft")
         if self.n_mfcc > self.n_mels or self.n_lfcc > self.n_linear:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from deepfake_audio import training  # noqa: E402
 from deepfake_audio.features import FeatureConfig  # noqa: E402
 
-MODEL_ID = "default-2026.11"
+MODEL_ID = "default-2026.11.2"
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
 # (about 0.1 dB mel error): as "fake" it taught the magnitude features that genuine
 # LibriSpeech is fake. Measured with scripts/ablation.py; see docs/model-card.md.

@@ -180,7 +180,10 @@ def test_bundled_clips_every_input_kind(detector, request, clip_name, expected):
         assert result.classification == expected, kind
         assert result.raw_score == pytest.approx(reference.raw_score, abs=1e-4), kind
         assert result.sample_rate == sr
-    assert reference.confidence > 0.8
+    # Calibrated on corpora and generators held out of training, so even clear cases get
+    # moderate probabilities; the raw score is well away from the threshold.
+    assert reference.confidence > 0.65
+    assert abs(reference.raw_score - detector.threshold) > 1.0
 
 
 def test_bundled_clips_match_their_readme(real_clip, fake_clip):

@@ -188,7 +188,7 @@ def test_window_zero_means_whole_clip():
 
 @pytest.mark.parametrize("cfg", [
     FeatureConfig(),
-    FeatureConfig(groups=("mfcc",), statistics=("mean",)),
+    FeatureConfig(groups=("mfcc",), statistics=("mean",), means="all"),
     FeatureConfig(groups=("lfcc", "lfcc_delta", "spectral")),
     FeatureConfig(groups=("mfcc_delta", "spectral"), statistics=("std",)),
     FeatureConfig(means="no-cepstral"),
@@ -308,6 +308,7 @@ def test_config_rejects_unknown_keys():
     {"n_mfcc": 41},
     {"n_lfcc": 71},
     {"means": "some"},
+    {"groups": ["mfcc"], "statistics": ["mean"]},  # means="artefact" leaves nothing
 ])
 def test_config_rejects_invalid_values(change):
     with pytest.raises(ValueError):

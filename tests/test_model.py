@@ -323,7 +323,7 @@ def _separable(rng: np.random.Generator, n_features: int) -> tuple[np.ndarray, n
 
 
 def test_save_model_round_trip(tmp_path):
-    config = FeatureConfig(groups=("mfcc",), statistics=("mean",))
+    config = FeatureConfig(groups=("mfcc",), statistics=("mean",), means="all")
     n = len(feature_names(config))
     x, y = _separable(np.random.default_rng(0), n)
     scaler = StandardScaler().fit(x)
@@ -340,7 +340,7 @@ def test_save_model_round_trip(tmp_path):
 
 def test_string_labels_keep_the_sign_convention(tmp_path):
     """classes_ sorted as ['fake', 'real'] would make decision_function positive for real."""
-    config = FeatureConfig(groups=("mfcc",), statistics=("mean",))
+    config = FeatureConfig(groups=("mfcc",), statistics=("mean",), means="all")
     x, y = _separable(np.random.default_rng(1), len(feature_names(config)))
     labels = np.where(y == 1, "fake", "real")
     scaler = StandardScaler().fit(x)
