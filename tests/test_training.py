@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from deepfake_audio.training import (
     TrainSettings,
     augment,
     equal_error_rate,
+    group_balanced_weights,
     grouped_folds,
     leave_one_out,
     load_dataset,
@@ -271,6 +273,19 @@ def test_equal_error_rate_one_error_each_side():
     eer, threshold = equal_error_rate(labels, scores)
     assert eer == pytest.approx(0.25)
     assert threshold == pytest.approx(0.6)
+
+
+def test_weighted_equal_error_rate_counts_groups_not_clips():
+    clips = ([Clip(Path(f"a{i}"), 0, "big") for i in range(8)] + [Clip(Path("b"), 0, "small")]
+             + [Clip(Path(f"f{i}"), 1, "x", "gen") for i in range(3)])
+    weights = group_balanced_weights(clips)
+    np.testing.assert_allclose(weights[:8].sum(), weights[8])
+    np.testing.assert_allclose(weights[9:].sum(), 1.0)
+    labels = np.array([c.label for c in clips])
+    # The one "small" genuine clip scores above every fake: 1 of 9 clips, but half the corpora.
+    scores = np.array([-1.0] * 8 + [5.0] + [1.0, 2.0, 3.0])
+    assert equal_error_rate(labels, scores)[0] < 0.2
+    assert equal_error_rate(labels, scores, weights)[0] == pytest.approx(0.5, abs=0.2)
 
 
 def test_equal_error_rate_inverted_and_degenerate():
