@@ -163,7 +163,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     _print_summary(title, summary)
     print()
     by_generator = training.per_group_table(clips, raw, threshold, lambda c: c.family)
-    by_source = training.per_group_table(clips, raw, threshold, lambda c: c.source)
+    by_source = training.per_group_table(clips, raw, threshold,
+                                         training.source_label_key(clips))
     report["per_generator"], report["per_source"] = by_generator, by_source
     print(training.format_table(by_generator, "generator"))
     print()

@@ -436,6 +436,22 @@ def per_group_table(clips: Sequence[Clip], scores: np.ndarray, threshold: float,
     return rows
 
 
+def source_label_key(clips: Sequence[Clip]) -> Callable[[Clip], str]:
+    """Group key for per-source tables: a source holding both genuine clips and fakes made
+    from them (resyntheses) gets one row per label, so "correct" is not a mix of both."""
+    labels_by_source: dict[str, set[int]] = {}
+    for clip in clips:
+        labels_by_source.setdefault(clip.source, set()).add(clip.label)
+    mixed = {source for source, labels in labels_by_source.items() if len(labels) > 1}
+
+    def key(clip: Clip) -> str:
+        if clip.source not in mixed:
+            return clip.source
+        return f"{clip.source} ({'fake' if clip.label else 'real'})"
+
+    return key
+
+
 def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
                      n_bins: int = 10) -> list[dict[str, float]]:
     """Calibration table: per probability bin, mean predicted vs. observed deepfake share.
@@ -567,7 +583,8 @@ def train(
                                  calibration.probability_deepfake(oof[oof_valid])),
         "per_generator": per_group_table(clips, calibration_scores, threshold,
                                          lambda c: c.generator),
-        "per_source": per_group_table(clips, calibration_scores, threshold, lambda c: c.source),
+        "per_source": per_group_table(clips, calibration_scores, threshold,
+                                      source_label_key(clips)),
         "reliability": reliability,
     }
     if reliability_png is not None:
@@ -665,6 +682,7 @@ __all__ = [
     "plot_reliability",
     "reliability_bins",
     "row_weights",
+    "source_label_key",
     "summarise",
     "train",
     "unseen_scores",

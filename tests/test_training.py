@@ -24,6 +24,8 @@ from deepfake_audio.training import (
     grouped_folds,
     leave_one_out,
     load_dataset,
+    per_group_table,
+    source_label_key,
     train,
     unseen_scores,
 )
@@ -286,6 +288,17 @@ def test_weighted_equal_error_rate_counts_groups_not_clips():
     scores = np.array([-1.0] * 8 + [5.0] + [1.0, 2.0, 3.0])
     assert equal_error_rate(labels, scores)[0] < 0.2
     assert equal_error_rate(labels, scores, weights)[0] == pytest.approx(0.5, abs=0.2)
+
+
+def test_per_source_rows_split_sources_that_hold_both_labels():
+    clips = [Clip(Path("a"), 0, "corpus"), Clip(Path("b"), 1, "corpus", "vocoder"),
+             Clip(Path("c"), 0, "other"), Clip(Path("d"), 1, "tts", "engine")]
+    rows = per_group_table(clips, np.array([-1.0, -0.5, 1.0, 2.0]), 0.0,
+                           source_label_key(clips))
+    by_group = {r["group"]: r for r in rows}
+    assert set(by_group) == {"corpus (real)", "corpus (fake)", "other", "tts"}
+    assert by_group["corpus (real)"]["correct"] == 1.0  # not averaged with the missed fake
+    assert by_group["corpus (fake)"]["correct"] == 0.0
 
 
 def test_equal_error_rate_inverted_and_degenerate():
