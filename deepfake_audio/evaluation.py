@@ -119,6 +119,22 @@ def _plot(path: str, labels: np.ndarray, scores: np.ndarray, title: str) -> None
     print(f"plot written to {path}")
 
 
+def _check_groups(clips: list[Clip], protocol: str) -> None:
+    """Refuse a held-out protocol the data cannot support, before any feature is extracted."""
+    corpora = {c.corpus for c in clips if c.label == 0}
+    families = {c.family for c in clips if c.label == 1}
+    if protocol in ("leave-one-corpus-out", "unseen") and len(corpora) < 2:
+        raise DeepfakeAudioError(
+            f"--protocol {protocol} needs genuine clips from at least 2 corpora (manifest"
+            f" column 'source'); found {len(corpora)}"
+        )
+    if protocol in ("leave-one-generator-out", "unseen") and len(families) < 2:
+        raise DeepfakeAudioError(
+            f"--protocol {protocol} needs fakes from at least 2 generators (manifest column"
+            f" 'generator'); found {len(families)}"
+        )
+
+
 def run_evaluation(args: argparse.Namespace) -> int:
     excluded = set(getattr(args, "exclude_generator", None) or ())
     clips = [clip for data in args.data for clip in training.load_dataset(data)
@@ -130,6 +146,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
         report["model"] = model_id
         title = f"model {model_id} on {len(clips)} clips"
     else:
+        _check_groups(clips, args.protocol)
         config, settings, threshold = _model_settings(args)
         table = training.extract_dataset(
             clips, config, augment_copies=settings.augment_copies,

@@ -258,6 +258,21 @@ def test_evaluate_unseen_protocol(tmp_path, two_corpora, tiny_model, cli_command
     assert len(list((tmp_path / "cache").glob("*.npz"))) == len(two_corpora)
 
 
+@pytest.mark.parametrize("protocol", ["unseen", "leave-one-corpus-out",
+                                      "leave-one-generator-out"])
+def test_evaluate_refuses_a_protocol_the_data_cannot_support(
+    tiny_data, tiny_model, cli_commands, cli_env, protocol
+):
+    proc = subprocess.run(
+        [*cli_commands["module"], "evaluate", str(tiny_data), "--model", str(tiny_model[0]),
+         "--protocol", protocol, "-q"],
+        capture_output=True, text=True, env=cli_env, timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "at least 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 # --------------------------------------------------------------------------- metrics
 
 
