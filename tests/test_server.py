@@ -33,7 +33,7 @@ from test_server_harness import (
     clip,
     encode,
     pcm16,
-    start_servers,
+    running_servers,
     tone,
     wav_bytes,
 )
@@ -54,12 +54,8 @@ def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
             "DEEPFAKE_AUDIO_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
             "DEEPFAKE_AUDIO_MAX_DURATION": str(MAX_DURATION_S),
             "DEEPFAKE_AUDIO_CORS_ORIGINS": ALLOWED_ORIGIN}
-    started = start_servers(base, {**base, "DEEPFAKE_AUDIO_API_KEY": API_KEY})
-    try:
+    with running_servers(base, {**base, "DEEPFAKE_AUDIO_API_KEY": API_KEY}) as started:
         yield started[0], started[1]
-    finally:
-        for server in started:
-            server.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ helpers generate test audio with numpy + soundfile.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,9 +135,15 @@ class ServerProcess:
         self.close()
 
 
-def start_servers(*configs: dict[str, str]) -> list[ServerProcess]:
-    """Start several servers at once (startup is mostly imports: overlap it)."""
-    return wait_all([ServerProcess(cfg) for cfg in configs])
+@contextlib.contextmanager
+def running_servers(*configs: dict[str, str]) -> Iterator[list[ServerProcess]]:
+    """Start several servers at once (startup is mostly imports: overlap it); close on exit."""
+    started = wait_all([ServerProcess(cfg) for cfg in configs])
+    try:
+        yield started
+    finally:
+        for server in started:
+            server.close()
 
 
 S = TypeVar("S", bound="ServerProcess")

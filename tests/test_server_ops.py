@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from test_server_harness import SR, ServerProcess, pcm16, start_servers, tone, wav_bytes
+from test_server_harness import SR, ServerProcess, pcm16, running_servers, tone, wav_bytes
 from websockets.sync.client import connect
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -23,15 +23,11 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    started = start_servers(
+    with running_servers(
         {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1", "DEEPFAKE_AUDIO_MAX_QUEUE": "0"},
         {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2", "DEEPFAKE_AUDIO_MAX_QUEUE": "64"},
-    )
-    try:
+    ) as started:
         yield started[0], started[1]
-    finally:
-        for server in started:
-            server.close()
 
 
 def _gauge(url: str, name: str) -> float:

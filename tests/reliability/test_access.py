@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_server_harness import ServerProcess, start_servers, wav_bytes
+from test_server_harness import ServerProcess, running_servers, wav_bytes
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -41,12 +41,8 @@ def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     base = {"DEEPFAKE_AUDIO_API_KEY": KEY, "DEEPFAKE_AUDIO_CORS_ORIGINS": ALLOWED,
             "DEEPFAKE_AUDIO_LOG_LEVEL": "debug", "DEEPFAKE_AUDIO_TEST_FAULTS": "1",
             "DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2"}
-    started = start_servers(base, {**base, "DEEPFAKE_AUDIO_LOG_FORMAT": "json"})
-    try:
+    with running_servers(base, {**base, "DEEPFAKE_AUDIO_LOG_FORMAT": "json"}) as started:
         yield started[0], started[1]
-    finally:
-        for server in started:
-            server.close()
 
 
 @pytest.fixture(scope="module")
