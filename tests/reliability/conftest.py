@@ -16,7 +16,9 @@ from . import probes
 from .make_corpus import HOUR_MP3, Case, build_corpus, write_hour_mp3
 
 #: Every server-side limit in these suites is a multiple of this (seconds).
-PER_FILE_BUDGET_S = 2.0
+# A hang guard, not a speed bar (scripts/reliability_report.py prints the real per-file
+# times): process start-up alone takes ~1 s and CI machines are shared.
+PER_FILE_BUDGET_S = 15.0
 RSS_BUDGET_MB = 50.0
 
 
