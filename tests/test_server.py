@@ -24,21 +24,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from test_server_harness import (
-    FAKE_CLIP,
-    REAL_CLIP,
-    ROOT,
-    SR,
-    ServerProcess,
-    clip,
-    encode,
-    pcm16,
-    running_servers,
-    tone,
-    wav_bytes,
-)
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+
+from tests.helpers import ROOT
+from tests.helpers.audio import FAKE_CLIP, REAL_CLIP, SR, clip, encode, pcm16, tone, wav_bytes
+from tests.helpers.server import ServerProcess, running_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
@@ -660,7 +651,7 @@ def test_uvicorn_factory_form(tmp_path: Path) -> None:
     """``uvicorn --factory deepfake_audio.server.app:create_app`` serves with env settings."""
     import os
 
-    from test_server_harness import free_port
+    from tests.helpers.server import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFAKE_AUDIO_")}

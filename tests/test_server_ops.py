@@ -15,8 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from test_server_harness import SR, ServerProcess, pcm16, running_servers, tone, wav_bytes
 from websockets.sync.client import connect
+
+from tests.helpers.audio import SR, pcm16, tone, wav_bytes
+from tests.helpers.server import ServerProcess, running_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 

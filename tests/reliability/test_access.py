@@ -20,11 +20,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_server_harness import ServerProcess, running_servers, wav_bytes
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from deepfake_audio.server.faults import MAGIC
+from tests.helpers.audio import wav_bytes
+from tests.helpers.server import ServerProcess, running_servers
 
 from . import probes
 

@@ -10,25 +10,21 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
-import soundfile as sf
-from test_server_harness import wav_bytes
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.helpers.audio import wav_bytes, wav_of_size
+
 from . import probes
-from .conftest import RSS_BUDGET_MB, InspectableServer, start_inspectable
+from .servers import CAP, CAP_MB, RSS_BUDGET_MB, InspectableServer, start_inspectable
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.timeout(120)]
 
-CAP_MB = 1
-CAP = CAP_MB * 1024 * 1024
 BIG = 200 * 1024 * 1024
 
 
@@ -38,19 +34,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InspectableServ
         "DEEPFAKE_AUDIO_MAX_UPLOAD_MB": str(CAP_MB), "DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2"})
     with started:
         yield started
-
-
-def wav_of_size(total: int) -> bytes:
-    """A valid 16 kHz mono PCM-16 WAV of exactly ``total`` bytes (44-byte header)."""
-    frames = (total - 44) // 2
-    t = np.arange(frames) / 16_000
-    samples = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * np.random.default_rng(0).standard_normal(
-        frames)
-    buffer = io.BytesIO()
-    sf.write(buffer, samples.astype(np.float32), 16_000, format="WAV", subtype="PCM_16")
-    data = buffer.getvalue()
-    assert len(data) == total, (len(data), total)
-    return data
 
 
 def _post(server: InspectableServer, data: bytes) -> httpx.Response:

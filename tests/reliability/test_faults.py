@@ -23,13 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
-from test_server_harness import ServerProcess, wav_bytes
 from websockets.sync.client import connect
 
 from deepfake_audio.server.faults import MAGIC
+from tests.helpers.audio import wav_bytes
+from tests.helpers.server import ServerProcess
 
 from . import probes, runs
-from .conftest import InspectableServer, start_inspectable
+from .servers import InspectableServer, start_inspectable
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.timeout(120)]
 

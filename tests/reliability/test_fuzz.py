@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server_harness import ServerProcess
 
 from deepfake_audio.audio import load_audio
 from deepfake_audio.exceptions import InputError
+from tests.helpers.server import ServerProcess
 
 from . import probes
 from .fuzz_load_audio import INTERESTING_U32, seeds

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_server_harness import wav_bytes
+
+from tests.helpers.audio import wav_bytes
 
 from . import probes
-from .conftest import RSS_BUDGET_MB, InspectableServer, start_inspectable
+from .servers import RSS_BUDGET_MB, InspectableServer, start_inspectable
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
