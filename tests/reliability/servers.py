@@ -16,6 +16,9 @@ from . import probes
 # A hang guard, not a speed bar (scripts/reliability_report.py prints the real per-file
 # times): process start-up alone takes ~1 s and CI machines are shared.
 PER_FILE_BUDGET_S = 15.0
+#: How long a refusal (401, 413) may take before a test calls the server hung; the
+#: bytes the server read before answering are what shows it refused early.
+REPLY_HANG_GUARD_S = 10.0
 RSS_BUDGET_MB = 50.0
 
 
