@@ -1,5 +1,7 @@
 """Shared fixtures: the bundled clips, the default detector and synthetic audio.
 
+Only fixtures live here; the helpers behind them are in :mod:`tests.helpers`.
+
 Everything here is offline and generated in-process (numpy + soundfile), so the
 core suite needs neither the training corpus nor a network.
 """
