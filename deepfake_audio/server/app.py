@@ -52,6 +52,8 @@ from .runtime import install_drain_handler, single_threaded_blas
 from .settings import Settings
 from .state import ServiceState, load_detector
 
+_ROUTERS = (routes_http.router, routes_ws.router)
+
 
 async def _warm_up(state: ServiceState) -> None:
     detector = state.loaded_detector
@@ -131,8 +133,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
                                        __version__), 1.0)], labels=("model", "version"))
 
     _add_error_handlers(app)
-    app.include_router(routes_http.router)
-    app.include_router(routes_ws.router)
+    for router in _ROUTERS:
+        app.include_router(router)
     app.mount("/demo", routes_http.demo_pages(), name="demo")
 
     # add_middleware prepends: the last one added is the outermost.
@@ -145,7 +147,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
-    known = frozenset(str(getattr(r, "path", "")) for r in app.routes) - {""}
+    # Included routers show up in app.routes as one opaque entry each: list their own routes.
+    known = frozenset(str(getattr(r, "path", "")) for router in (app, *_ROUTERS)
+                      for r in router.routes) - {""}
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, known_paths=known)
     return app
 

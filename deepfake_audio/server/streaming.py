@@ -129,7 +129,7 @@ class StreamSession:
 # --------------------------------------------------------------------------- the connection
 
 
-def _overall(detector: Detector, session: StreamSession) -> dict[str, Any]:
+def _running_verdict(detector: Detector, session: StreamSession) -> dict[str, Any]:
     return {**detector.verdict(session.mean_score).to_dict(), "windows": len(session.scores)}
 
 
@@ -154,7 +154,7 @@ async def _score_window(websocket: WebSocket, state: ServiceState, detector: Det
         "type": "window", "start_s": window.start_s, "end_s": window.end_s,
         "classification": result.classification, "confidence": result.confidence,
         "raw_score": result.raw_score, "probability_deepfake": result.probability_deepfake,
-        "overall": _overall(detector, session)})
+        "overall": _running_verdict(detector, session)})
 
 
 async def _end(websocket: WebSocket, state: ServiceState, detector: Detector,
@@ -163,7 +163,7 @@ async def _end(websocket: WebSocket, state: ServiceState, detector: Detector,
     if tail is not None:
         await _score_window(websocket, state, detector, session, tail)
     if session.scores:
-        await send_json(websocket, {"type": "summary", **_overall(detector, session),
+        await send_json(websocket, {"type": "summary", **_running_verdict(detector, session),
                                     "duration_s": round(session.duration_s, 3)})
     else:
         await send_json(websocket, stream_error("stream too short: no window could be scored",
