@@ -408,7 +408,7 @@ def _stream(ws: Any, samples: np.ndarray, *, frame_s: float = 0.25, sr: int = SR
         windows.append(message)
 
 
-def test_stream_windows_and_summary(server: ServerProcess) -> None:
+def test_stream_windows_and_summary(server: ServerProcess, detector: Any) -> None:
     with connect(server.ws_url + "/ws/stream") as ws:
         windows, summary = _stream(ws, tone(5.0))
     assert [(w["start_s"], w["end_s"]) for w in windows] == [
@@ -422,6 +422,9 @@ def test_stream_windows_and_summary(server: ServerProcess) -> None:
     assert summary["raw_score"] == pytest.approx(mean)
     assert summary["windows"] == 5 and summary["duration_s"] == pytest.approx(5.0)
     assert summary["classification"] == windows[-1]["overall"]["classification"]
+    # The running verdict is the library's rule applied to the mean window score.
+    verdict = detector.verdict(summary["raw_score"]).to_dict()
+    assert {k: summary[k] for k in verdict} == pytest.approx(verdict)
 
 
 def test_stream_window_matches_library(server: ServerProcess) -> None:
