@@ -89,7 +89,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        state.draining = True
+        state.mark_draining()
         restore()
         if not warm.done():
             warm.cancel()
