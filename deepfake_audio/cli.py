@@ -249,11 +249,25 @@ def _missing_extra_message(exc: ImportError) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
+        import dataclasses
+
         from .server.run import serve
+        from .server.settings import Settings
     except ImportError as exc:
         print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    return serve(args)
+    # Interim bridge until serve's options are generated from Settings' fields.
+    flags: dict[str, str | None] = {}
+    for f in dataclasses.fields(Settings):
+        value = getattr(args, f.metadata["env"].lower(), None)
+        flags[f.name] = None if value is None else str(value)
+    try:
+        settings = Settings.resolve(flags)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    serve(settings)
+    return EXIT_OK
 
 
 def cmd_remote(args: argparse.Namespace) -> int:

@@ -241,6 +241,15 @@ def test_invalid_model_json(tmp_path, edit, forbid_unpickling):
         load_model(directory)
 
 
+def test_unimplemented_aggregation_is_refused_at_load(tmp_path, forbid_unpickling):
+    directory = copy_default(tmp_path)
+    write_meta(directory, {**read_meta(directory), "aggregation": "median"})
+    with pytest.raises(ModelLoadError, match="aggregation 'median' is not implemented"):
+        load_model(directory)
+    with pytest.raises(ModelLoadError, match="supported: mean"):
+        Detector(directory)
+
+
 def test_model_json_not_json(tmp_path, forbid_unpickling):
     directory = copy_default(tmp_path)
     (directory / METADATA_FILE).write_text("{not json", encoding="utf-8")
