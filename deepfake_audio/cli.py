@@ -1,4 +1,8 @@
-"""Command line: ``deepfake-audio check | evaluate | train | serve``.
+"""Command line: ``deepfake-audio check | evaluate | train | serve | remote``.
+
+The only module that parses arguments and prints: each sub-command is a handler
+registered with :func:`command`, its options declared beside it; the handler calls
+the library and prints what it returns.
 
 Every option can also come from an environment variable named
 ``DEEPFAKE_AUDIO_<OPTION>`` (e.g. ``DEEPFAKE_AUDIO_MODEL``, ``DEEPFAKE_AUDIO_JOBS``,
@@ -19,14 +23,16 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._version import __version__
 from .audio import SUPPORTED_EXTENSIONS
-from .exceptions import DeepfakeAudioError, InputError, ModelLoadError
+from .config import env_name, env_value, parse_bool
+from .exceptions import DeepfakeAudioError, InputError, ModelLoadError, TrainingError
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -38,13 +44,138 @@ EXIT_MODEL = 4
 SERVER_HINT = 'the server needs the [server] extra: pip install "deepfake-audio[server]"'
 
 
-def env(name: str, default: Any = None) -> Any:
-    """Default for option ``name`` from ``DEEPFAKE_AUDIO_<NAME>``."""
-    return os.environ.get("DEEPFAKE_AUDIO_" + name.upper().replace("-", "_"), default)
+if TYPE_CHECKING:
+    from .evaluation import EvaluationReport
+
+Handler = Callable[[argparse.Namespace], int]
 
 
-def env_flag(name: str) -> bool:
-    return str(env(name, "")).strip().lower() in {"1", "true", "yes", "on"}
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``add_argument`` call; options (not positionals) default to ``DEEPFAKE_AUDIO_<DEST>``."""
+
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+    env: bool = True
+    #: Options sharing this name exclude each other.
+    exclusive: str | None = None
+
+
+def option(*flags: str, env: bool = True, exclusive: str | None = None, **kwargs: Any) -> Option:
+    return Option(flags, kwargs, env, exclusive)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    handler: Handler
+    options: tuple[Option, ...]
+    #: Builds options that need an optional extra, on first use of this sub-command only.
+    lazy_options: Callable[[], Sequence[Option]] | None = None
+    #: Filter the MP3 decoder's own warnings off stderr while it runs.
+    quiet_decoder: bool = False
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, *options: Option,
+            lazy_options: Callable[[], Sequence[Option]] | None = None,
+            quiet_decoder: bool = False) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as sub-command ``name`` with ``options``."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = Command(name, help, handler, options, lazy_options, quiet_decoder)
+        return handler
+
+    return register
+
+
+def _dest(opt: Option) -> str:
+    if "dest" in opt.kwargs:
+        return str(opt.kwargs["dest"])
+    long = next((f for f in opt.flags if f.startswith("--")), opt.flags[0])
+    return long.lstrip("-").replace("-", "_")
+
+
+def _add(parser: argparse.ArgumentParser, opt: Option, bools: set[str]) -> None:
+    kwargs = dict(opt.kwargs)
+    dest = _dest(opt)
+    raw = env_value(dest) if opt.env and opt.flags[0].startswith("-") else None
+    action = kwargs.get("action")
+    if action == "store_true":
+        bools.add(dest)  # the raw variable is checked by parse_bool after parsing
+        if raw is not None:
+            kwargs["default"] = raw
+    elif action == "append":
+        if raw:
+            kwargs["default"] = [item.strip() for item in raw.split(",") if item.strip()]
+        kwargs.setdefault("default", [])
+    elif raw is not None:
+        kwargs["default"] = raw  # argparse applies ``type`` to string defaults
+        kwargs.pop("required", None)
+    target: Any = parser
+    if opt.exclusive is not None:
+        groups = parser.__dict__.setdefault("_exclusive_groups", {})
+        if opt.exclusive not in groups:
+            groups[opt.exclusive] = parser.add_mutually_exclusive_group()
+        target = groups[opt.exclusive]
+    target.add_argument(*opt.flags, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Adds a sub-command's lazy options on first use (so ``check`` never imports the server)
+    and turns the raw ``DEEPFAKE_AUDIO_*`` defaults of yes/no flags into booleans."""
+
+    lazy: Callable[[], Sequence[Option]] | None = None
+
+    def __init__(self, *args: Any, bools: set[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bools: set[str] = set() if bools is None else bools
+
+    def add(self, opt: Option) -> None:
+        _add(self, opt, self.bools)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self.lazy is not None:
+            lazy, self.lazy = self.lazy, None
+            for opt in lazy():
+                self.add(opt)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed = super().parse_args(args, namespace)
+        for dest in self.bools:
+            value = getattr(parsed, dest, None)
+            if isinstance(value, str):
+                try:
+                    setattr(parsed, dest, parse_bool(value))
+                except ValueError as exc:
+                    self.error(f"{env_name(dest)}: {exc}")
+        return parsed
+
+
+def _float_or_none(value: str | None) -> float | None:
+    return None if value in (None, "", "none") else float(value)
+
+
+MODEL = (
+    option("--model", metavar="DIR", help="model folder (default: the bundled model)"),
+    option("--allow-unverified-model", action="store_true",
+           help="load a legacy model folder without model.json (unverified pickles)"),
+)
+JOBS = option("--jobs", "-j", type=int, default="1",
+              help="parallel worker processes (0: one per CPU)")
+QUIET = option("-q", "--quiet", action="store_true", help="no progress bars")
+DATA = option("data", nargs="+", metavar="DATA",
+              help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
+EXCLUDE = option("--exclude-generator", action="append", metavar="NAME",
+                 help="leave out clips of this generator (repeatable; variable: comma-separated)")
+CACHE = option("--cache", metavar="DIR", help="cache window features here between runs")
 
 
 # --------------------------------------------------------------------------- stderr hygiene
@@ -145,13 +276,29 @@ def _analyze_one(path: Path) -> dict[str, Any]:
 
 def _human_line(row: dict[str, Any]) -> str:
     return (f"{row['path']}: {row['classification']} (confidence {row['confidence']:.3f},"
-            f" raw_score {row['raw_score']:+.3f}, {row['duration_s']:.1f} s)")
+            f" raw_score {row['raw_score']:+.3f}, {row.get('duration_s', 0.0):.1f} s)")
 
 
 CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_deepfake",
               "duration_s", "sample_rate", "model", "error")
 
 
+@command(
+    "check", "classify audio files or folders",
+    option("paths", nargs="+", metavar="PATH", help="audio files or folders"),
+    option("--json", action="store_true", exclusive="format",
+           help="JSON output (an object for one file, else a list)"),
+    option("--csv", action="store_true", exclusive="format", help="CSV output"),
+    JOBS,
+    option("--threshold", type=_float_or_none,
+           help="decision threshold on raw_score (default: the model's)"),
+    option("--max-duration", type=float, default="600",
+           help="longest audio accepted, seconds (default 600)"),
+    option("--timeline", action="store_true", help="include per-window scores in --json output"),
+    option("-q", "--quiet", action="store_true", help="no progress bar"),
+    *MODEL,
+    quiet_decoder=True,
+)
 def cmd_check(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -212,13 +359,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train / evaluate
 
 
+@command(
+    "train", "train a model from labelled data",
+    DATA,
+    option("-o", "--output", required=True, metavar="DIR", help="where to write the model"),
+    option("--C", type=float, default="10.0", help="SVM C"),
+    option("--augment", type=int, default="1", help="augmented copies per clip"),
+    option("--seed", type=int, default="0"),
+    option("--calibration", choices=["unseen", "speaker-cv"], default="unseen",
+           help="scores the threshold and Platt calibration are fitted on: genuine clips"
+                " leave-one-corpus-out and fakes leave-one-generator-out (default), or"
+                " speaker-grouped cross-validation"),
+    JOBS, CACHE,
+    option("--model-id"),
+    option("--reliability-plot", metavar="PNG",
+           help="also write a reliability diagram of the calibration scores (needs matplotlib)"),
+    EXCLUDE, QUIET,
+    quiet_decoder=True,
+)
 def cmd_train(args: argparse.Namespace) -> int:
     from . import training
+    from .datasets import load_datasets
 
-    clips = [clip for data in args.data for clip in training.load_dataset(data)
-             if clip.generator not in args.exclude_generator]
     settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed,
                                       calibration=args.calibration)
+    clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
     metadata = training.train(
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,
         cache_dir=Path(args.cache) if args.cache else None, model_id=args.model_id,
@@ -230,16 +395,80 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{title}: EER {summary['eer'] * 100:.2f}%  ROC-AUC {summary['roc_auc']:.4f}  "
               f"accuracy {summary['accuracy'] * 100:.2f}%  Brier {summary['brier']:.4f}")
     print(f"calibrated on: {metadata.metrics['protocol']}")
+    if args.reliability_plot:
+        from .plots import plot_reliability
+
+        plot_reliability(metadata.metrics["reliability"], args.reliability_plot)
+        print(f"plot written to {args.reliability_plot}")
     return EXIT_OK
 
 
+def _print_report(report: EvaluationReport) -> None:
+    from .metrics import format_table
+
+    summary = report.summary
+    print(report.title)
+    print(f"  clips      {summary['n']}")
+    print(f"  EER        {summary['eer'] * 100:.2f}%")
+    print(f"  balanced   {summary['balanced_eer'] * 100:.2f}%  (the EER with every genuine"
+          " corpus and every generator weighted equally)")
+    print(f"  ROC-AUC    {summary['roc_auc']:.4f}")
+    print(f"  accuracy   {summary['accuracy'] * 100:.2f}%")
+    print(f"  real called real  {summary['real_called_real'] * 100:.2f}%")
+    print(f"  fake called fake  {summary['fake_called_fake'] * 100:.2f}%")
+    if "brier" in summary:
+        print(f"  Brier      {summary['brier']:.4f}")
+    print()
+    print(format_table(report.per_generator, "generator"))
+    print()
+    print(format_table(report.per_source, "source"))
+    print()
+    print(f"EER: {summary['eer'] * 100:.2f}%")
+
+
+@command(
+    "evaluate", "score a labelled dataset: accuracy, EER, ROC-AUC",
+    DATA,
+    option("--protocol", default="model",
+           choices=["model", "leave-one-generator-out", "leave-one-corpus-out", "unseen",
+                    "speaker-cv"],
+           help="'model' scores the given model; the others retrain fold models with the"
+                " model's settings"),
+    option("--plot", metavar="PNG", help="write a ROC plot (needs matplotlib)"),
+    option("--json", action="store_true",
+           help="print all figures as JSON instead of the text report"),
+    option("-o", "--output", metavar="FILE", help="also write all figures as JSON to FILE"),
+    EXCLUDE, JOBS,
+    option("--cache", metavar="DIR",
+           help="cache window features here between runs (held-out protocols)"),
+    QUIET, *MODEL,
+    quiet_decoder=True,
+)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import run_evaluation
+    from .datasets import load_datasets
+    from .evaluation import evaluate
 
-    return run_evaluation(args)
+    clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
+    report = evaluate(clips, args.protocol, model_dir=args.model,
+                      allow_unverified=args.allow_unverified_model, jobs=args.jobs,
+                      cache_dir=Path(args.cache) if args.cache else None,
+                      progress=not args.quiet)
+    figures = {**report.to_dict(), "data": args.data}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        _print_report(report)
+    if args.plot:
+        from .plots import plot_roc
+
+        plot_roc(args.plot, report.labels, report.scores, report.title)
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    if args.output:
+        Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
 
 
-# --------------------------------------------------------------------------- serve
+# --------------------------------------------------------------------------- serve / remote
 
 
 def _missing_extra_message(exc: ImportError) -> str:
@@ -247,38 +476,114 @@ def _missing_extra_message(exc: ImportError) -> str:
     return text if "deepfake-audio[server]" in text else f"{SERVER_HINT} ({text})"
 
 
+def _serve_options() -> list[Option]:
+    """``serve``'s flags, one per :class:`~deepfake_audio.server.settings.Settings` field."""
+    try:
+        from .server.settings import Settings
+    except ImportError as exc:
+        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    options = []
+    for f in fields(Settings):
+        flag = "--" + f.metadata["env"].lower().replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}
+        if f.type in (bool, "bool"):
+            kwargs.update(action="store_const", const="1")
+        else:
+            kwargs["metavar"] = f.metadata["env"]
+        # No defaults and no variables here: Settings.resolve reads both, in one place.
+        options.append(option(flag, env=False, **kwargs))
+    return options
+
+
+@command("serve", "run the HTTP + WebSocket API (needs the [server] extra)",
+         lazy_options=_serve_options)
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.run import serve
+    from .server.settings import Settings
+
+    flags = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
     try:
-        from .server.run import serve
-    except ImportError as exc:
-        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
+        settings = Settings.resolve(flags)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return serve(args)
+    serve(settings)
+    return EXIT_OK
 
 
+def _remote(url: str, files: Sequence[str], *, ws: bool, as_json: bool,
+            api_key: str | None) -> int:
+    from .client import RemoteError, ServerUnavailable, analyze_files
+
+    rows: list[dict[str, Any]] = []
+    rejected = False
+    try:
+        for path, outcome in analyze_files(url, files, ws=ws, api_key=api_key or None):
+            if isinstance(outcome, RemoteError):
+                rejected = True
+                print(f"error: {path}: {outcome}", file=sys.stderr)
+                rows.append({"path": str(path), **outcome.body,
+                             **({"status": outcome.status} if outcome.status else {})})
+            else:
+                rows.append({"path": str(path), **outcome})
+                if not as_json:
+                    print(_human_line(rows[-1]), flush=True)
+    except (ImportError, ValueError) as exc:  # missing extra, or not a server URL
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except RemoteError as exc:  # handshake or API key refused: nothing will work
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+    return EXIT_BAD_INPUT if rejected else EXIT_OK
+
+
+REMOTE_COMMON = (
+    option("--ws", action="store_true", help="use the WebSocket API"),
+    option("--json", action="store_true", help="JSON output"),
+    option("--api-key", help="API key (X-API-Key header)"),
+)
+
+
+@command(
+    "remote", "send files to a running server",
+    option("url", help="server base URL, e.g. http://127.0.0.1:8000"),
+    option("files", nargs="+", metavar="FILE"),
+    *REMOTE_COMMON,
+)
 def cmd_remote(args: argparse.Namespace) -> int:
-    try:
-        from .client import run_remote
-    except ImportError as exc:
-        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    return run_remote(args)
+    """Exit codes: 0 every file analysed; 1 server unreachable or failing (5xx); 2 usage
+    error or API key refused; 3 at least one file rejected or unreadable."""
+    return _remote(args.url, args.files, ws=args.ws, as_json=args.json, api_key=args.api_key)
 
 
-# --------------------------------------------------------------------------- parser
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m deepfake_audio.client --file X [--url URL] [--ws] [--json]``."""
+    from .client import DEFAULT_URL
+
+    parser = _Parser(prog="python -m deepfake_audio.client",
+                     description="Send audio files to a deepfake-audio server.")
+    parser.add(option("--file", "-f", action="append", required=True, metavar="FILE",
+                      env=False, help="audio file to analyse (repeat for several)"))
+    parser.add(option("--url", default=DEFAULT_URL,
+                      help=f"server base URL (default {DEFAULT_URL})"))
+    for opt in REMOTE_COMMON:
+        parser.add(opt)
+    args = parser.parse_args(argv)
+    return _remote(args.url, args.file, ws=args.ws, as_json=args.json, api_key=args.api_key)
 
 
-def _env_list(name: str) -> list[str]:
-    value = env(name)
-    return [item.strip() for item in value.split(",") if item.strip()] if value else []
-
-
-def _float_or_none(value: str | None) -> float | None:
-    return None if value in (None, "", "none") else float(value)
+# --------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The parser of every registered sub-command."""
+    parser = _Parser(
         prog="deepfake-audio",
         description="Tell genuine speech from synthetic speech.",
         epilog="Every option can also be set with DEEPFAKE_AUDIO_<OPTION> environment variables."
@@ -286,123 +591,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", metavar="DIR", default=env("model"),
-                       help="model folder (default: the bundled model)")
-        p.add_argument("--allow-unverified-model", action="store_true",
-                       default=env_flag("allow_unverified_model"),
-                       help="load a legacy model folder without model.json (unverified pickles)")
-
-    check = sub.add_parser("check", help="classify audio files or folders")
-    check.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
-    fmt = check.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", default=env_flag("json"),
-                     help="JSON output (an object for one file, else a list)")
-    fmt.add_argument("--csv", action="store_true", default=env_flag("csv"), help="CSV output")
-    check.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"),
-                       help="parallel worker processes (0: one per CPU)")
-    check.add_argument("--threshold", type=_float_or_none, default=env("threshold"),
-                       help="decision threshold on raw_score (default: the model's)")
-    check.add_argument("--max-duration", type=float, default=env("max_duration", "600"),
-                       help="longest audio accepted, seconds (default 600)")
-    check.add_argument("--timeline", action="store_true", default=env_flag("timeline"),
-                       help="include per-window scores in --json output")
-    check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    model_options(check)
-    check.set_defaults(func=cmd_check)
-
-    evaluate = sub.add_parser("evaluate", help="score a labelled dataset: accuracy, EER, ROC-AUC")
-    evaluate.add_argument("data", nargs="+", metavar="DATA",
-                          help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
-    evaluate.add_argument("--protocol", default=env("protocol", "model"),
-                          choices=["model", "leave-one-generator-out", "leave-one-corpus-out",
-                                   "unseen", "speaker-cv"],
-                          help="'model' scores the given model; the others retrain fold models"
-                               " with the model's settings")
-    evaluate.add_argument("--plot", metavar="PNG", default=env("plot"),
-                          help="write a ROC/DET plot (needs matplotlib)")
-    evaluate.add_argument("--json", metavar="FILE", default=env("json_out"),
-                          help="also write all figures as JSON")
-    evaluate.add_argument("--exclude-generator", action="append", metavar="NAME",
-                          default=_env_list("exclude_generator"),
-                          help="leave out clips of this generator (repeatable)")
-    evaluate.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
-    evaluate.add_argument("--cache", metavar="DIR", default=env("cache"),
-                          help="cache window features here between runs (held-out protocols)")
-    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    model_options(evaluate)
-    evaluate.set_defaults(func=cmd_evaluate)
-
-    train = sub.add_parser("train", help="train a model from labelled data")
-    train.add_argument("data", nargs="+", metavar="DATA",
-                       help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
-    train.add_argument("-o", "--output", required=env("output") is None, default=env("output"),
-                       metavar="DIR", help="where to write the model")
-    train.add_argument("--C", type=float, default=env("c", "10.0"), help="SVM C")
-    train.add_argument("--augment", type=int, default=env("augment", "1"),
-                       help="augmented copies per clip")
-    train.add_argument("--seed", type=int, default=env("seed", "0"))
-    train.add_argument("--calibration", choices=["unseen", "speaker-cv"],
-                       default=env("calibration", "unseen"),
-                       help="scores the threshold and Platt calibration are fitted on: genuine"
-                            " clips leave-one-corpus-out and fakes leave-one-generator-out"
-                            " (default), or speaker-grouped cross-validation")
-    train.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
-    train.add_argument("--cache", metavar="DIR", default=env("cache"),
-                       help="cache window features here between runs")
-    train.add_argument("--model-id", default=env("model_id"))
-    train.add_argument("--exclude-generator", action="append", metavar="NAME",
-                       default=_env_list("exclude_generator"),
-                       help="leave out clips of this generator (repeatable)")
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(func=cmd_train)
-
-    serve = sub.add_parser("serve", help="run the HTTP + WebSocket API (needs the [server] extra)")
-    serve.add_argument("--host", default=env("host", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=env("port", "8000"))
-    serve.add_argument("--workers", type=int, default=env("workers", "1"))
-    serve.add_argument("--api-key", default=env("api_key"),
-                       help="require this key (X-API-Key header or api_key query parameter)")
-    serve.add_argument("--cors-origins", default=env("cors_origins", ""),
-                       help="comma-separated allowed origins ('*' for any)")
-    serve.add_argument("--max-upload-mb", type=float, default=env("max_upload_mb", "25"))
-    serve.add_argument("--max-duration", type=float, default=env("max_duration", "600"))
-    serve.add_argument("--max-concurrency", type=int, default=env("max_concurrency", "0"),
-                       help="analyses in flight (0: number of CPUs)")
-    serve.add_argument("--max-queue", type=int, default=env("max_queue", "16"),
-                       help="requests allowed to wait before 429")
-    serve.add_argument("--log-level", default=env("log_level", "info"))
-    model_options(serve)
-    serve.set_defaults(func=cmd_serve)
-
-    remote = sub.add_parser("remote", help="send files to a running server")
-    remote.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8000")
-    remote.add_argument("files", nargs="+", metavar="FILE")
-    remote.add_argument("--ws", action="store_true", help="use the WebSocket API")
-    remote.add_argument("--json", action="store_true", help="JSON output")
-    remote.add_argument("--api-key", default=env("api_key"))
-    remote.set_defaults(func=cmd_remote)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    for cmd in COMMANDS.values():
+        child = cast(_Parser, sub.add_parser(cmd.name, help=cmd.help, bools=parser.bools))
+        child.lazy = cmd.lazy_options
+        for opt in cmd.options:
+            child.add(opt)
+        child.set_defaults(func=cmd.handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    noise_filter = (_without_decoder_noise() if COMMANDS[args.command].quiet_decoder
+                    else contextlib.nullcontext())
     try:
-        if args.command in ("check", "evaluate", "train"):
-            with _without_decoder_noise():
-                return int(args.func(args))
-        return int(args.func(args))
+        with noise_filter:
+            return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except ModelLoadError as exc:
         print(f"error: cannot load model: {exc}", file=sys.stderr)
         return EXIT_MODEL
+    except TrainingError as exc:  # the data or settings cannot support the run
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import logging.config
 import math
 import os
-import sys
 from typing import Any
 
 import uvicorn
@@ -34,19 +32,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Start the server with the ``serve`` sub-command's options; returns an exit code.
+def serve(settings: Settings) -> None:
+    """Run the server until it is stopped.
 
-    The model is loaded once before listening so a broken model fails fast with
-    exit code 4 (raised as :class:`~deepfake_audio.exceptions.ModelLoadError`).
-    With ``--workers N > 1`` uvicorn imports :data:`APP_FACTORY` in each worker
-    process and the settings travel as ``DEEPFAKE_AUDIO_*`` variables.
+    The model is loaded once before listening so a broken model fails fast (raised as
+    :class:`~deepfake_audio.exceptions.ModelLoadError`). With ``workers > 1`` uvicorn
+    imports :data:`APP_FACTORY` in each worker process and the settings travel as
+    ``DEEPFAKE_AUDIO_*`` variables.
     """
-    try:
-        settings = Settings.from_args(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     options = uvicorn_options(settings)
     logging.config.dictConfig(options["log_config"])
     detector = load_detector(settings)
@@ -56,4 +49,3 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)
     else:
         uvicorn.run(create_app(settings, detector=detector), **options)
-    return 0

@@ -1,13 +1,13 @@
-"""Server settings: one frozen dataclass, filled from ``DEEPFAKE_AUDIO_*`` variables.
+"""Server settings: one frozen dataclass, filled from flags and ``DEEPFAKE_AUDIO_*`` variables.
 
-Precedence: built-in default < environment variable < command-line flag. The
-``serve`` sub-command already takes its flag defaults from the same variables,
-so :meth:`Settings.from_args` simply lets every flag it carries win.
+Precedence: built-in default < environment variable < command-line flag. Each field's
+metadata holds its help text and variable suffix (``env``); ``deepfake-audio serve``
+generates its flags from them (``--`` + ``env`` in lower case with dashes) and hands the
+raw strings to :meth:`Settings.resolve`, which converts and validates them in one place.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ENV_PREFIX = "DEEPFAKE_AUDIO_"
+from ..config import ENV_PREFIX, parse_bool
+
 MB = 1024 * 1024
 
 
@@ -27,8 +28,9 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _opt(default: Any, env: str, help: str, **kwargs: Any) -> Any:
+    """A field with its variable suffix and help text (read by the ``serve`` CLI)."""
+    return field(default=default, metadata={"env": env, "help": help}, **kwargs)
 
 
 def _origins(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
@@ -85,25 +87,34 @@ class Settings:
         Window length and hop of ``/ws/stream`` verdicts.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    model: str | None = None
-    allow_unverified_model: bool = False
-    api_key: str | None = field(default=None, repr=False)
-    cors_origins: tuple[str, ...] = ()
-    max_upload_mb: float = 25.0
-    max_duration_s: float = 600.0
-    max_concurrency: int = 0
-    max_queue: int = 16
-    ws_max_message_mb: float | None = None
-    analysis_timeout_s: float = 60.0
-    log_level: str = "info"
-    log_format: str = "text"
-    shutdown_drain_s: float = 2.0
-    graceful_timeout_s: float = 10.0
-    stream_window_s: float = 3.0
-    stream_hop_s: float = 1.0
+    host: str = _opt("127.0.0.1", "HOST", "interface to listen on")
+    port: int = _opt(8000, "PORT", "TCP port")
+    workers: int = _opt(1, "WORKERS", "uvicorn worker processes (each loads the model)")
+    model: str | None = _opt(None, "MODEL", "model folder (default: the bundled model)")
+    allow_unverified_model: bool = _opt(
+        False, "ALLOW_UNVERIFIED_MODEL",
+        "load a legacy model folder without model.json (unverified pickles)")
+    api_key: str | None = _opt(
+        None, "API_KEY", "require this key (X-API-Key header or api_key query parameter)",
+        repr=False)
+    cors_origins: tuple[str, ...] = _opt((), "CORS_ORIGINS",
+                                         "comma-separated allowed origins ('*' for any)")
+    max_upload_mb: float = _opt(25.0, "MAX_UPLOAD_MB", "largest upload accepted, MiB")
+    max_duration_s: float = _opt(600.0, "MAX_DURATION", "longest audio accepted, seconds")
+    max_concurrency: int = _opt(0, "MAX_CONCURRENCY", "analyses in flight (0: number of CPUs)")
+    max_queue: int = _opt(16, "MAX_QUEUE", "requests allowed to wait before 429")
+    ws_max_message_mb: float | None = _opt(
+        None, "WS_MAX_MESSAGE_MB", "largest WebSocket message, MiB (default: from max upload)")
+    analysis_timeout_s: float = _opt(60.0, "ANALYSIS_TIMEOUT",
+                                     "seconds a request may wait for its analysis before 503")
+    log_level: str = _opt("info", "LOG_LEVEL", "log level")
+    log_format: str = _opt("text", "LOG_FORMAT", "log lines: text or json")
+    shutdown_drain_s: float = _opt(2.0, "SHUTDOWN_DRAIN",
+                                   "seconds to keep serving (not ready) after SIGTERM")
+    graceful_timeout_s: float = _opt(10.0, "GRACEFUL_TIMEOUT",
+                                     "seconds in-flight requests get at shutdown")
+    stream_window_s: float = _opt(3.0, "STREAM_WINDOW", "/ws/stream window, seconds")
+    stream_hop_s: float = _opt(1.0, "STREAM_HOP", "/ws/stream hop, seconds")
 
     def __post_init__(self) -> None:
         # Normalise in place (frozen, hence object.__setattr__) so every constructor path agrees.
@@ -159,6 +170,33 @@ class Settings:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
+    def resolve(cls, flags: Mapping[str, str | None],
+                environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from raw flag values (by field name; ``None`` = not given), else the
+        ``DEEPFAKE_AUDIO_*`` variables (``os.environ`` by default), else the defaults.
+
+        Raises
+        ------
+        ValueError
+            A value of the wrong type or out of range; the message names its origin.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            origin = "--" + f.metadata["env"].lower().replace("_", "-")
+            raw = flags.get(f.name)
+            if raw is None:
+                origin = ENV_PREFIX + f.metadata["env"]
+                raw = environ.get(origin)
+                if raw is None or (raw.strip() == "" and f.name not in _STRING_FIELDS):
+                    continue
+            try:
+                values[f.name] = _convert(f.name, raw)
+            except ValueError:
+                raise ValueError(f"{origin}={raw!r} is not a valid value") from None
+        return cls(**values)
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``DEEPFAKE_AUDIO_*`` variables (``os.environ`` by default).
 
@@ -167,33 +205,7 @@ class Settings:
         ValueError
             A variable holds a value of the wrong type or out of range.
         """
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = ENV_PREFIX + ENV_NAMES[f.name]
-            raw = environ.get(name)
-            if raw is None or (raw.strip() == "" and f.name not in _STRING_FIELDS):
-                continue
-            try:
-                values[f.name] = _convert(f.name, raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a valid value") from None
-        return cls(**values)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace,
-                  environ: Mapping[str, str] | None = None) -> Settings:
-        """Environment first, then every ``serve`` flag present on ``args`` wins."""
-        base = cls.from_env(environ)
-        overrides: dict[str, Any] = {}
-        for attr, name in _ARG_NAMES.items():
-            if hasattr(args, attr):
-                value = getattr(args, attr)
-                if value is not None or name in ("model", "api_key"):
-                    overrides[name] = value
-        if "cors_origins" in overrides:
-            overrides["cors_origins"] = _origins(overrides["cors_origins"])
-        return dataclasses.replace(base, **overrides)
+        return cls.resolve({}, environ)
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``DEEPFAKE_AUDIO_*`` variables (to hand to worker processes)."""
@@ -213,43 +225,7 @@ class Settings:
 
 
 #: Field name → environment variable suffix (``DEEPFAKE_AUDIO_`` + this).
-ENV_NAMES: dict[str, str] = {
-    "host": "HOST",
-    "port": "PORT",
-    "workers": "WORKERS",
-    "model": "MODEL",
-    "allow_unverified_model": "ALLOW_UNVERIFIED_MODEL",
-    "api_key": "API_KEY",
-    "cors_origins": "CORS_ORIGINS",
-    "max_upload_mb": "MAX_UPLOAD_MB",
-    "max_duration_s": "MAX_DURATION",
-    "max_concurrency": "MAX_CONCURRENCY",
-    "max_queue": "MAX_QUEUE",
-    "ws_max_message_mb": "WS_MAX_MESSAGE_MB",
-    "analysis_timeout_s": "ANALYSIS_TIMEOUT",
-    "log_level": "LOG_LEVEL",
-    "log_format": "LOG_FORMAT",
-    "shutdown_drain_s": "SHUTDOWN_DRAIN",
-    "graceful_timeout_s": "GRACEFUL_TIMEOUT",
-    "stream_window_s": "STREAM_WINDOW",
-    "stream_hop_s": "STREAM_HOP",
-}
-
-# argparse attribute of ``deepfake-audio serve`` → Settings field.
-_ARG_NAMES = {
-    "host": "host",
-    "port": "port",
-    "workers": "workers",
-    "model": "model",
-    "allow_unverified_model": "allow_unverified_model",
-    "api_key": "api_key",
-    "cors_origins": "cors_origins",
-    "max_upload_mb": "max_upload_mb",
-    "max_duration": "max_duration_s",
-    "max_concurrency": "max_concurrency",
-    "max_queue": "max_queue",
-    "log_level": "log_level",
-}
+ENV_NAMES: dict[str, str] = {f.name: f.metadata["env"] for f in dataclasses.fields(Settings)}
 
 _STRING_FIELDS = {"host", "model", "api_key", "cors_origins", "log_level", "log_format"}
 _INT_FIELDS = {"port", "workers", "max_concurrency", "max_queue"}
@@ -263,7 +239,7 @@ def _convert(name: str, raw: str) -> Any:
     if name in _INT_FIELDS:
         return int(raw)
     if name in _BOOL_FIELDS:
-        return _flag(raw)
+        return parse_bool(raw)
     if name in _OPTIONAL_FLOAT_FIELDS and raw.strip().lower() in ("", "none", "auto"):
         return None
     value = float(raw)
