@@ -9,8 +9,8 @@ Every option can also come from an environment variable named
 ``DEEPFAKE_AUDIO_API_KEY``); a flag on the command line wins.
 
 Exit codes: 0 success; 1 internal error (a bug: please report it); 2 usage
-error; 3 at least one input could not be analysed; 4 the model could not be
-loaded.
+error, or data that cannot support a training/evaluation run; 3 at least one input
+could not be analysed; 4 the model could not be loaded.
 """
 
 from __future__ import annotations
@@ -20,19 +20,16 @@ import contextlib
 import csv
 import json
 import logging
-import os
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ._version import __version__
-from .audio import SUPPORTED_EXTENSIONS
+from .batch import analyze_paths, iter_audio_files, without_decoder_noise
 from .config import env_name, env_value, parse_bool
-from .exceptions import DeepfakeAudioError, InputError, ModelLoadError, TrainingError
+from .exceptions import DeepfakeAudioError, ModelLoadError, TrainingError
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -43,9 +40,6 @@ EXIT_BAD_INPUT = 3
 EXIT_MODEL = 4
 SERVER_HINT = 'the server needs the [server] extra: pip install "deepfake-audio[server]"'
 
-
-if TYPE_CHECKING:
-    from .evaluation import EvaluationReport
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -133,9 +127,9 @@ class _Parser(argparse.ArgumentParser):
 
     lazy: Callable[[], Sequence[Option]] | None = None
 
-    def __init__(self, *args: Any, bools: set[str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.bools: set[str] = set() if bools is None else bools
+        self.bools: set[str] = set()
 
     def add(self, opt: Option) -> None:
         _add(self, opt, self.bools)
@@ -145,10 +139,7 @@ class _Parser(argparse.ArgumentParser):
             lazy, self.lazy = self.lazy, None
             for opt in lazy():
                 self.add(opt)
-        return super().parse_known_args(args, namespace)
-
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
-        parsed = super().parse_args(args, namespace)
+        parsed, extras = super().parse_known_args(args, namespace)
         for dest in self.bools:
             value = getattr(parsed, dest, None)
             if isinstance(value, str):
@@ -156,7 +147,7 @@ class _Parser(argparse.ArgumentParser):
                     setattr(parsed, dest, parse_bool(value))
                 except ValueError as exc:
                     self.error(f"{env_name(dest)}: {exc}")
-        return parsed
+        return parsed, extras
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -178,100 +169,7 @@ EXCLUDE = option("--exclude-generator", action="append", metavar="NAME",
 CACHE = option("--cache", metavar="DIR", help="cache window features here between runs")
 
 
-# --------------------------------------------------------------------------- stderr hygiene
-
-# What libmpg123 prints while resyncing after a damaged MP3 frame.
-_DECODER_NOISE = (b"[src/libmpg123", b"Note: Illegal Audio-MPEG-Header", b"Note: Trying to resync",
-                  b"Note: Skipped ", b"Warning: Encountered more data", b"Warning: Big change")
-
-
-@contextlib.contextmanager
-def _without_decoder_noise() -> Iterator[None]:
-    """Drop libmpg123's own warnings (printed by C code inside libsndfile) from fd 2.
-
-    They look like our ``error:`` lines but are only the MP3 decoder resyncing after a
-    damaged frame; the CLI promises one clear line per bad file. Everything else on
-    stderr (our messages, progress bars, workers' output) passes through unchanged.
-    """
-    try:
-        sys.stderr.flush()
-        original = os.dup(2)
-        read_fd, write_fd = os.pipe()
-    except (OSError, ValueError):
-        yield
-        return
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-
-    def pump() -> None:
-        pending = b""
-        with os.fdopen(read_fd, "rb", buffering=0) as source:
-            while chunk := source.read(65536):
-                *lines, pending = (pending + chunk).split(b"\n")
-                out = b"".join(line + b"\n" for line in lines
-                               if not line.startswith(_DECODER_NOISE))
-                # Hold back only what could still become a noise line (keeps \r bars live).
-                if pending and not any(noise.startswith(pending[: len(noise)])
-                                       for noise in _DECODER_NOISE):
-                    out, pending = out + pending, b""
-                if out:
-                    os.write(original, out)
-        if pending and not pending.startswith(_DECODER_NOISE):
-            os.write(original, pending)
-
-    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(original, 2)  # closes our last write end of the pipe: the pump sees EOF
-        thread.join(timeout=2)
-        os.close(original)
-
-
 # --------------------------------------------------------------------------- check
-
-
-def iter_audio_files(paths: Sequence[str]) -> Iterator[Path]:
-    """Expand folders recursively (sorted); files are passed through as given."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-            )
-        else:
-            yield path
-
-
-_worker_detector: Any = None
-
-
-def _init_worker(options: dict[str, Any], quiet: bool = False) -> None:
-    global _worker_detector
-    from .detector import Detector
-
-    if quiet:  # pool workers: the parent already logged the model's warnings once
-        logging.getLogger("deepfake_audio").setLevel(logging.ERROR)
-    _worker_detector = Detector(**options)
-
-
-def _analyze_one(path: Path) -> dict[str, Any]:
-    """One file → a JSON-ready row; expected input problems become an ``error`` row."""
-    try:
-        result = _worker_detector.analyze(path)
-    except InputError as exc:
-        return {"path": str(path), "error": str(exc), "error_type": type(exc).__name__}
-    except DeepfakeAudioError as exc:
-        return {"path": str(path), "error": str(exc), "error_type": type(exc).__name__,
-                "internal": True}
-    except Exception as exc:  # a bug in us, not in the input: keep the batch going
-        logger.debug("unexpected error on %s", path, exc_info=True)
-        return {"path": str(path), "error": f"internal error: {type(exc).__name__}: {exc}",
-                "error_type": type(exc).__name__, "internal": True}
-    return {"path": str(path), **result.to_dict(timeline=True)}
 
 
 def _human_line(row: dict[str, Any]) -> str:
@@ -306,33 +204,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not files:
         print("error: no audio files found in the given paths", file=sys.stderr)
         return EXIT_BAD_INPUT
-    options: dict[str, Any] = {
-        "model_dir": args.model, "threshold": args.threshold,
-        "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model,
-    }
-    try:
-        _init_worker(options)  # also proves the model loads before any worker starts
-    except ModelLoadError as exc:
-        print(f"error: cannot load model: {exc}", file=sys.stderr)
-        return EXIT_MODEL
-    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-    jobs = min(jobs, len(files))
-    show_progress = len(files) > 1 and not args.quiet
-    if jobs > 1:
-        executor = ProcessPoolExecutor(jobs, initializer=_init_worker,
-                                       initargs=(options, True))
-        rows_iter: Iterator[dict[str, Any]] = executor.map(_analyze_one, files, chunksize=1)
-    else:
-        executor = None
-        rows_iter = map(_analyze_one, files)
+    options = {"model_dir": args.model, "threshold": args.threshold,
+               "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model}
     rows: list[dict[str, Any]] = []
-    csv_writer = None
-    if args.csv:
-        csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        csv_writer.writeheader()
-    try:
-        for row in tqdm(rows_iter, total=len(files), unit="file", disable=not show_progress or None,
-                        file=sys.stderr, leave=False):
+    with analyze_paths(files, options, jobs=args.jobs) as results:
+        csv_writer = None
+        if args.csv:
+            csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            csv_writer.writeheader()
+        show_progress = len(files) > 1 and not args.quiet
+        for row in tqdm(results, total=len(files), unit="file",
+                        disable=not show_progress or None, file=sys.stderr, leave=False):
             rows.append(row)
             if "error" in row:
                 print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
@@ -341,16 +223,12 @@ def cmd_check(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             elif not args.json and "error" not in row:
                 print(_human_line(row), flush=True)
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
     if args.json:
         single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
-        payload: Any = rows[0] if single else rows
         if not args.timeline:
             for row in rows:
                 row.pop("timeline", None)
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(rows[0] if single else rows, indent=2))
     if any(row.get("internal") for row in rows):
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if any("error" in row for row in rows) else EXIT_OK
@@ -403,29 +281,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_report(report: EvaluationReport) -> None:
-    from .metrics import format_table
-
-    summary = report.summary
-    print(report.title)
-    print(f"  clips      {summary['n']}")
-    print(f"  EER        {summary['eer'] * 100:.2f}%")
-    print(f"  balanced   {summary['balanced_eer'] * 100:.2f}%  (the EER with every genuine"
-          " corpus and every generator weighted equally)")
-    print(f"  ROC-AUC    {summary['roc_auc']:.4f}")
-    print(f"  accuracy   {summary['accuracy'] * 100:.2f}%")
-    print(f"  real called real  {summary['real_called_real'] * 100:.2f}%")
-    print(f"  fake called fake  {summary['fake_called_fake'] * 100:.2f}%")
-    if "brier" in summary:
-        print(f"  Brier      {summary['brier']:.4f}")
-    print()
-    print(format_table(report.per_generator, "generator"))
-    print()
-    print(format_table(report.per_source, "source"))
-    print()
-    print(f"EER: {summary['eer'] * 100:.2f}%")
-
-
 @command(
     "evaluate", "score a labelled dataset: accuracy, EER, ROC-AUC",
     DATA,
@@ -457,7 +312,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
-        _print_report(report)
+        print(report.to_text())
     if args.plot:
         from .plots import plot_roc
 
@@ -594,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
     for cmd in COMMANDS.values():
-        child = cast(_Parser, sub.add_parser(cmd.name, help=cmd.help, bools=parser.bools))
+        child = cast(_Parser, sub.add_parser(cmd.name, help=cmd.help))
         child.lazy = cmd.lazy_options
         for opt in cmd.options:
             child.add(opt)
@@ -606,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    noise_filter = (_without_decoder_noise() if COMMANDS[args.command].quiet_decoder
+    noise_filter = (without_decoder_noise() if COMMANDS[args.command].quiet_decoder
                     else contextlib.nullcontext())
     try:
         with noise_filter:

@@ -83,6 +83,27 @@ class EvaluationReport:
                    per_source=self.per_source)
         return out
 
+    def to_text(self) -> str:
+        """The plain-text report ``deepfake-audio evaluate`` prints (last line ``EER: x%``)."""
+        s = self.summary
+        lines = [
+            self.title,
+            f"  clips      {s['n']}",
+            f"  EER        {s['eer'] * 100:.2f}%",
+            f"  balanced   {s['balanced_eer'] * 100:.2f}%  (the EER with every genuine corpus"
+            " and every generator weighted equally)",
+            f"  ROC-AUC    {s['roc_auc']:.4f}",
+            f"  accuracy   {s['accuracy'] * 100:.2f}%",
+            f"  real called real  {s['real_called_real'] * 100:.2f}%",
+            f"  fake called fake  {s['fake_called_fake'] * 100:.2f}%",
+        ]
+        if "brier" in s:
+            lines.append(f"  Brier      {s['brier']:.4f}")
+        lines += ["", metrics.format_table(self.per_generator, "generator"), "",
+                  metrics.format_table(self.per_source, "source"), "",
+                  f"EER: {s['eer'] * 100:.2f}%"]
+        return "\n".join(lines)
+
 
 def _score_with_model(
     clips: Sequence[Clip], model_dir: str | Path | None, allow_unverified: bool, jobs: int,
