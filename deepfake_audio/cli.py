@@ -59,11 +59,15 @@ class Option:
 
 
 def option(*flags: str, env: bool = True, exclusive: str | None = None, **kwargs: Any) -> Option:
+    """An option of a sub-command: ``add_argument``'s arguments, plus where its default
+    may come from (``env``) and which options it excludes (``exclusive``)."""
     return Option(flags, kwargs, env, exclusive)
 
 
 @dataclass(frozen=True)
 class Command:
+    """A registered sub-command (see :func:`command`)."""
+
     name: str
     help: str
     handler: Handler
@@ -96,31 +100,6 @@ def _dest(opt: Option) -> str:
     return long.lstrip("-").replace("-", "_")
 
 
-def _add(parser: argparse.ArgumentParser, opt: Option, bools: set[str]) -> None:
-    kwargs = dict(opt.kwargs)
-    dest = _dest(opt)
-    raw = env_value(dest) if opt.env and opt.flags[0].startswith("-") else None
-    action = kwargs.get("action")
-    if action == "store_true":
-        bools.add(dest)  # the raw variable is checked by parse_bool after parsing
-        if raw is not None:
-            kwargs["default"] = raw
-    elif action == "append":
-        if raw:
-            kwargs["default"] = [item.strip() for item in raw.split(",") if item.strip()]
-        kwargs.setdefault("default", [])
-    elif raw is not None:
-        kwargs["default"] = raw  # argparse applies ``type`` to string defaults
-        kwargs.pop("required", None)
-    target: Any = parser
-    if opt.exclusive is not None:
-        groups = parser.__dict__.setdefault("_exclusive_groups", {})
-        if opt.exclusive not in groups:
-            groups[opt.exclusive] = parser.add_mutually_exclusive_group()
-        target = groups[opt.exclusive]
-    target.add_argument(*opt.flags, **kwargs)
-
-
 class _Parser(argparse.ArgumentParser):
     """Adds a sub-command's lazy options on first use (so ``check`` never imports the server)
     and turns the raw ``DEEPFAKE_AUDIO_*`` defaults of yes/no flags into booleans."""
@@ -130,9 +109,30 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bools: set[str] = set()
+        self.exclusive_groups: dict[str, Any] = {}
 
     def add(self, opt: Option) -> None:
-        _add(self, opt, self.bools)
+        kwargs = dict(opt.kwargs)
+        dest = _dest(opt)
+        raw = env_value(dest) if opt.env and opt.flags[0].startswith("-") else None
+        action = kwargs.get("action")
+        if action == "store_true":
+            self.bools.add(dest)  # a raw variable is checked by parse_bool after parsing
+            if raw is not None:
+                kwargs["default"] = raw
+        elif action == "append":
+            if raw:
+                kwargs["default"] = [item.strip() for item in raw.split(",") if item.strip()]
+            kwargs.setdefault("default", [])
+        elif raw is not None:
+            kwargs["default"] = raw  # argparse applies ``type`` to string defaults
+            kwargs.pop("required", None)
+        target: Any = self
+        if opt.exclusive is not None:
+            if opt.exclusive not in self.exclusive_groups:
+                self.exclusive_groups[opt.exclusive] = self.add_mutually_exclusive_group()
+            target = self.exclusive_groups[opt.exclusive]
+        target.add_argument(*opt.flags, **kwargs)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         if self.lazy is not None:
