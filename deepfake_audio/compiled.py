@@ -68,7 +68,12 @@ class CompiledModel:
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed score per row of raw (unscaled) features: positive leans deepfake."""
-        x = (np.asarray(matrix, dtype=np.float64) - self.offset) / self.scale
+        x = np.array(matrix, dtype=np.result_type(matrix, np.float32))
+        # Scaled in the input's own precision, as StandardScaler.transform does: float32
+        # features then score exactly as through scikit-learn (and as at training time).
+        x -= self.offset.astype(x.dtype)
+        x /= self.scale.astype(x.dtype)
+        x = x.astype(np.float64, copy=False)
         products = x @ self.support_vectors.T
         if self.kernel == "linear":
             kernel = products

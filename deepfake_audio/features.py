@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,9 +243,11 @@ def _frame_view(padded: np.ndarray, n_frames: int, config: FeatureConfig) -> np.
     )
 
 
-def _spectrum(frames: np.ndarray, config: FeatureConfig,
-              start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _spectrum(frames: np.ndarray, config: FeatureConfig, start: int = 0,
+              gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Real and imaginary STFT parts, float32 ``(n_frames, n_bins)``, of frames ``start``...
+
+    ``gain`` scales the samples (folded into the window: no copy of the audio).
 
     Each windowed frame is rotated circularly by ``start * hop`` samples (modulo
     ``n_fft``) before its FFT. That multiplies bin k by a unit phase factor, so the
@@ -255,7 +257,7 @@ def _spectrum(frames: np.ndarray, config: FeatureConfig,
     numpy's float64 real FFT is faster than its float32 one.
     """
     n_fft, hop = config.n_fft, config.hop_length
-    window = _plan(config).window
+    window = _plan(config).window * gain
     windowed = np.empty(frames.shape, dtype=np.float64)
     period = n_fft // math.gcd(hop, n_fft)  # frames between repeats of the same rotation
     for residue in range(min(period, len(frames))):
@@ -438,14 +440,16 @@ def spectral_measures(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return _spectral(np.asarray(power, dtype=np.float32), 0, _plan(config))
 
 
-def _chunk_features(frames: np.ndarray, lead: int, start: int, config: FeatureConfig,
-                    groups: frozenset[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _chunk_features(frames: np.ndarray, lead: int, start: int, gain: float,
+                    config: FeatureConfig, groups: frozenset[str],
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Static per-frame features of ``frames[lead:]`` (``frames[0]`` is context when lead=1).
 
-    ``start`` is the index of ``frames[0]`` in the whole recording.
+    ``start`` is the index of ``frames[0]`` in the whole recording; the samples are
+    multiplied by ``gain``.
     """
     plan = _plan(config)
-    re, im = _spectrum(frames, config, start)
+    re, im = _spectrum(frames, config, start, gain)
     power = re * re + im * im
     own = power[lead:]
     energy = np.float32(10) * np.log10(own.sum(axis=1) + np.float32(_EPS))
@@ -464,47 +468,52 @@ def _chunk_features(frames: np.ndarray, lead: int, start: int, config: FeatureCo
     return out, energy
 
 
-def _frame_chunks(blocks: Iterable[np.ndarray], config: FeatureConfig, gain: float,
+def _frame_chunks(blocks: Iterable[np.ndarray], config: FeatureConfig,
                   chunk: int) -> Iterator[tuple[np.ndarray, int, int]]:
-    """Centred frames of the concatenated ``blocks`` (times ``gain``), ``chunk`` at a time.
+    """Centred frames of the concatenated ``blocks``, ``chunk`` at a time.
 
     Yields ``(frames, lead, start)``: every chunk after the first starts with the
     previous chunk's last frame (``lead == 1``) so flux and phase advance run across
-    the seam; ``start`` is the index of ``frames[0]`` in the whole recording.
+    the seam; ``start`` is the index of ``frames[0]`` in the whole recording. Only
+    about one chunk of samples is copied at a time, however large the blocks.
     """
     pad, hop, n_fft = config.n_fft // 2, config.hop_length, config.n_fft
     buffer = np.zeros(pad, dtype=np.float32)  # centring: zeros before the first sample
-    pending: list[np.ndarray] = []            # blocks not yet joined to the buffer
-    pending_size = 0
     first = 0                                 # global index of the frame at buffer[0]
     done = 0                                  # frames yielded so far
-    scale = np.float32(gain)
 
-    def ready(final: bool) -> Iterator[tuple[np.ndarray, int, int]]:
-        nonlocal buffer, first, done, pending, pending_size
-        if pending:
-            buffer = np.concatenate([buffer, *pending])
-            pending, pending_size = [], 0
-        available = first + max(0, (len(buffer) - n_fft) // hop + 1)
-        while available - done >= (1 if final else chunk):
+    def chunks(source: Iterator[np.ndarray], final: bool) -> Iterator[tuple[np.ndarray, int, int]]:
+        nonlocal buffer, first, done
+        block = np.zeros(0, dtype=np.float32)
+        while True:
+            needed = (done + chunk - 1 - first) * hop + n_fft
+            parts = [buffer]
+            size = len(buffer)
+            while size < needed:
+                if not len(block):
+                    following = next(source, None)
+                    if following is None:
+                        break
+                    block = np.asarray(following, dtype=np.float32)
+                take = block[: needed - size]
+                parts.append(take)
+                size += len(take)
+                block = block[len(take):]
+            buffer = np.concatenate(parts) if len(parts) > 1 else buffer
+            available = first + max(0, (len(buffer) - n_fft) // hop + 1)
+            if available - done < (1 if final else chunk):
+                return
             stop = min(done + chunk, available)
             lead = 1 if done > 0 else 0
-            view = _frame_view(buffer[(done - lead - first) * hop :], stop - done + lead, config)
-            yield view, lead, done - lead
+            yield (_frame_view(buffer[(done - lead - first) * hop :], stop - done + lead, config),
+                   lead, done - lead)
             done = stop
             # Keep the samples from the last yielded frame on (the next chunk's lead).
             drop = max(done - 1 - first, 0)
             buffer, first = buffer[drop * hop :], first + drop
 
-    for block in blocks:
-        samples = np.asarray(block, dtype=np.float32)
-        pending.append(samples * scale if gain != 1.0 else samples)
-        pending_size += len(samples)
-        # Join blocks only once a whole chunk of frames is there (not at every small block).
-        if len(buffer) + pending_size >= (done + chunk - first) * hop + n_fft:
-            yield from ready(final=False)
-    pending.append(np.zeros(pad, dtype=np.float32))
-    yield from ready(final=True)
+    yield from chunks(iter(blocks), final=False)
+    yield from chunks(iter([np.zeros(pad, dtype=np.float32)]), final=True)
 
 
 class _Fifo:
@@ -568,8 +577,8 @@ def iter_frame_features(
                    queues["energy"].pop(count))
 
     empty = {name: np.zeros((0, 0), dtype=np.float32) for name in ("mfcc", "lfcc")}
-    for frames, lead, start in _frame_chunks(blocks, config, gain, _FRAME_CHUNK):
-        static, energy = _chunk_features(frames, lead, start, config, groups)
+    for frames, lead, start in _frame_chunks(blocks, config, _FRAME_CHUNK):
+        static, energy = _chunk_features(frames, lead, start, gain, config, groups)
         push(static, energy, final=False)
         yield from ready()
         empty = {name: static[name][:0] for name in ("mfcc", "lfcc") if name in static}
@@ -743,6 +752,8 @@ class WindowFeatures:
     matrix: np.ndarray
     #: ``(start_s, end_s)`` of each row.
     spans: tuple[tuple[float, float], ...]
+    #: Length of the analysed audio.
+    duration_s: float = 0.0
 
 
 def extract_blocks(blocks: Iterable[np.ndarray], config: FeatureConfig, *,
@@ -787,7 +798,7 @@ def extract_blocks(blocks: Iterable[np.ndarray], config: FeatureConfig, *,
     spans = tuple((round(start * seconds_per_frame, 3),
                    round(min(stop * seconds_per_frame, duration), 3)) for start, stop in bounds)
     kept = _kept_columns(config)
-    return WindowFeatures(matrix if kept is None else matrix[:, kept], spans)
+    return WindowFeatures(matrix if kept is None else matrix[:, kept], spans, duration)
 
 
 def extract(samples: np.ndarray, config: FeatureConfig) -> WindowFeatures:
@@ -806,8 +817,9 @@ def extract(samples: np.ndarray, config: FeatureConfig) -> WindowFeatures:
     """
     if config.kind == LEGACY_KIND:
         duration = len(samples) / config.sample_rate
-        return WindowFeatures(legacy_features(samples, config)[None, :], ((0.0, duration),))
-    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+        return WindowFeatures(legacy_features(samples, config)[None, :], ((0.0, duration),),
+                              duration)
+    peak = max(float(samples.max()), -float(samples.min())) if len(samples) else 0.0
     return extract_blocks([samples], config, peak=peak)
 
 
