@@ -120,9 +120,10 @@ def cold_start(tmp: Path, repeats: int, limit_s: float, limit_ratio: float) -> N
     path.write_bytes(wav_bytes(10))
     numpy_s = wall_median([sys.executable, "-c", "import numpy"], repeats)
     check_s = wall_median([sys.executable, "-m", "deepfake_audio", "check", str(path)], repeats)
+    ratio = check_s / numpy_s
     print(f"cold start: deepfake-audio check one_10s.wav {check_s:.3f} s"
           f" {check('cold start s', check_s, limit_s)}; python -c 'import numpy' {numpy_s:.3f} s;"
-          f" ratio {check_s / numpy_s:.2f} {check('cold start ratio', check_s / numpy_s, limit_ratio)}"
+          f" ratio {ratio:.2f} {check('cold start ratio', ratio, limit_ratio)}"
           f" (medians of {repeats})")
 
 
