@@ -256,7 +256,8 @@ def _decode_mono(handle: sf.SoundFile, max_frames: int | None) -> np.ndarray:
     blocks: list[np.ndarray] = []
     total = 0
     for block in _blocks(handle):
-        mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+        # A mono file needs no mixing (a mean over one channel still costs a pass).
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
         blocks.append(mono.astype(np.float32, copy=False))
         total += len(mono)
         if max_frames is not None and total > max_frames:

@@ -48,6 +48,7 @@ SCALER_FILE = "scaler.pkl"
 METADATA_FILE = "model.json"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+_SCORE_BATCH = 256  # windows scored at once
 
 _SAFE_GLOBALS = {
     "builtins": {"dict", "list", "tuple", "set", "frozenset", "slice", "float", "int",
@@ -264,6 +265,11 @@ class LoadedModel:
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed per-row scores: positive leans deepfake."""
+        # Rows in batches: the RBF kernel is (rows x support vectors) floats, 270 MB for
+        # the 4800 windows of a 2-hour file at once.
+        if len(matrix) > _SCORE_BATCH:
+            return np.concatenate([self.decision_values(matrix[i : i + _SCORE_BATCH])
+                                   for i in range(0, len(matrix), _SCORE_BATCH)])
         if self.compiled is not None:
             return self.compiled.decision_values(matrix)
         scores = np.asarray(self.classifier.decision_function(self.scaler.transform(matrix)),

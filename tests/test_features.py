@@ -369,7 +369,7 @@ def test_config_is_hashable_and_frozen():
         cfg.n_fft = 1024  # type: ignore[misc]
 
 
-# --------------------------------------------------------------------------- streaming and definitions
+# --------------------------------------------------------------------------- streaming, definitions
 
 
 def _blocks(y: np.ndarray, seed: int) -> list[np.ndarray]:

@@ -83,7 +83,8 @@ def test_compiled_decision_values_equal_scikit_learn(real_clip, fake_clip, gen, 
     sv = reference.scaler.inverse_transform(reference.classifier.support_vectors_[:50])
     near = sv + 0.1 * rng.standard_normal(sv.shape) * reference.scaler.scale_
     sign = -1 if reference.classifier.classes_[0] == reference.metadata.deepfake_label else 1
-    for matrix in (rows, near, near.astype(np.float32)):  # extract() gives float32
+    many = np.tile(near, (6, 1))  # more rows than one scoring batch
+    for matrix in (rows, near, near.astype(np.float32), many):  # extract() gives float32
         expected = sign * reference.classifier.decision_function(reference.scaler.transform(matrix))
         np.testing.assert_allclose(compiled.decision_values(matrix), expected, rtol=0, atol=1e-9)
         np.testing.assert_allclose(reference.decision_values(matrix), expected, rtol=0, atol=0)
