@@ -12,7 +12,6 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +86,8 @@ def analyze_paths(files: Sequence[Path], detector_options: Mapping[str, Any], *,
     if jobs <= 1:
         yield map(_analyze_one, files)
         return
+    from concurrent.futures import ProcessPoolExecutor  # not needed by one-job runs
+
     executor = ProcessPoolExecutor(jobs, initializer=_init_worker,
                                    initargs=(dict(detector_options), True))
     try:

@@ -198,8 +198,6 @@ CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_
     quiet_decoder=True,
 )
 def cmd_check(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     files = list(iter_audio_files(args.paths))
     if not files:
         print("error: no audio files found in the given paths", file=sys.stderr)
@@ -212,9 +210,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.csv:
             csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
             csv_writer.writeheader()
-        show_progress = len(files) > 1 and not args.quiet
-        for row in tqdm(results, total=len(files), unit="file",
-                        disable=not show_progress or None, file=sys.stderr, leave=False):
+        if len(files) > 1 and not args.quiet:  # tqdm's import would double a one-file run
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(files), unit="file", disable=None,
+                           file=sys.stderr, leave=False)
+        for row in results:
             rows.append(row)
             if "error" in row:
                 print(f"error: {row['path']}: {row['error']}", file=sys.stderr)

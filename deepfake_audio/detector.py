@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .audio import (
     AudioSource,
     load_audio,
 )
-from .features import FeatureConfig, extract
+from .features import FeatureConfig, WindowFeatures, extract, extract_blocks
 from .model import AGGREGATIONS, LoadedModel, ModelMetadata, load_model
 
 logger = logging.getLogger("deepfake_audio")
@@ -240,7 +241,33 @@ class Detector:
 
     def analyze_audio(self, audio: Audio) -> AnalysisResult:
         """Classify already-decoded :class:`~deepfake_audio.audio.Audio`."""
-        windows = extract(audio.samples, self.feature_config)
+        return self._result(extract(audio.samples, self.feature_config),
+                            audio.original_sample_rate)
+
+    def analyze_blocks(self, blocks: Iterable[np.ndarray], *, peak: float,
+                       original_sample_rate: int | None = None) -> AnalysisResult:
+        """Classify audio that arrives in blocks, in memory bounded whatever its length.
+
+        Parameters
+        ----------
+        blocks : iterable of numpy.ndarray
+            Consecutive mono float32 sample blocks at the model's sample rate
+            (``feature_config.sample_rate``), already validated, any sizes.
+        peak : float
+            Largest absolute sample of the whole audio (from a first pass).
+        original_sample_rate : int, optional
+            Rate of the source before resampling, reported in the result.
+
+        Returns
+        -------
+        AnalysisResult
+            Equal to :meth:`analyze_audio` of the concatenated blocks.
+        """
+        sample_rate = self.feature_config.sample_rate
+        windows = extract_blocks(blocks, self.feature_config, peak=peak)
+        return self._result(windows, original_sample_rate or sample_rate)
+
+    def _result(self, windows: WindowFeatures, original_sample_rate: int) -> AnalysisResult:
         scores = self._model.decision_values(windows.matrix)
         calibration = self._model.metadata.calibration
         probabilities = calibration.probability_deepfake(scores)
@@ -256,8 +283,8 @@ class Detector:
             raw_score=verdict.raw_score,
             probability_deepfake=verdict.probability_deepfake,
             threshold=self.threshold,
-            duration_s=round(audio.duration_s, 3),
-            sample_rate=audio.original_sample_rate,
+            duration_s=round(windows.duration_s, 3),
+            sample_rate=original_sample_rate,
             model=self.model_id,
             calibrated=calibration.method != "none",
             timeline=timeline,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ LEGACY_KIND = "legacy-mfcc-mean"
 #: Every feature group, in the order of their columns in the feature vector.
 ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
 _EPS = 1e-10
-_FRAME_CHUNK = 4096  # frames per FFT batch: bounds peak memory on long files
+_FRAME_CHUNK = 512  # frames per STFT batch: bounds memory, keeps the arrays in cache
 _MIN_ACTIVE_FRAMES = 10
 MEAN_CHOICES = ("all", "no-cepstral", "artefact")
 STATISTICS = ("mean", "std")
@@ -156,6 +157,62 @@ class FeatureConfig:
 
 
 # --------------------------------------------------------------------------- frame level
+#
+# One STFT per frame chunk feeds every group; all per-frame measures are float32
+# array operations over (frames, bins), with the per-frame sums done as matrix
+# products against band indicator matrices (one BLAS call instead of a reduction
+# per band). Chunks of frames bound the memory: nothing holds a whole-file spectrogram.
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Constants of one :class:`FeatureConfig`, built once (see :func:`_plan`)."""
+
+    window: np.ndarray          # (n_fft,) float64 analysis window
+    banks: np.ndarray           # (n_bins, n_mels + n_linear) mel then linear filters
+    dct_mel: np.ndarray         # (n_mels, n_mfcc)
+    dct_lin: np.ndarray         # (n_linear, n_lfcc)
+    high: int                   # first "high band" bin of the spectral measures
+    sums: np.ndarray            # (n_bins, 2): all bins, high band
+    fine: np.ndarray            # (n_bins - 8, 2): fine-structure bands of the residual
+    blocks: np.ndarray          # (n_bins, n_blocks) bins -> roll-off blocks
+    phase_bands: np.ndarray     # (n_bins, 2): phase bands low (from bin 2), high (to n_bins - 2)
+    advance: np.ndarray         # (n_bins,) expected phase advance per hop of a steady partial
+
+
+_ROLLOFF_BLOCK = 16
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(config: FeatureConfig) -> _Plan:
+    n_bins = config.n_fft // 2 + 1
+    mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
+    lin = linear_filterbank(config.sample_rate, config.n_fft, config.n_linear)
+    high = _high_bin(config, n_bins)
+    high = min(max(high, 1), n_bins - 2)
+    sums = np.zeros((n_bins, 2), dtype=np.float32)
+    sums[:, 0], sums[high:, 1] = 1, 1
+    fine = np.zeros((n_bins - 8, 2), dtype=np.float32)  # residual column j is bin j + 4
+    fine[: high - 4, 0], fine[high - 4 :, 1] = 1, 1
+    n_blocks = -(-n_bins // _ROLLOFF_BLOCK)
+    blocks = np.zeros((n_bins, n_blocks), dtype=np.float32)
+    blocks[np.arange(n_bins), np.arange(n_bins) // _ROLLOFF_BLOCK] = 1
+    phase_high = _high_bin(config, n_bins)
+    phase_bands = np.zeros((n_bins, 2), dtype=np.float32)
+    phase_bands[2:phase_high, 0], phase_bands[phase_high : n_bins - 1, 1] = 1, 1
+    return _Plan(
+        window=_analysis_window(config.win_length, config.n_fft).astype(np.float64),
+        banks=np.ascontiguousarray(np.concatenate([mel, lin]).T),
+        dct_mel=np.ascontiguousarray(dct_matrix(config.n_mels, config.n_mfcc).T),
+        dct_lin=np.ascontiguousarray(dct_matrix(config.n_linear, config.n_lfcc).T),
+        high=high, sums=sums, fine=fine, blocks=blocks,
+        phase_bands=phase_bands,
+        advance=2 * np.pi * np.arange(n_bins) * config.hop_length / config.n_fft,
+    )
+
+
+def _high_bin(config: FeatureConfig, n_bins: int) -> int:
+    return round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -173,7 +230,11 @@ def _frames(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Read-only strided view of centred (zero-padded, like librosa) frames."""
     pad = config.n_fft // 2
     padded = np.pad(np.asarray(samples, dtype=np.float32), (pad, pad))
-    n_frames = 1 + max(0, (len(padded) - config.n_fft) // config.hop_length)
+    return _frame_view(padded, 1 + max(0, (len(padded) - config.n_fft) // config.hop_length),
+                       config)
+
+
+def _frame_view(padded: np.ndarray, n_frames: int, config: FeatureConfig) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(
         padded,
         shape=(n_frames, config.n_fft),
@@ -182,17 +243,61 @@ def _frames(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     )
 
 
-def _stft(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    return np.fft.rfft(frames * _analysis_window(config.win_length, config.n_fft), axis=1)
+def _spectrum(frames: np.ndarray, config: FeatureConfig, start: int = 0,
+              gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary STFT parts, float32 ``(n_frames, n_bins)``, of frames ``start``...
 
+    ``gain`` scales the samples (folded into the window: no copy of the audio).
 
-def _power(spec: np.ndarray) -> np.ndarray:
-    return (spec.real**2 + spec.imag**2).astype(np.float32)
+    Each windowed frame is rotated circularly by ``start * hop`` samples (modulo
+    ``n_fft``) before its FFT. That multiplies bin k by a unit phase factor, so the
+    power is unchanged, while the phases become relative to a common time origin:
+    a steady partial then keeps its phase from frame to frame, and the phase
+    features need no per-bin rotation of their own. The FFT runs in float64:
+    numpy's float64 real FFT is faster than its float32 one.
+    """
+    n_fft, hop = config.n_fft, config.hop_length
+    window = _plan(config).window * gain
+    windowed = np.empty(frames.shape, dtype=np.float64)
+    period = n_fft // math.gcd(hop, n_fft)  # frames between repeats of the same rotation
+    for residue in range(min(period, len(frames))):
+        rows = slice(residue, None, period)
+        shift = ((start + residue) * hop) % n_fft
+        np.multiply(frames[rows, : n_fft - shift], window[: n_fft - shift],
+                    out=windowed[rows, shift:])
+        np.multiply(frames[rows, n_fft - shift :], window[n_fft - shift :],
+                    out=windowed[rows, :shift])
+    spec = np.fft.rfft(windowed, axis=1)
+    parts = spec.view(np.float64).reshape(*spec.shape, 2)
+    return parts[..., 0].astype(np.float32), parts[..., 1].astype(np.float32)
 
 
 def power_spectrogram(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Power STFT, ``(n_frames, n_fft // 2 + 1)``, frames centred like librosa (zero padding)."""
-    return _power(_stft(_frames(samples, config), config))
+    re, im = _spectrum(_frames(samples, config), config)
+    return re * re + im * im
+
+
+def _phase(re: np.ndarray, im: np.ndarray, power: np.ndarray, plan: _Plan) -> np.ndarray:
+    """Phase-advance statistics of frames 1.. against their predecessors, ``(n - 1, 4)``.
+
+    ``re``/``im`` must be phase-aligned across frames (see :func:`_spectrum`): the
+    angle of ``X_t conj(X_{t-1})`` is then the deviation from a steady partial.
+    """
+    cross_re = re[1:] * re[:-1]
+    cross_re += im[1:] * im[:-1]
+    cross_im = im[1:] * re[:-1]
+    cross_im -= re[1:] * im[:-1]
+    deviation = np.abs(np.arctan2(cross_im, cross_re, out=cross_im), out=cross_im)
+    weight = np.multiply(power[1:], power[:-1], out=cross_re)
+    np.sqrt(weight, out=weight)  # = |cross|
+    weight += np.float32(_EPS)
+    total = weight @ plan.phase_bands
+    weight *= deviation
+    mean = (weight @ plan.phase_bands) / total
+    weight *= deviation
+    spread = np.sqrt(np.maximum((weight @ plan.phase_bands) / total - mean * mean, 0))
+    return np.concatenate([mean, spread], axis=1)
 
 
 def phase_deviation(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -203,31 +308,25 @@ def phase_deviation(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
     (Griffin-Lim, WORLD) depart from that in different ways. Per band (below /
     above ``high_band_hz``) we take the magnitude-weighted mean absolute wrapped
     deviation and its weighted spread.
+
+    ``spec`` is an ordinary complex STFT, ``(n_frames, n_fft // 2 + 1)``.
     """
     out = np.zeros((len(spec), len(_PHASE_NAMES)), dtype=np.float32)
-    if len(spec) < 2:
-        return out
-    n_bins = spec.shape[1]
-    expected = np.exp(-2j * np.pi * np.arange(n_bins) * config.hop_length / config.n_fft)
-    cross = spec[1:] * np.conj(spec[:-1]) * expected
-    deviation = np.abs(np.angle(cross))
-    weight = np.abs(cross)
-    high = round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
-    for column, band in enumerate((slice(2, high), slice(high, n_bins - 1))):
-        w = weight[:, band] + _EPS
-        d = deviation[:, band]
-        mean = (w * d).sum(axis=1) / w.sum(axis=1)
-        spread = np.sqrt((w * (d - mean[:, None]) ** 2).sum(axis=1) / w.sum(axis=1))
-        out[1:, column] = mean
-        out[1:, column + 2] = spread
+    if len(spec) >= 2:
+        plan = _plan(config)
+        aligned = spec * np.exp(-1j * np.outer(np.arange(len(spec)), plan.advance))
+        re, im = aligned.real.astype(np.float32), aligned.imag.astype(np.float32)
+        out[1:] = _phase(re, im, re * re + im * im, plan)
     return out
 
 
 def cepstra(power: np.ndarray, filterbank: np.ndarray, n_coeffs: int) -> np.ndarray:
     """Log filterbank energies → orthonormal DCT-II, ``(n_frames, n_coeffs)``."""
-    energies = power @ filterbank.T
-    log_energies = 10.0 * np.log10(np.maximum(energies, _EPS))
-    return log_energies @ dct_matrix(filterbank.shape[0], n_coeffs).T
+    return _log_energies(power @ filterbank.T) @ dct_matrix(filterbank.shape[0], n_coeffs).T
+
+
+def _log_energies(energies: np.ndarray) -> np.ndarray:
+    return np.float32(10.0) * np.log10(np.maximum(energies, np.float32(_EPS)))
 
 
 def deltas(features: np.ndarray, width: int = 2) -> np.ndarray:
@@ -237,20 +336,97 @@ def deltas(features: np.ndarray, width: int = 2) -> np.ndarray:
     """
     if len(features) == 0:
         return features.copy()
-    padded = np.pad(features, ((width, width), (0, 0)), mode="edge")
-    total = len(features)
-    out = np.zeros_like(features)
-    for n in range(1, width + 1):
+    stream = _DeltaStream(width)
+    return np.concatenate([stream.push(features), stream.push(features[:0], final=True)])
+
+
+def _valid_deltas(padded: np.ndarray, width: int) -> np.ndarray:
+    """Deltas of the rows of ``padded`` that have ``width`` neighbours on both sides."""
+    total = len(padded) - 2 * width
+    out = np.zeros((max(total, 0), padded.shape[1]), dtype=padded.dtype)
+    if total <= 0:
+        return out
+    for n in range(1, width + 1):  # a loop over the regression width, not over frames
         out += n * (padded[width + n : width + n + total] - padded[width - n : width - n + total])
     return out / (2 * sum(n * n for n in range(1, width + 1)))
 
 
-def _moving_average(rows: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average along axis 1 (edge-padded), via a cumulative sum."""
-    half = width // 2
-    padded = np.pad(rows, ((0, 0), (half + 1, half)), mode="edge")
-    cumulative = np.cumsum(padded, axis=1)
-    return (cumulative[:, width:] - cumulative[:, :-width]) / width
+class _DeltaStream:
+    """:func:`deltas` of a sequence that arrives in pieces; output lags ``width`` rows."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.context: np.ndarray | None = None
+
+    def push(self, rows: np.ndarray, *, final: bool = False) -> np.ndarray:
+        if self.context is None:
+            if len(rows) == 0:
+                return rows.copy()
+            self.context = np.repeat(rows[:1], self.width, axis=0)  # edge padding at the start
+        parts = [self.context, rows]
+        if final:
+            tail = rows[-1:] if len(rows) else self.context[-1:]
+            parts.append(np.repeat(tail, self.width, axis=0))  # edge padding at the end
+        sequence = np.concatenate(parts)
+        self.context = sequence[-2 * self.width :]
+        return _valid_deltas(sequence, self.width)
+
+
+def _spectral(power: np.ndarray, lead: int, plan: _Plan) -> np.ndarray:
+    """Spectral measures of ``power[lead:]``; row ``lead - 1`` (if any) only feeds the flux."""
+    n_bins = power.shape[1]
+    p = power + np.float32(_EPS)
+    log_p = np.log(p)
+    own, log_own = p[lead:], log_p[lead:]
+    counts = np.array([n_bins, n_bins - plan.high], np.float32)
+    sums = own @ plan.sums
+    flatness = np.exp((log_own @ plan.sums) / counts) / (sums / counts)
+    high_ratio = 10 * np.log10(sums[:, 1] / sums[:, 0])
+    # Residual around a centred 9-bin moving average, for bins 4 .. n_bins - 5 (the
+    # average never reaches past the spectrum there): box sums of 3, then of 3 of those.
+    three = log_own[:, :-2] + log_own[:, 1:-1]
+    three += log_own[:, 2:]
+    residual = three[:, :-6] + three[:, 3:-3]
+    residual += three[:, 6:]
+    residual *= np.float32(-1 / 9)
+    residual += log_own[:, 4:-4]
+    fine_counts = plan.fine.sum(axis=0)
+    fine_mean = (residual @ plan.fine) / fine_counts
+    residual *= residual
+    fine = np.sqrt(np.maximum(residual @ plan.fine / fine_counts - fine_mean**2, 0))
+    flux = np.zeros(len(own), dtype=np.float32)
+    if len(p) > 1:
+        step = log_p[1:] - log_p[:-1]
+        step *= step
+        flux[len(flux) - len(step):] = np.sqrt((step @ plan.sums[:, 0]) / np.float32(n_bins))
+    return np.stack([flatness[:, 0], flatness[:, 1], high_ratio, fine[:, 0], fine[:, 1], flux,
+                     _rolloff(own, sums[:, 0], plan)], axis=1).astype(np.float32)
+
+
+def _rolloff(p: np.ndarray, total: np.ndarray, plan: _Plan) -> np.ndarray:
+    """95 % roll-off as a fraction of Nyquist: bins whose running sum is below 95 %.
+
+    Found blockwise (block sums, then the bins of the one block where the running
+    sum crosses) rather than with a cumulative sum over every bin.
+    """
+    n_frames, n_bins = p.shape
+    n_blocks = plan.blocks.shape[1]
+    threshold = (0.95 * total.astype(np.float64))[:, None]
+    running = np.cumsum(p @ plan.blocks, axis=1, dtype=np.float64)
+    below = np.count_nonzero(running < threshold, axis=1)
+    crossing = np.minimum(below, n_blocks - 1)
+    rows = np.arange(n_frames)
+    before = running[rows, crossing - 1]
+    before[crossing == 0] = 0.0
+    # The crossing block's bins (a short last block is padded with zero power).
+    padded = np.zeros((n_frames, n_blocks * _ROLLOFF_BLOCK), dtype=np.float32)
+    padded[:, :n_bins] = p
+    values = padded.reshape(n_frames, n_blocks, _ROLLOFF_BLOCK)[rows, crossing]
+    partial = np.cumsum(values, axis=1, dtype=np.float64)
+    partial += before[:, None]
+    inside = np.count_nonzero(partial < threshold, axis=1)
+    count = np.minimum(crossing * _ROLLOFF_BLOCK + inside, n_bins)
+    return (count / np.float32(n_bins - 1)).astype(np.float32)
 
 
 def spectral_measures(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -261,30 +437,155 @@ def spectral_measures(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
     vocoders and phase reconstruction leave it too regular or too noisy), spectral
     flux and 95 % roll-off (as a fraction of Nyquist).
     """
-    n_bins = power.shape[1]
-    high = round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
-    high = min(max(high, 1), n_bins - 2)
-    p = power.astype(np.float64) + _EPS
-    log_p = np.log(p)
+    return _spectral(np.asarray(power, dtype=np.float32), 0, _plan(config))
 
-    def flatness(block: np.ndarray, log_block: np.ndarray) -> np.ndarray:
-        return np.exp(log_block.mean(axis=1)) / block.mean(axis=1)
 
-    total = p.sum(axis=1)
-    high_ratio = 10 * np.log10(p[:, high:].sum(axis=1) / total)
-    residual = log_p - _moving_average(log_p, 9)
-    fine_low = residual[:, 4:high].std(axis=1)
-    fine_high = residual[:, high:-4].std(axis=1)
-    flux = np.zeros(len(p))
-    if len(p) > 1:
-        flux[1:] = np.sqrt(np.mean(np.diff(log_p, axis=0) ** 2, axis=1))
-    cumulative = np.cumsum(p, axis=1)
-    rolloff = (cumulative < 0.95 * total[:, None]).sum(axis=1) / (n_bins - 1)
-    return np.stack(
-        [flatness(p, log_p), flatness(p[:, high:], log_p[:, high:]), high_ratio,
-         fine_low, fine_high, flux, rolloff],
-        axis=1,
-    ).astype(np.float32)
+def _chunk_features(frames: np.ndarray, lead: int, start: int, gain: float,
+                    config: FeatureConfig, groups: frozenset[str],
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Static per-frame features of ``frames[lead:]`` (``frames[0]`` is context when lead=1).
+
+    ``start`` is the index of ``frames[0]`` in the whole recording; the samples are
+    multiplied by ``gain``.
+    """
+    plan = _plan(config)
+    re, im = _spectrum(frames, config, start, gain)
+    power = re * re + im * im
+    own = power[lead:]
+    energy = np.float32(10) * np.log10(own.sum(axis=1) + np.float32(_EPS))
+    out: dict[str, np.ndarray] = {}
+    if groups & {"mfcc", "mfcc_delta", "lfcc", "lfcc_delta"}:
+        logs = _log_energies(own @ plan.banks)
+        out["mfcc"] = (logs[:, : config.n_mels] @ plan.dct_mel)[:, 1:]
+        out["lfcc"] = (logs[:, config.n_mels :] @ plan.dct_lin)[:, 1:]
+    if "spectral" in groups:
+        out["spectral"] = _spectral(power, lead, plan)
+    if "phase" in groups:
+        phase = np.zeros((len(own), len(_PHASE_NAMES)), dtype=np.float32)
+        if len(power) > 1:
+            phase[len(own) - len(power) + 1 :] = _phase(re, im, power, plan)
+        out["phase"] = phase
+    return out, energy
+
+
+def _frame_chunks(blocks: Iterable[np.ndarray], config: FeatureConfig,
+                  chunk: int) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Centred frames of the concatenated ``blocks``, ``chunk`` at a time.
+
+    Yields ``(frames, lead, start)``: every chunk after the first starts with the
+    previous chunk's last frame (``lead == 1``) so flux and phase advance run across
+    the seam; ``start`` is the index of ``frames[0]`` in the whole recording. Only
+    about one chunk of samples is copied at a time, however large the blocks.
+    """
+    pad, hop, n_fft = config.n_fft // 2, config.hop_length, config.n_fft
+    buffer = np.zeros(pad, dtype=np.float32)  # centring: zeros before the first sample
+    first = 0                                 # global index of the frame at buffer[0]
+    done = 0                                  # frames yielded so far
+
+    def chunks(source: Iterator[np.ndarray], final: bool) -> Iterator[tuple[np.ndarray, int, int]]:
+        nonlocal buffer, first, done
+        block = np.zeros(0, dtype=np.float32)
+        while True:
+            needed = (done + chunk - 1 - first) * hop + n_fft
+            parts = [buffer]
+            size = len(buffer)
+            while size < needed:
+                if not len(block):
+                    following = next(source, None)
+                    if following is None:
+                        break
+                    block = np.asarray(following, dtype=np.float32)
+                take = block[: needed - size]
+                parts.append(take)
+                size += len(take)
+                block = block[len(take):]
+            buffer = np.concatenate(parts) if len(parts) > 1 else buffer
+            available = first + max(0, (len(buffer) - n_fft) // hop + 1)
+            if available - done < (1 if final else chunk):
+                return
+            stop = min(done + chunk, available)
+            lead = 1 if done > 0 else 0
+            yield (_frame_view(buffer[(done - lead - first) * hop :], stop - done + lead, config),
+                   lead, done - lead)
+            done = stop
+            # Keep the samples from the last yielded frame on (the next chunk's lead).
+            drop = max(done - 1 - first, 0)
+            buffer, first = buffer[drop * hop :], first + drop
+
+    yield from chunks(iter(blocks), final=False)
+    yield from chunks(iter([np.zeros(pad, dtype=np.float32)]), final=True)
+
+
+class _Fifo:
+    """Rows waiting until every group has produced them."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def push(self, rows: np.ndarray) -> None:
+        self.parts.append(rows)
+        self.size += len(rows)
+
+    def pop(self, count: int) -> np.ndarray:
+        rows = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        self.parts, self.size = [rows[count:]], self.size - count
+        return rows[:count]
+
+
+def iter_frame_features(
+    blocks: Iterable[np.ndarray], config: FeatureConfig, *, gain: float = 1.0,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Frame features of audio arriving in blocks: ``(rows, energy_db)`` pieces in order.
+
+    Concatenated, the pieces equal :func:`frame_features` of the concatenated
+    blocks; memory stays bounded by a few thousand frames whatever the length.
+
+    Parameters
+    ----------
+    blocks : iterable of numpy.ndarray
+        Consecutive mono float32 sample blocks at ``config.sample_rate``, any sizes.
+    config : FeatureConfig
+    gain : float
+        Every sample is multiplied by this first.
+    """
+    groups = frozenset(config.groups)
+    enabled = _enabled_groups(config)
+    streams = {name: _DeltaStream(config.delta_width)
+               for name in ("mfcc", "mfcc_dd", "lfcc") if f"{name[:4]}_delta" in groups}
+    queues = {name: _Fifo() for name in [*enabled, "energy", "mfcc_first"]}
+
+    def push(static: dict[str, np.ndarray], energy: np.ndarray, final: bool) -> None:
+        queues["energy"].push(energy)
+        for name in ("spectral", "phase", "mfcc", "lfcc"):
+            if name in groups:
+                queues[name].push(static[name])
+        if "mfcc_delta" in groups:
+            first = streams["mfcc"].push(static["mfcc"], final=final)
+            second = streams["mfcc_dd"].push(first, final=final)
+            # Both orders lag differently: keep the first-order ones until the second catch up.
+            queues["mfcc_first"].push(first)
+            queues["mfcc_delta"].push(np.concatenate(
+                [queues["mfcc_first"].pop(len(second)), second], axis=1))
+        if "lfcc_delta" in groups:
+            queues["lfcc_delta"].push(streams["lfcc"].push(static["lfcc"], final=final))
+
+    def ready() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        count = min(queues[name].size for name in [*enabled, "energy"])
+        if count:
+            yield (np.concatenate([queues[name].pop(count) for name in enabled], axis=1),
+                   queues["energy"].pop(count))
+
+    empty = {name: np.zeros((0, 0), dtype=np.float32) for name in ("mfcc", "lfcc")}
+    for frames, lead, start in _frame_chunks(blocks, config, _FRAME_CHUNK):
+        static, energy = _chunk_features(frames, lead, start, gain, config, groups)
+        push(static, energy, final=False)
+        yield from ready()
+        empty = {name: static[name][:0] for name in ("mfcc", "lfcc") if name in static}
+    push({**empty, "spectral": np.zeros((0, len(_SPECTRAL_NAMES)), np.float32),
+          "phase": np.zeros((0, len(_PHASE_NAMES)), np.float32)},
+         np.zeros(0, np.float32), final=True)
+    yield from ready()
 
 
 def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -292,48 +593,10 @@ def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarr
 
     The columns are named by :func:`frame_feature_names`: both take the groups in
     ``ALL_GROUPS`` order.
-
-    The STFT and the per-frame measures run in chunks of frames so a 10-minute
-    file never holds its whole spectrogram (let alone float64 copies of it).
     """
-    groups = set(config.groups)
-    want_mfcc = bool(groups & {"mfcc", "mfcc_delta"})
-    want_lfcc = bool(groups & {"lfcc", "lfcc_delta"})
-    mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
-    lin = linear_filterbank(config.sample_rate, config.n_fft, config.n_linear)
-    frames = _frames(samples, config)
-    energy, mfcc, lfcc, spectral, phase = [], [], [], [], []
-    for start in range(0, len(frames), _FRAME_CHUNK):
-        # One frame of overlap so flux and phase advance are continuous across chunks.
-        first = max(start - 1, 0)
-        spec = _stft(frames[first : start + _FRAME_CHUNK], config)
-        power = _power(spec)
-        own = power[start - first :]
-        energy.append(10 * np.log10(own.sum(axis=1) + _EPS))
-        if want_mfcc:
-            mfcc.append(cepstra(own, mel, config.n_mfcc)[:, 1:])
-        if want_lfcc:
-            lfcc.append(cepstra(own, lin, config.n_lfcc)[:, 1:])
-        if "spectral" in groups:
-            spectral.append(spectral_measures(power, config)[start - first :])
-        if "phase" in groups:
-            phase.append(phase_deviation(spec, config)[start - first :])
-    blocks: dict[str, np.ndarray] = {}
-    if want_mfcc:
-        blocks["mfcc"] = np.concatenate(mfcc)
-        if "mfcc_delta" in groups:
-            d1 = deltas(blocks["mfcc"], config.delta_width)
-            blocks["mfcc_delta"] = np.concatenate([d1, deltas(d1, config.delta_width)], axis=1)
-    if want_lfcc:
-        blocks["lfcc"] = np.concatenate(lfcc)
-        if "lfcc_delta" in groups:
-            blocks["lfcc_delta"] = deltas(blocks["lfcc"], config.delta_width)
-    if spectral:
-        blocks["spectral"] = np.concatenate(spectral)
-    if phase:
-        blocks["phase"] = np.concatenate(phase)
-    columns = [blocks[group] for group in _enabled_groups(config)]
-    return np.concatenate(columns, axis=1), np.concatenate(energy)
+    pieces = list(iter_frame_features([samples], config))
+    return (np.concatenate([rows for rows, _ in pieces]),
+            np.concatenate([energy for _, energy in pieces]))
 
 
 def _enabled_groups(config: FeatureConfig) -> list[str]:
@@ -410,16 +673,76 @@ def window_bounds(n_frames: int, config: FeatureConfig) -> list[tuple[int, int]]
     return bounds
 
 
-def _summarise(frames: np.ndarray, statistics: Sequence[str]) -> np.ndarray:
-    parts = []
-    for stat in statistics:
-        if stat == "mean":
-            parts.append(frames.mean(axis=0))
-        elif stat == "std":
-            parts.append(frames.std(axis=0))
-        else:
-            raise ValueError(f"unknown statistic {stat!r}")
-    return np.concatenate(parts)
+def _summaries(rows: np.ndarray, energy: np.ndarray, bounds: np.ndarray,
+               config: FeatureConfig) -> np.ndarray:
+    """Window rows (``statistics`` of the active frames) for ``bounds`` into ``rows``.
+
+    All windows at once: a (windows, frames) weight matrix selects each window's
+    active frames, so means and standard deviations are two matrix products.
+    """
+    index = np.arange(len(rows))
+    inside = (index >= bounds[:, :1]) & (index < bounds[:, 1:])
+    loudest = np.where(inside, energy, -np.inf).max(axis=1).astype(np.float32)
+    active = inside & (energy >= loudest[:, None] - np.float32(config.energy_floor_db))
+    # A window with too few loud frames is summarised over all of its frames.
+    use = np.where((active.sum(axis=1) >= _MIN_ACTIVE_FRAMES)[:, None], active, inside)
+    weights = use / use.sum(axis=1, keepdims=True)
+    values = rows.astype(np.float64)
+    values -= values.mean(axis=0)  # centred, so E[x^2] - E[x]^2 does not cancel
+    mean = weights @ values
+    std = np.sqrt(np.maximum(weights @ (values * values) - mean * mean, 0.0))
+    mean += rows.astype(np.float64).mean(axis=0)
+    parts = {"mean": mean, "std": std}
+    return np.concatenate([parts[stat] for stat in config.statistics], axis=1)
+
+
+class _WindowStream:
+    """Summarise windows as soon as their frames (and the next window's) have arrived.
+
+    A window is final once the next one is complete: only the last window can be
+    stretched or followed by an end-aligned tail (:func:`window_bounds`), and those
+    are done by :meth:`finish`, when the frame count is known. Frames before the
+    next unfinished window are dropped, so memory does not grow with the length.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.rows = _Fifo()
+        self.energy = _Fifo()
+        self.first = 0      # global index of the first buffered frame
+        self.done = 0       # windows summarised
+        self.seen = 0       # frames pushed
+        self.out: list[np.ndarray] = []
+
+    def push(self, rows: np.ndarray, energy: np.ndarray) -> None:
+        self.rows.push(rows)
+        self.energy.push(energy)
+        self.seen += len(rows)
+        size, hop = self.config.frames_per_window, self.config.frames_per_hop
+        if self.config.window_s <= 0 or self.seen < size + hop:
+            return
+        last = (self.seen - size) // hop - 1  # window `last + 1` is complete too
+        if last >= self.done:
+            starts = np.arange(self.done, last + 1) * hop
+            self._summarise(np.stack([starts, starts + size], axis=1))
+            self.done = last + 1
+
+    def finish(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        bounds = window_bounds(self.seen, self.config)
+        if len(bounds) > self.done:
+            self._summarise(np.array(bounds[self.done :]))
+        return np.concatenate(self.out).astype(np.float32), bounds
+
+    def _summarise(self, bounds: np.ndarray) -> None:
+        count = self.rows.size
+        rows, energy = self.rows.pop(count), self.energy.pop(count)
+        self.out.append(_summaries(rows, energy, bounds - self.first, self.config))
+        # Keep the frames from the next window's start on.
+        keep = int(bounds[-1, 0]) + self.config.frames_per_hop - self.first
+        keep = min(max(keep, 0), count)
+        self.rows.push(rows[keep:])
+        self.energy.push(energy[keep:])
+        self.first += keep
 
 
 @dataclass(frozen=True)
@@ -429,6 +752,53 @@ class WindowFeatures:
     matrix: np.ndarray
     #: ``(start_s, end_s)`` of each row.
     spans: tuple[tuple[float, float], ...]
+    #: Length of the analysed audio.
+    duration_s: float = 0.0
+
+
+def extract_blocks(blocks: Iterable[np.ndarray], config: FeatureConfig, *,
+                   peak: float) -> WindowFeatures:
+    """Feature vectors of audio that arrives in blocks, in bounded memory.
+
+    Same result as :func:`extract` on the concatenated blocks, which never need to
+    be in memory together: a decoder can feed a file of any length block by block.
+
+    Parameters
+    ----------
+    blocks : iterable of numpy.ndarray
+        Consecutive mono float32 blocks at ``config.sample_rate``.
+    config : FeatureConfig
+        Settings of the ``cepstral-v1`` kind.
+    peak : float
+        Largest absolute sample of the whole audio (a first pass over it): the
+        features are computed at a fixed peak level, as :func:`extract` does.
+
+    Returns
+    -------
+    WindowFeatures
+    """
+    if config.kind == LEGACY_KIND:
+        raise ValueError("legacy features need the whole clip: use extract()")
+    # Gain does not tell real from fake; normalise it away so c0-like drift cannot leak in.
+    gain = float(np.float32(0.5 / peak)) if peak > 0 else 1.0
+    windows = _WindowStream(config)
+    n_samples = 0
+
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal n_samples
+        for block in blocks:
+            n_samples += len(block)
+            yield block
+
+    for rows, energy in iter_frame_features(counted(), config, gain=gain):
+        windows.push(rows, energy)
+    matrix, bounds = windows.finish()
+    duration = n_samples / config.sample_rate
+    seconds_per_frame = config.hop_length / config.sample_rate
+    spans = tuple((round(start * seconds_per_frame, 3),
+                   round(min(stop * seconds_per_frame, duration), 3)) for start, stop in bounds)
+    kept = _kept_columns(config)
+    return WindowFeatures(matrix if kept is None else matrix[:, kept], spans, duration)
 
 
 def extract(samples: np.ndarray, config: FeatureConfig) -> WindowFeatures:
@@ -445,30 +815,12 @@ def extract(samples: np.ndarray, config: FeatureConfig) -> WindowFeatures:
     WindowFeatures
         ``matrix`` has shape ``(n_windows, len(feature_names(config)))``.
     """
-    duration = len(samples) / config.sample_rate
     if config.kind == LEGACY_KIND:
-        return WindowFeatures(legacy_features(samples, config)[None, :], ((0.0, duration),))
-    # Gain does not tell real from fake; normalise it away so c0-like drift cannot leak in.
-    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
-    if peak > 0:
-        samples = samples * np.float32(0.5 / peak)
-    frames, energy_db = frame_features(samples, config)
-    rows, spans = [], []
-    seconds_per_frame = config.hop_length / config.sample_rate
-    for start, stop in window_bounds(len(frames), config):
-        window_energy = energy_db[start:stop]
-        active = window_energy >= window_energy.max() - config.energy_floor_db
-        chunk = frames[start:stop]
-        if active.sum() >= _MIN_ACTIVE_FRAMES:
-            chunk = chunk[active]
-        rows.append(_summarise(chunk, config.statistics))
-        spans.append((round(start * seconds_per_frame, 3),
-                      round(min(stop * seconds_per_frame, duration), 3)))
-    matrix = np.vstack(rows).astype(np.float32)
-    kept = _kept_columns(config)
-    if kept is not None:
-        matrix = matrix[:, kept]
-    return WindowFeatures(matrix, tuple(spans))
+        duration = len(samples) / config.sample_rate
+        return WindowFeatures(legacy_features(samples, config)[None, :], ((0.0, duration),),
+                              duration)
+    peak = max(float(samples.max()), -float(samples.min())) if len(samples) else 0.0
+    return extract_blocks([samples], config, peak=peak)
 
 
 def legacy_features(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -2,7 +2,11 @@
 
 A model directory holds the original service's two pickles (``svm_model.pkl``,
 ``scaler.pkl``) plus ``model.json``: feature settings, decision threshold,
-calibration, the SHA-256 of each pickle and what the model was trained on.
+calibration, the SHA-256 of each artefact and what the model was trained on.
+Models saved by this version also hold ``compiled.npz``, the same scaler and
+SVM as plain arrays (:mod:`deepfake_audio.compiled`): when ``model.json`` lists
+it, scoring reads it instead of the pickles and never imports scikit-learn.
+``scripts/compile_model.py`` adds it to an older folder.
 
 Pickles can run arbitrary code when loaded, so loading is guarded twice:
 
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .compiled import COMPILED_FILE, CompiledModel, compile_estimators, load_compiled
 from .exceptions import ModelIntegrityError, ModelLoadError
 from .features import FeatureConfig, feature_names
 
@@ -43,6 +48,7 @@ SCALER_FILE = "scaler.pkl"
 METADATA_FILE = "model.json"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+_SCORE_BATCH = 256  # windows scored at once
 
 _SAFE_GLOBALS = {
     "builtins": {"dict", "list", "tuple", "set", "frozenset", "slice", "float", "int",
@@ -241,16 +247,31 @@ class ModelMetadata:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified classifier + scaler with their metadata."""
+    """A verified model with its metadata: compiled arrays, or scikit-learn estimators.
+
+    Attributes
+    ----------
+    compiled : CompiledModel or None
+        Set when the folder's compiled arrays were loaded; ``classifier`` and
+        ``scaler`` are then None (the pickles were hash-checked, not unpickled).
+    """
 
     directory: Path
     metadata: ModelMetadata
     classifier: Any
     scaler: Any
     verified: bool
+    compiled: CompiledModel | None = None
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed per-row scores: positive leans deepfake."""
+        # Rows in batches: the RBF kernel is (rows x support vectors) floats, 270 MB for
+        # the 4800 windows of a 2-hour file at once.
+        if len(matrix) > _SCORE_BATCH:
+            return np.concatenate([self.decision_values(matrix[i : i + _SCORE_BATCH])
+                                   for i in range(0, len(matrix), _SCORE_BATCH)])
+        if self.compiled is not None:
+            return self.compiled.decision_values(matrix)
         scores = np.asarray(self.classifier.decision_function(self.scaler.transform(matrix)),
                             dtype=np.float64).reshape(-1)
         classes = list(getattr(self.classifier, "classes_", [0, 1]))
@@ -275,7 +296,8 @@ def _check_estimators(classifier: Any, scaler: Any, n_features: int, directory: 
 
 
 def load_model(
-    directory: str | Path | None = None, *, allow_unverified: bool = False
+    directory: str | Path | None = None, *, allow_unverified: bool = False,
+    compiled: bool = True,
 ) -> LoadedModel:
     """Load and verify a model directory (the bundled default when ``directory`` is None).
 
@@ -287,6 +309,9 @@ def load_model(
         Accept a legacy folder without ``model.json`` (original service layout),
         using the original MFCC settings. Its pickles cannot be verified: only use
         this for files you created yourself.
+    compiled : bool
+        Score with the compiled arrays when ``model.json`` lists them (no
+        scikit-learn import); False unpickles the estimators instead.
 
     Raises
     ------
@@ -310,16 +335,16 @@ def load_model(
             metadata = ModelMetadata.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
-        for name in (MODEL_FILE, SCALER_FILE):
-            expected = metadata.artefacts.get(name)
-            if not expected:
-                raise ModelIntegrityError(f"model.json lists no SHA-256 for {name}")
-            actual = sha256_file(path / name)
-            if actual != expected:
-                raise ModelIntegrityError(
-                    f"{path / name} does not match model.json (sha256 {actual[:12]}…,"
-                    f" expected {expected[:12]}…): refusing to load a modified artefact"
-                )
+        use_compiled = compiled and COMPILED_FILE in metadata.artefacts
+        for name in (MODEL_FILE, SCALER_FILE, *((COMPILED_FILE,) if use_compiled else ())):
+            _verify_artefact(path, name, metadata.artefacts.get(name))
+        n_features = len(feature_names(metadata.features))
+        if use_compiled:
+            arrays = load_compiled(path / COMPILED_FILE)
+            if arrays.n_features != n_features:
+                raise ModelLoadError(f"{COMPILED_FILE} expects {arrays.n_features} features but"
+                                     f" the feature settings give {n_features}")
+            return LoadedModel(path, metadata, None, None, True, arrays)
         verified = True
     elif allow_unverified:
         logger.warning("loading %s without model.json: pickles are NOT verified; legacy MFCC"
@@ -337,6 +362,19 @@ def load_model(
     _check_estimators(classifier, scaler, len(feature_names(metadata.features)), path)
     _warn_on_version_drift(metadata)
     return LoadedModel(path, metadata, classifier, scaler, verified)
+
+
+def _verify_artefact(directory: Path, name: str, expected: str | None) -> None:
+    if not expected:
+        raise ModelIntegrityError(f"model.json lists no SHA-256 for {name}")
+    if not (directory / name).is_file():
+        raise ModelLoadError(f"model directory {directory} lacks {name}")
+    actual = sha256_file(directory / name)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{directory / name} does not match model.json (sha256 {actual[:12]}…,"
+            f" expected {expected[:12]}…): refusing to load a modified artefact"
+        )
 
 
 def _warn_on_version_drift(metadata: ModelMetadata) -> None:
@@ -369,9 +407,51 @@ def save_model(
     path.mkdir(parents=True, exist_ok=True)
     joblib.dump(classifier, path / MODEL_FILE, protocol=4)
     joblib.dump(scaler, path / SCALER_FILE, protocol=4)
-    artefacts = {name: sha256_file(path / name) for name in (MODEL_FILE, SCALER_FILE)}
+    names = [MODEL_FILE, SCALER_FILE]
+    try:
+        compile_estimators(classifier, scaler, metadata.deepfake_label).save(path / COMPILED_FILE)
+        names.append(COMPILED_FILE)
+    except ValueError as exc:
+        logger.info("not compiling %s (scored through scikit-learn): %s", path, exc)
+    artefacts = {name: sha256_file(path / name) for name in names}
     final = ModelMetadata(**{**metadata.__dict__, "artefacts": artefacts,
                              "sklearn_version": sklearn.__version__})
     (path / METADATA_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n",
                                       encoding="utf-8")
     return final
+
+
+def compile_model(directory: str | Path) -> str:
+    """Add the compiled arrays to a verified model folder and list them in ``model.json``.
+
+    The pickles are loaded (after their hash check) through scikit-learn once;
+    the rest of ``model.json`` is kept as it is.
+
+    Parameters
+    ----------
+    directory : path
+        A folder :func:`load_model` accepts without ``allow_unverified``.
+
+    Returns
+    -------
+    str
+        SHA-256 of the written ``compiled.npz``.
+
+    Raises
+    ------
+    ModelLoadError, ModelIntegrityError
+        As for :func:`load_model`, or the estimators cannot be compiled.
+    """
+    loaded = load_model(directory, compiled=False)
+    try:
+        arrays = compile_estimators(loaded.classifier, loaded.scaler,
+                                    loaded.metadata.deepfake_label)
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot compile {loaded.directory}: {exc}") from None
+    arrays.save(loaded.directory / COMPILED_FILE)
+    digest = sha256_file(loaded.directory / COMPILED_FILE)
+    meta_path = loaded.directory / METADATA_FILE
+    data = json.loads(meta_path.read_text(encoding="utf-8"))
+    data["artefacts"] = {**data.get("artefacts", {}), COMPILED_FILE: digest}
+    meta_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return digest

@@ -237,3 +237,16 @@ def test_from_dir_and_missing_model(tmp_path):
 def test_results_are_deterministic(detector, fake_clip):
     first, second = detector.analyze(fake_clip), detector.analyze(fake_clip)
     assert first == second
+
+
+def test_analyze_blocks_equals_analyze(detector, gen):
+    """Block-fed analysis (bounded memory) gives the result of the whole clip."""
+    y = gen.speechlike(16000, 14.0, seed=4).astype(np.float32)
+    whole = detector.analyze((y, 16000))
+    blocks = (y[i : i + 12_345] for i in range(0, len(y), 12_345))
+    streamed = detector.analyze_blocks(blocks, peak=float(np.max(np.abs(y))),
+                                       original_sample_rate=16000)
+    assert streamed.classification == whole.classification
+    assert streamed.raw_score == pytest.approx(whole.raw_score, abs=1e-6)
+    assert streamed.duration_s == whole.duration_s
+    assert [w.start_s for w in streamed.timeline] == [w.start_s for w in whole.timeline]

@@ -367,3 +367,106 @@ def test_config_is_hashable_and_frozen():
     assert hash(cfg) == hash(FeatureConfig())
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n_fft = 1024  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- streaming, definitions
+
+
+def _blocks(y: np.ndarray, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.integers(0, len(y), 12))
+    return [y[a:b] for a, b in itertools.pairwise([0, *cuts, len(y)])]  # some are empty
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.2, 17.3])
+def test_extract_blocks_equals_extract(config, gen, seconds, monkeypatch):
+    """Audio fed in irregular blocks (and frame chunks smaller than a window) gives the
+    windows of the whole clip."""
+    monkeypatch.setattr(features, "_FRAME_CHUNK", 97)
+    y = gen.speechlike(SR, seconds, seed=11).astype(np.float32)
+    whole = extract(y, config)
+    streamed = features.extract_blocks(_blocks(y, 1), config,
+                                       peak=float(np.max(np.abs(y))))
+    assert streamed.spans == whole.spans
+    assert streamed.duration_s == whole.duration_s == pytest.approx(seconds)
+    np.testing.assert_allclose(streamed.matrix, whole.matrix, rtol=1e-5, atol=1e-6)
+
+
+def test_iter_frame_features_pieces_equal_frame_features(clip):
+    config = FeatureConfig(means="all")
+    rows, energy = features.frame_features(clip, config)
+    pieces = list(features.iter_frame_features(_blocks(clip, 2), config))
+    np.testing.assert_array_equal(np.concatenate([p for p, _ in pieces]), rows)
+    np.testing.assert_array_equal(np.concatenate([e for _, e in pieces]), energy)
+
+
+def _reference_phase(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The definition: angle of X_t conj(X_{t-1}) exp(-i 2 pi k hop / n_fft), in float64."""
+    frames = features._frames(y, config).astype(np.float64)
+    spec = np.fft.rfft(frames * features._analysis_window(config.win_length, config.n_fft),
+                       axis=1)
+    n_bins = spec.shape[1]
+    expected = np.exp(-2j * np.pi * np.arange(n_bins) * config.hop_length / config.n_fft)
+    cross = spec[1:] * np.conj(spec[:-1]) * expected
+    deviation, weight = np.abs(np.angle(cross)), np.abs(cross)
+    high = round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
+    out = np.zeros((len(spec), 4))
+    for column, band in enumerate((slice(2, high), slice(high, n_bins - 1))):
+        w, d = weight[:, band] + 1e-10, deviation[:, band]
+        mean = (w * d).sum(axis=1) / w.sum(axis=1)
+        out[1:, column] = mean
+        out[1:, column + 2] = np.sqrt((w * (d - mean[:, None]) ** 2).sum(axis=1) / w.sum(axis=1))
+    return out
+
+
+def _reference_spectral(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The definitions of the spectral measures, written plainly in float64."""
+    n_bins = power.shape[1]
+    high = round(config.high_band_hz / (config.sample_rate / 2) * (n_bins - 1))
+    p = power.astype(np.float64) + 1e-10
+    log_p = np.log(p)
+    total = p.sum(axis=1)
+    padded = np.pad(log_p, ((0, 0), (4, 4)), mode="edge")
+    smooth = np.stack([padded[:, k : k + 9].mean(axis=1) for k in range(n_bins)], axis=1)
+    residual = log_p - smooth
+    flux = np.zeros(len(p))
+    flux[1:] = np.sqrt(np.mean(np.diff(log_p, axis=0) ** 2, axis=1))
+    return np.stack([
+        np.exp(log_p.mean(axis=1)) / p.mean(axis=1),
+        np.exp(log_p[:, high:].mean(axis=1)) / p[:, high:].mean(axis=1),
+        10 * np.log10(p[:, high:].sum(axis=1) / total),
+        residual[:, 4:high].std(axis=1), residual[:, high:-4].std(axis=1), flux,
+        (np.cumsum(p, axis=1) < 0.95 * total[:, None]).sum(axis=1) / (n_bins - 1),
+    ], axis=1)
+
+
+def test_phase_and_spectral_columns_follow_their_definitions(config, clip, monkeypatch):
+    """The fast paths (phase-aligned STFT, band sums as products, blockwise roll-off,
+    chunk seams) compute the same measures as their plain definitions."""
+    monkeypatch.setattr(features, "_FRAME_CHUNK", 64)
+    y = clip * np.float32(0.5 / np.max(np.abs(clip)))
+    names = features.frame_feature_names(config)
+    rows, _ = features.frame_features(y, config)
+    phase = rows[:, [names.index(n) for n in features._PHASE_NAMES]]
+    np.testing.assert_allclose(phase, _reference_phase(y, config), rtol=1e-4, atol=1e-4)
+    spectral = rows[:, [names.index(n) for n in features._SPECTRAL_NAMES]]
+    reference = _reference_spectral(features.power_spectrogram(y, config), config)
+    rolloff = features._SPECTRAL_NAMES.index("rolloff")
+    others = [i for i in range(reference.shape[1]) if i != rolloff]
+    np.testing.assert_allclose(spectral[:, others], reference[:, others], rtol=1e-4, atol=1e-4)
+    # a running sum within float32 rounding of 95 % may land one bin either side
+    assert np.abs(spectral[:, rolloff] - reference[:, rolloff]).max() <= 1.01 / 256
+    assert np.mean(spectral[:, rolloff] != reference[:, rolloff].astype(np.float32)) < 0.01
+
+
+def test_public_phase_and_spectral_functions(config, clip):
+    frames = features._frames(clip, config)
+    spec = np.fft.rfft(frames * features._analysis_window(config.win_length, config.n_fft),
+                       axis=1)
+    np.testing.assert_allclose(features.phase_deviation(spec, config),
+                               _reference_phase(clip, config), rtol=1e-4, atol=1e-4)
+    power = features.power_spectrogram(clip, config)
+    got = features.spectral_measures(power, config)
+    assert got.shape == (len(power), len(features._SPECTRAL_NAMES))
+    np.testing.assert_allclose(got[:, :6], _reference_spectral(power, config)[:, :6],
+                               rtol=1e-4, atol=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import subprocess
 import sys
 import warnings
 
@@ -15,14 +16,16 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from deepfake_audio import Detector, model
+from deepfake_audio.compiled import COMPILED_FILE
 from deepfake_audio.exceptions import ModelIntegrityError, ModelLoadError
-from deepfake_audio.features import FeatureConfig, feature_names
+from deepfake_audio.features import FeatureConfig, extract, feature_names
 from deepfake_audio.model import (
     DEFAULT_MODEL_DIR,
     METADATA_FILE,
     MODEL_FILE,
     SCALER_FILE,
     ModelMetadata,
+    compile_model,
     load_model,
     save_model,
     sha256_file,
@@ -42,17 +45,110 @@ def forbid_unpickling(monkeypatch):
 
 
 def test_bundled_model_loads_and_verifies():
-    loaded = load_model()
+    loaded = load_model(compiled=False)
     meta = loaded.metadata
-    assert loaded.verified
+    assert loaded.verified and loaded.compiled is None
     assert loaded.directory == DEFAULT_MODEL_DIR
     assert meta.features == FeatureConfig.from_dict(read_meta(DEFAULT_MODEL_DIR)["features"])
     assert loaded.classifier.n_features_in_ == len(feature_names(meta.features))
     assert loaded.scaler.n_features_in_ == len(feature_names(meta.features))
     assert np.isfinite(meta.decision_threshold)
     assert meta.calibration.method == "platt" and meta.calibration.a < 0  # p rises with score
-    for name in (MODEL_FILE, SCALER_FILE):
+    for name in (MODEL_FILE, SCALER_FILE, COMPILED_FILE):
         assert meta.artefacts[name] == sha256_file(DEFAULT_MODEL_DIR / name)
+
+
+def test_bundled_model_scores_with_its_compiled_arrays():
+    loaded = load_model()
+    assert loaded.verified and loaded.classifier is None and loaded.scaler is None
+    assert loaded.compiled is not None
+    assert loaded.compiled.n_features == len(feature_names(loaded.metadata.features))
+
+
+def _feature_rows(detector: Detector, clips: list) -> np.ndarray:
+    rows = [extract(detector.decode(clip).samples, detector.feature_config).matrix
+            for clip in clips]
+    return np.vstack(rows)
+
+
+def test_compiled_decision_values_equal_scikit_learn(real_clip, fake_clip, gen, detector):
+    """The numpy RBF decision function is scikit-learn's decision_function (sign included)."""
+    reference = load_model(compiled=False)
+    compiled = load_model()
+    clips = [real_clip, fake_clip, (gen.speechlike(16000, 12.0, seed=7), 16000),
+             (gen.noise(16000, 4.0, seed=8), 16000)]
+    rows = _feature_rows(detector, clips)
+    rng = np.random.default_rng(0)
+    # and rows around the training distribution, where the kernel values are not all ~0
+    sv = reference.scaler.inverse_transform(reference.classifier.support_vectors_[:50])
+    near = sv + 0.1 * rng.standard_normal(sv.shape) * reference.scaler.scale_
+    sign = -1 if reference.classifier.classes_[0] == reference.metadata.deepfake_label else 1
+    many = np.tile(near, (6, 1))  # more rows than one scoring batch
+    for matrix in (rows, near, near.astype(np.float32), many):  # extract() gives float32
+        expected = sign * reference.classifier.decision_function(reference.scaler.transform(matrix))
+        np.testing.assert_allclose(compiled.decision_values(matrix), expected, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(reference.decision_values(matrix), expected, rtol=0, atol=0)
+
+
+def test_tampered_compiled_arrays_are_refused(tmp_path):
+    directory = copy_default(tmp_path)
+    data = bytearray((directory / COMPILED_FILE).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (directory / COMPILED_FILE).write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match=r"does not match model\.json"):
+        load_model(directory)
+    assert load_model(directory, compiled=False).classifier is not None
+
+
+def test_compiled_arrays_holding_a_pickle_are_refused(tmp_path):
+    """allow_pickle=False: an object array in the .npz is a load error, never unpickled."""
+    directory = copy_default(tmp_path)
+    marker = tmp_path / "pwned"
+    payload = np.empty(1, dtype=object)
+    payload[0] = RunsShell(f"touch {marker}")
+    buffer = io.BytesIO()
+    with np.load(directory / COMPILED_FILE) as arrays:
+        np.savez(buffer, **{**dict(arrays), "support_vectors": payload})
+    replace_artefact(directory, COMPILED_FILE, buffer.getvalue())
+    with pytest.raises(ModelLoadError, match="not a compiled model"):
+        load_model(directory)
+    assert not marker.exists()
+
+
+def test_compile_model_adds_the_arrays_to_an_old_folder(tmp_path, fake_clip):
+    """A folder saved before compiled arrays existed: compile_model lists them in model.json."""
+    directory = copy_default(tmp_path)
+    (directory / COMPILED_FILE).unlink()
+    meta = read_meta(directory)
+    del meta["artefacts"][COMPILED_FILE]
+    write_meta(directory, meta)
+    before = Detector(directory)
+    assert before._model.compiled is None
+    digest = compile_model(directory)
+    after_meta = read_meta(directory)
+    assert after_meta["artefacts"][COMPILED_FILE] == digest == sha256_file(
+        directory / COMPILED_FILE)
+    assert {k: v for k, v in after_meta.items() if k != "artefacts"} == {
+        k: v for k, v in meta.items() if k != "artefacts"}
+    after = Detector(directory)
+    assert after._model.compiled is not None
+    assert after.analyze(fake_clip).raw_score == pytest.approx(
+        before.analyze(fake_clip).raw_score, abs=1e-9)
+
+
+def test_scoring_imports_neither_scikit_learn_nor_librosa(fake_clip, cli_env):
+    code = (
+        "import sys\n"
+        "from deepfake_audio import Detector\n"
+        "from deepfake_audio.cli import main\n"
+        "Detector().analyze(sys.argv[1])\n"
+        "assert main(['check', sys.argv[1]]) == 0\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('sklearn', 'librosa', 'joblib'))))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(fake_clip)], capture_output=True,
+                         text=True, env=cli_env, check=True)
+    assert run.stdout.splitlines()[-1] == ""
 
 
 def test_bundled_threshold_is_where_calibration_crosses_half():
@@ -94,8 +190,9 @@ def test_malicious_pickle_never_runs(tmp_path, name):
     marker = tmp_path / "pwned"
     directory = copy_default(tmp_path)
     replace_artefact(directory, name, pickle.dumps(RunsShell(f"touch {marker}")))
+    load_model(directory)  # the compiled arrays are scored: the pickles are never opened
     with pytest.raises(ModelIntegrityError, match="refusing to unpickle"):
-        load_model(directory)
+        load_model(directory, compiled=False)
     assert not marker.exists()
 
 
@@ -109,7 +206,7 @@ def test_malicious_object_array_inside_joblib_never_runs(tmp_path):
     joblib.dump({"support_vectors_": payload}, buffer)
     replace_artefact(directory, MODEL_FILE, buffer.getvalue())
     with pytest.raises(ModelIntegrityError):
-        load_model(directory)
+        load_model(directory, compiled=False)
     assert not marker.exists()
 
 
@@ -147,7 +244,7 @@ def test_dotted_name_cannot_reach_classes_imported_by_sklearn(tmp_path):
     directory = copy_default(tmp_path)
     replace_artefact(directory, MODEL_FILE, _global_call(module, "io.FileIO", str(victim), "w"))
     with pytest.raises(ModelIntegrityError, match="refusing to unpickle"):
-        load_model(directory)
+        load_model(directory, compiled=False)
     assert victim.read_text(encoding="utf-8") == "precious"
 
 
@@ -272,10 +369,14 @@ def test_sklearn_version_drift_warns_but_loads(tmp_path, gen):
     meta["sklearn_version"] = "0.0.1"  # model.json itself is not hashed
     write_meta(directory, meta)
     with pytest.warns(UserWarning, match=r"scikit-learn 0\.0\.1"):
-        detector = Detector(directory)
-    assert detector.metadata.sklearn_version == "0.0.1"
-    assert detector.analyze((gen.speechlike(16000, 2.0), 16000)).classification in {
-        "real", "deepfake"}
+        loaded = load_model(directory, compiled=False)
+    assert loaded.metadata.sklearn_version == "0.0.1"
+    scores = loaded.decision_values(extract(gen.speechlike(16000, 2.0).astype(np.float32),
+                                            loaded.metadata.features).matrix)
+    assert np.isfinite(scores).all()
+    with warnings.catch_warnings():  # the compiled arrays do not depend on scikit-learn
+        warnings.simplefilter("error")
+        load_model(directory)
 
 
 def test_matching_sklearn_version_is_silent(tmp_path):
@@ -306,11 +407,15 @@ def test_save_model_round_trip(tmp_path):
     saved = save_model(tmp_path / "m", classifier, scaler,
                        ModelMetadata(model_id="unit", features=config, decision_threshold=0.25))
     assert saved.sklearn_version == sklearn.__version__
+    assert COMPILED_FILE in saved.artefacts
     loaded = load_model(tmp_path / "m")
     assert loaded.verified and loaded.metadata.model_id == "unit"
+    assert loaded.compiled is not None
     assert loaded.metadata.decision_threshold == 0.25
     scores = loaded.decision_values(x)
     assert (scores[y == 1] > 0).mean() > 0.9 and (scores[y == 0] < 0).mean() > 0.9
+    np.testing.assert_allclose(scores, classifier.decision_function(scaler.transform(x)),
+                               rtol=0, atol=1e-9)
 
 
 def test_string_labels_keep_the_sign_convention(tmp_path):
@@ -323,8 +428,9 @@ def test_string_labels_keep_the_sign_convention(tmp_path):
     assert list(classifier.classes_) == ["fake", "real"]
     save_model(tmp_path / "m", classifier, scaler,
                ModelMetadata(model_id="strings", features=config, deepfake_label="fake"))
-    scores = load_model(tmp_path / "m").decision_values(x)
-    assert (scores[y == 1] > 0).mean() > 0.9 and (scores[y == 0] < 0).mean() > 0.9
+    for compiled in (True, False):
+        scores = load_model(tmp_path / "m", compiled=compiled).decision_values(x)
+        assert (scores[y == 1] > 0).mean() > 0.9 and (scores[y == 0] < 0).mean() > 0.9
 
 
 @pytest.fixture(scope="module")

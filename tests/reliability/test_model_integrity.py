@@ -19,9 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from deepfake_audio.compiled import COMPILED_FILE
 from deepfake_audio.model import MODEL_FILE, SCALER_FILE
 from tests.helpers import ROOT
-from tests.helpers.artefacts import RunsShell, copy_default, replace_artefact
+from tests.helpers.artefacts import (
+    RunsShell,
+    copy_default,
+    read_meta,
+    replace_artefact,
+    write_meta,
+)
 from tests.helpers.audio import FAKE_CLIP, clip
 from tests.helpers.server import free_port
 
@@ -38,8 +45,16 @@ def _tampered(tmp_path: Path, marker: Path) -> Path:
 
 
 def _crafted(tmp_path: Path, marker: Path) -> Path:
-    """A payload pickle *and* its hash in ``model.json``: only the allow-list stands."""
+    """A payload pickle *and* its hash in ``model.json``: only the allow-list stands.
+
+    The compiled arrays are removed too (as in a folder saved before they existed),
+    so the loader has to unpickle: with them, the pickles are never opened.
+    """
     directory = copy_default(tmp_path, "crafted")
+    (directory / COMPILED_FILE).unlink()
+    meta = read_meta(directory)
+    del meta["artefacts"][COMPILED_FILE]
+    write_meta(directory, meta)
     replace_artefact(directory, MODEL_FILE, pickle.dumps(RunsShell(f"touch {marker}")))
     return directory
 
