@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -460,6 +461,64 @@ def test_pages_work_offline_without_external_resources(page: Any, server_url: st
                                && !el.textContent.trim()).map(el => el.id || el.outerHTML)"""
         )
         assert unnamed == [], (name, unnamed)
+
+
+def _block_non_loopback(page: Any) -> list[str]:
+    """Abort every request that would leave the machine; return the list of those URLs."""
+    blocked: list[str] = []
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or \
+                urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.context.route("**/*", handle)
+    return blocked
+
+
+def _openapi_paths(server_url: str) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(server_url + "/openapi.json", timeout=10) as resp:
+        paths: dict[str, dict[str, Any]] = json.loads(resp.read())["paths"]
+    return paths
+
+
+def test_swagger_ui_lists_the_endpoints_offline(page: Any, server_url: str) -> None:
+    paths = _openapi_paths(server_url)
+    blocked = _block_non_loopback(page)
+    errors = PageErrors(page)
+    page.goto(server_url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    shown = page.eval_on_selector_all(
+        ".opblock", "els => els.map(e => [e.querySelector('.opblock-summary-method').textContent,"
+        " e.querySelector('.opblock-summary-path').dataset.path])")
+    expected = sorted([m.upper(), p] for p, ops in paths.items() for m in ops)
+    assert sorted(shown) == expected
+    assert page.locator(".swagger-ui .info .title").inner_text().startswith(
+        "Deepfake Audio Detection API")
+    _screenshot(page, "docs_swagger_ui")
+    assert blocked == [] and errors.unexpected() == []
+
+
+def test_redoc_lists_the_endpoints_offline(page: Any, server_url: str) -> None:
+    paths = _openapi_paths(server_url)
+    blocked = _block_non_loopback(page)
+    errors = PageErrors(page)
+    page.goto(server_url + "/redoc")
+    page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
+    summaries = [op["summary"] for ops in paths.values() for op in ops.values()]
+    menu = page.locator("[role=menuitem], .menu-content li").all_inner_texts()
+    for summary in summaries:
+        assert any(summary in item for item in menu), (summary, menu)
+    text = page.inner_text("body")
+    for path in paths:
+        assert path in text, path
+    _screenshot(page, "docs_redoc")
+    # ReDoc's hard-wired CDN logo is stopped by the page's Content-Security-Policy.
+    assert blocked == [] and errors.unexpected("logo-mini.svg") == []
 
 
 def test_client_example_works_from_file_url(
