@@ -78,9 +78,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                                 settings.analysis_timeout_s)
     if state.detector is None:
         state.detector = await anyio.to_thread.run_sync(load_detector, settings)
-    logger.info("model %s loaded; %d analysis slots, queue %d, upload cap %g MB, API key %s,"
-                " CORS origins %s", state.detector.model_id, settings.concurrency,
-                settings.max_queue, settings.max_upload_mb,
+    logger.info("model %s loaded; %d analysis slots, HTTP queue %d, %d WebSocket connections,"
+                " upload cap %g MB, API key %s, CORS origins %s", state.detector.model_id,
+                settings.concurrency, settings.max_queue, settings.max_ws_connections,
+                settings.max_upload_mb,
                 "required" if settings.api_key_required else "off",
                 ",".join(settings.cors_origins) or "none")
     warm = asyncio.create_task(_warm_up(state))

@@ -62,7 +62,7 @@ async def _answer(state: ServiceState, text: str) -> dict[str, Any]:
     return result.to_dict()
 
 
-async def _refuse(websocket: WebSocket, state: ServiceState, body: dict[str, Any]) -> None:
+async def _refuse(websocket: WebSocket, body: dict[str, Any]) -> None:
     # Accept first: a browser only learns why from a message or a close reason.
     await websocket.accept()
     await send_json(websocket, body)
@@ -80,7 +80,7 @@ async def ws_analyze(websocket: WebSocket) -> None:
     state = service(websocket)
     with state.websocket_slot() as admitted:
         if not admitted:
-            await _refuse(websocket, state, error_body(BUSY_MESSAGE, _cap_detail(state)))
+            await _refuse(websocket, error_body(BUSY_MESSAGE, _cap_detail(state)))
             return
         await _serve_ws(websocket, state)
 
@@ -113,7 +113,7 @@ async def ws_stream(websocket: WebSocket) -> None:
     state = service(websocket)
     with state.websocket_slot() as admitted:
         if not admitted:
-            await _refuse(websocket, state, stream_error(BUSY_MESSAGE, detail=_cap_detail(state)))
+            await _refuse(websocket, stream_error(BUSY_MESSAGE, detail=_cap_detail(state)))
             return
         await websocket.accept()
         try:
