@@ -185,39 +185,36 @@ def caps_section(tmp: Path) -> str:
 
 def load_section(tmp: Path, quick: bool) -> str:
     clip = wav_bytes(5.0, seed=3)
-    ws_server = InspectableServer(tmp / "srv-ws", {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2",
-                                                   "DEEPFAKE_AUDIO_MAX_QUEUE": "128"})
-    http_server = InspectableServer(tmp / "srv-http", {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2"})
+    # Default admission settings (queue 16, 128 WebSocket connections), 2 slots everywhere.
+    server = InspectableServer(tmp / "srv-load", {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2"})
     rows = []
-    with ws_server, http_server:
-        ws_server.wait_ready()
-        http_server.wait_ready()
-        for server in (ws_server, http_server):
-            for _ in range(4):
-                httpx.post(server.url + "/analyze", files={"file": ("a.wav", clip)}, timeout=30)
-            asyncio.run(probes.ws_load(server.ws_url + "/ws", probes.ws_message(clip),
-                                       clients=2, messages=2))
+    with server:
+        server.wait_ready()
+        for _ in range(4):
+            httpx.post(server.url + "/analyze", files={"file": ("a.wav", clip)}, timeout=30)
+        asyncio.run(probes.ws_load(server.ws_url + "/ws", probes.ws_message(clip),
+                                   clients=2, messages=2))
         clients, messages = (20, 5) if quick else (100, 20)
-        before = ws_server.rss_mb()
-        ws = asyncio.run(probes.ws_load(ws_server.ws_url + "/ws", probes.ws_message(clip),
+        before = server.rss_mb()
+        ws = asyncio.run(probes.ws_load(server.ws_url + "/ws", probes.ws_message(clip),
                                         clients=clients, messages=messages))
-        after = ws_server.rss_mb()
-        rows.append([f"`/ws`, {clients} clients × {messages} messages (queue 128)",
+        after = server.rss_mb()
+        rows.append([f"`/ws`, {clients} clients × {messages} messages (defaults)",
                      ws.requests, ws.ok, ws.busy, ws.errors, f"{ws.rate:.1f}",
                      f"{ws.p50_ms:.0f}", f"{ws.p99_ms:.0f}",
                      f"{before:.0f} → {after:.0f} ({after - before:+.1f})"])
         seconds = 10.0 if quick else 60.0
         body, content_type = probes.multipart(clip)
-        before = http_server.rss_mb()
-        http = asyncio.run(probes.http_load(http_server.port, body, content_type,
+        before = server.rss_mb()
+        http = asyncio.run(probes.http_load(server.port, body, content_type,
                                             concurrency=32, duration_s=seconds))
-        after = http_server.rss_mb()
+        after = server.rss_mb()
         rows.append([f"`POST /analyze`, 32 clients for {seconds:.0f} s (2 slots + queue 16)",
                      http.requests, http.ok,
                      f"{http.busy} (without Retry-After: {http.busy_without_retry_after})",
                      http.errors, f"{http.rate:.1f}", f"{http.p50_ms:.0f}",
                      f"{http.p99_ms:.0f}", f"{before:.0f} → {after:.0f} ({after - before:+.1f})"])
-        leftovers = ws_server.leftovers() + http_server.leftovers()
+        leftovers = server.leftovers()
     return "\n".join([
         "### 4. Load (5 s 16 kHz WAV clips, server and load generator on the same 2 CPUs)",
         "",

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -253,7 +254,15 @@ def test_upload_page_http_and_ws(page: Any, server_url: str, clip: Path, expecte
     assert result.get_attribute("data-classification") == oracle["classification"]
     assert float(result.get_attribute("data-confidence")) == pytest.approx(oracle["confidence"])
     assert float(result.get_attribute("data-raw-score")) == pytest.approx(oracle["raw_score"])
-    assert page.text_content("#verdict") == expected
+    # The three-way verdict when the server sends one (the binary class from older servers).
+    verdict = oracle.get("verdict", oracle["classification"])
+    assert result.get_attribute("data-verdict") == verdict
+    assert page.text_content("#verdict") == verdict
+    assert page.text_content("#classification") == expected
+    shown = page.locator("#segments > li").all_text_contents()
+    assert shown == [f"flagged {s['start_s']:.1f}–{s['end_s']:.1f} s, P(deepfake) "
+                     f"{100 * s['probability_deepfake']:.1f} %" for s in oracle.get("segments", [])]
+    assert page.locator(".segment-shade").count() == len(shown)
     assert page.text_content("#confidence") == f"{100 * oracle['confidence']:.1f} %"
     assert page.locator("#timeline > li").count() == len(oracle.get("timeline", []))
     assert page.text_content("#error") == ""
@@ -267,6 +276,71 @@ def test_upload_page_http_and_ws(page: Any, server_url: str, clip: Path, expecte
     assert "WebSocket" in page.text_content("#status")
 
     _screenshot(page, f"client_example_{expected}")
+    assert errors.unexpected() == []
+
+
+#: A reply as a server with the three-way verdict sends it: a real-leaning mean, 6 s flagged.
+STUB_REPLY: dict[str, Any] = {
+    "classification": "real", "confidence": 0.58, "raw_score": 0.1, "probability_deepfake": 0.42,
+    "verdict": "inconclusive", "threshold": 0.334, "band": [-0.2, 0.8], "duration_s": 10.0,
+    "sample_rate": 16000, "model": "stub", "calibrated": True,
+    "segments": [{"start_s": 3.0, "end_s": 9.0, "raw_score": 1.9, "probability_deepfake": 0.97}],
+    "timeline": [{"start_s": float(i), "end_s": float(i + 1),
+                  "raw_score": 1.9 if 3 <= i < 9 else -2.0,
+                  "probability_deepfake": 0.97 if 3 <= i < 9 else 0.05,
+                  "classification": "deepfake" if 3 <= i < 9 else "real"} for i in range(10)],
+}
+AMBER, GREEN, RED = "rgb(138, 90, 0)", "rgb(27, 127, 59)", "rgb(179, 38, 30)"
+
+
+def _stub_analyze(page: Any, reply: dict[str, Any]) -> None:
+    page.route("**/analyze", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(reply)))
+
+
+def _badge_colour(page: Any) -> str:
+    return str(page.eval_on_selector("#verdict", "e => getComputedStyle(e).color"))
+
+
+def test_upload_page_shows_inconclusive_in_amber_with_segments(page: Any, server_url: str) -> None:
+    errors = PageErrors(page)
+    _stub_analyze(page, STUB_REPLY)
+    page.goto(server_url + "/demo/client_example.html")
+    page.set_input_files("#file", files=[{"name": "x.wav", "mimeType": "audio/wav",
+                                          "buffer": b"RIFF"}])
+    page.click("#analyze-http")
+    page.wait_for_selector("#result[data-source=http]", state="visible")
+    assert page.get_attribute("#result", "data-verdict") == "inconclusive"
+    assert page.get_attribute("#result", "data-classification") == "real"
+    assert page.text_content("#verdict") == "inconclusive"
+    assert _badge_colour(page) == AMBER
+    assert "Inconclusive" in page.text_content("#verdict-text")
+    assert page.text_content("#classification") == "real"
+    assert page.text_content("#band") == "(-0.200, 0.800]"
+    assert page.locator("#segments > li").all_text_contents() == [
+        "flagged 3.0–9.0 s, P(deepfake) 97.0 %"]
+    # The shade covers exactly the flagged bars (windows 3-8 of 10).
+    shade = page.locator(".segment-shade").bounding_box()
+    bars = [page.locator(f"#timeline > li:nth-child({i + 1})").bounding_box() for i in range(10)]
+    centres = [b["x"] + b["width"] / 2 for b in bars]
+    covered = [i for i, x in enumerate(centres) if shade["x"] <= x <= shade["x"] + shade["width"]]
+    assert covered == list(range(3, 9)), (shade, bars)
+    _screenshot(page, "client_example_inconclusive")
+
+    # An older server's reply (no verdict, no segments): the binary class is the verdict.
+    older = {k: v for k, v in STUB_REPLY.items() if k not in ("verdict", "band", "segments")}
+    page.unroute("**/analyze")
+    _stub_analyze(page, {**older, "classification": "deepfake"})
+    page.click("#analyze-http")
+    page.wait_for_selector("#result[data-verdict=deepfake]", state="visible")
+    assert page.text_content("#verdict") == "deepfake" and _badge_colour(page) == RED
+    assert page.locator("#segments > li").count() == 0
+    assert page.locator(".segment-shade").count() == 0
+    assert page.text_content("#band") == "–"
+    _stub_analyze(page, {**older, "classification": "real"})
+    page.click("#analyze-http")
+    page.wait_for_selector("#result[data-verdict=real]", state="visible")
+    assert _badge_colour(page) == GREEN
     assert errors.unexpected() == []
 
 
@@ -389,12 +463,94 @@ def test_realtime_page_streams_microphone(mic_page: Any, server_url: str) -> Non
     page.wait_for_selector("#summary", state="visible", timeout=20_000)
     assert page.get_attribute("#summary", "data-classification") == "deepfake"
     assert page.get_attribute("#overall", "data-classification") == "deepfake"
-    assert page.text_content("#summary-value") == "deepfake"
+    # Above the threshold the three-way verdict is deepfake, or inconclusive inside the band.
+    verdict = page.get_attribute("#summary", "data-verdict")
+    assert verdict in {"deepfake", "inconclusive"}
+    assert page.text_content("#summary-value") == verdict
     assert int(page.text_content("#summary-windows")) >= 3
     assert page.text_content("#error") == ""
     assert page.is_enabled("#start") and page.is_disabled("#stop")
     _screenshot(page, "realtime_client_summary")
     assert errors.unexpected() == []
+
+
+def _stub_stream(page: Any, overall_verdict: str | None, summary_segments: bool) -> None:
+    """Answer /ws/stream from the page itself: windows 1-5, windows 2-4 flagged."""
+    flagged = {2, 3, 4}
+
+    def window(i: int) -> dict[str, Any]:
+        fake = i in flagged
+        msg: dict[str, Any] = {
+            "type": "window", "start_s": float(max(0, i - 2)), "end_s": float(i + 1),
+            "classification": "deepfake" if fake else "real", "confidence": 0.9,
+            "raw_score": 1.5 if fake else -1.5, "probability_deepfake": 0.9 if fake else 0.1,
+            "overall": {"classification": "real", "confidence": 0.6, "raw_score": 0.0,
+                        "probability_deepfake": 0.4, "windows": i}}
+        if overall_verdict is not None:
+            msg["overall"]["verdict"] = overall_verdict
+        return msg
+
+    def handler(ws: Any) -> None:
+        sent = {"windows": False}
+
+        def on_message(message: Any) -> None:
+            if isinstance(message, bytes):
+                if not sent["windows"]:
+                    sent["windows"] = True
+                    for i in range(1, 6):
+                        ws.send(json.dumps(window(i)))
+                return
+            if json.loads(message).get("type") == "end":
+                summary = {**window(5)["overall"], "type": "summary", "duration_s": 6.0}
+                if summary_segments:
+                    summary["segments"] = [{"start_s": 0.0, "end_s": 5.0, "raw_score": 1.5,
+                                            "probability_deepfake": 0.95}]
+                ws.send(json.dumps(summary))
+
+        ws.on_message(on_message)
+
+    page.route_web_socket("**/ws/stream", handler)
+
+
+@pytest.mark.parametrize("summary_segments", [False, True], ids=["page-merges", "server-sends"])
+def test_realtime_page_shows_inconclusive_and_segments(mic_page: Any, server_url: str,
+                                                       summary_segments: bool) -> None:
+    page = mic_page
+    errors = PageErrors(page)
+    _stub_stream(page, "inconclusive", summary_segments)
+    page.goto(server_url + "/demo/realtime_client.html")
+    page.click("#start")
+    page.wait_for_selector("#windows > li:nth-child(5)", timeout=30_000)
+    assert page.get_attribute("#overall", "data-verdict") == "inconclusive"
+    assert page.get_attribute("#overall", "data-classification") == "real"
+    assert page.text_content("#overall-value") == "inconclusive"
+    assert page.eval_on_selector("#overall-value", "e => getComputedStyle(e).color") == AMBER
+    # Windows 2-4 (0.0-3.0, 1.0-4.0, 2.0-5.0 s) merge into one segment.
+    assert page.locator("#segments > li").all_text_contents() == [
+        "flagged 0.0–5.0 s, P(deepfake) 90.0 %"]
+    page.click("#stop")
+    page.wait_for_selector("#summary", state="visible", timeout=20_000)
+    assert page.get_attribute("#summary", "data-verdict") == "inconclusive"
+    assert page.text_content("#summary-value") == "inconclusive"
+    expected = "95.0 %" if summary_segments else "90.0 %"
+    assert page.locator("#segments > li").all_text_contents() == [
+        f"flagged 0.0–5.0 s, P(deepfake) {expected}"]
+    _screenshot(page, f"realtime_client_inconclusive_{summary_segments}")
+    assert errors.unexpected() == []
+
+
+def test_realtime_page_falls_back_to_classification(mic_page: Any, server_url: str) -> None:
+    page = mic_page
+    _stub_stream(page, None, False)  # an older server: no verdict anywhere
+    page.goto(server_url + "/demo/realtime_client.html")
+    page.click("#start")
+    page.wait_for_selector("#windows > li:nth-child(5)", timeout=30_000)
+    assert page.get_attribute("#overall", "data-verdict") == "real"
+    assert page.text_content("#overall-value") == "real"
+    assert page.eval_on_selector("#overall-value", "e => getComputedStyle(e).color") == GREEN
+    verdicts = page.eval_on_selector_all("#windows > li", "els => els.map(e => e.dataset.verdict)")
+    assert verdicts == ["real", "deepfake", "deepfake", "deepfake", "real"]
+    page.click("#stop")
 
 
 def test_realtime_page_reports_unreachable_server(mic_page: Any, server_url: str) -> None:
@@ -460,6 +616,64 @@ def test_pages_work_offline_without_external_resources(page: Any, server_url: st
                                && !el.textContent.trim()).map(el => el.id || el.outerHTML)"""
         )
         assert unnamed == [], (name, unnamed)
+
+
+def _block_non_loopback(page: Any) -> list[str]:
+    """Abort every request that would leave the machine; return the list of those URLs."""
+    blocked: list[str] = []
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or \
+                urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.context.route("**/*", handle)
+    return blocked
+
+
+def _openapi_paths(server_url: str) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(server_url + "/openapi.json", timeout=10) as resp:
+        paths: dict[str, dict[str, Any]] = json.loads(resp.read())["paths"]
+    return paths
+
+
+def test_swagger_ui_lists_the_endpoints_offline(page: Any, server_url: str) -> None:
+    paths = _openapi_paths(server_url)
+    blocked = _block_non_loopback(page)
+    errors = PageErrors(page)
+    page.goto(server_url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    shown = page.eval_on_selector_all(
+        ".opblock", "els => els.map(e => [e.querySelector('.opblock-summary-method').textContent,"
+        " e.querySelector('.opblock-summary-path').dataset.path])")
+    expected = sorted([m.upper(), p] for p, ops in paths.items() for m in ops)
+    assert sorted(shown) == expected
+    assert page.locator(".swagger-ui .info .title").inner_text().startswith(
+        "Deepfake Audio Detection API")
+    _screenshot(page, "docs_swagger_ui")
+    assert blocked == [] and errors.unexpected() == []
+
+
+def test_redoc_lists_the_endpoints_offline(page: Any, server_url: str) -> None:
+    paths = _openapi_paths(server_url)
+    blocked = _block_non_loopback(page)
+    errors = PageErrors(page)
+    page.goto(server_url + "/redoc")
+    page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
+    summaries = [op["summary"] for ops in paths.values() for op in ops.values()]
+    menu = page.locator("[role=menuitem], .menu-content li").all_inner_texts()
+    for summary in summaries:
+        assert any(summary in item for item in menu), (summary, menu)
+    text = page.inner_text("body")
+    for path in paths:
+        assert path in text, path
+    _screenshot(page, "docs_redoc")
+    # ReDoc's hard-wired CDN logo is stopped by the page's Content-Security-Policy.
+    assert blocked == [] and errors.unexpected("logo-mini.svg") == []
 
 
 def test_client_example_works_from_file_url(

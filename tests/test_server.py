@@ -317,6 +317,32 @@ def test_ws_result_matches_http(server: ServerProcess, http: httpx.Client) -> No
     assert got["timeline"] == expected["timeline"]
 
 
+def test_replies_conform_to_the_documented_schema(server: ServerProcess,
+                                                  http: httpx.Client) -> None:
+    """HTTP and /ws replies validate against the OpenAPI models, verdict and segments too."""
+    from deepfake_audio.server.schemas import AnalysisResponse
+
+    for data in (wav_bytes(6.0, seed=11), clip(FAKE_CLIP).read_bytes(),
+                 clip(REAL_CLIP).read_bytes()):
+        reply = post_file(http, data).json()
+        with connect(server.ws_url + "/ws") as ws:
+            ws_reply = ws_ask(ws, {"audio_data": base64.b64encode(data).decode(),
+                                   "file_type": None})
+        assert ws_reply == reply
+        model = AnalysisResponse.model_validate(reply)
+        assert model.verdict in ("real", "deepfake", "inconclusive")
+        # The binary field keeps the service contract's meaning whatever the verdict.
+        assert model.classification == ("deepfake" if model.raw_score > model.threshold
+                                        else "real")
+        low, high = model.band
+        assert low <= model.threshold <= high
+        flagged = [w for w in model.timeline if w.classification == "deepfake"]
+        for segment in model.segments:  # each one spans flagged windows only
+            inside = [w for w in model.timeline
+                      if segment.start_s <= w.start_s and w.end_s <= segment.end_s]
+            assert inside and all(w in flagged for w in inside), (segment, model.timeline)
+
+
 def test_ws_accepts_data_url_prefix(server: ServerProcess) -> None:
     data = base64.b64encode(wav_bytes(2.0)).decode()
     with connect(server.ws_url + "/ws") as ws:
@@ -708,6 +734,8 @@ def test_settings_precedence() -> None:
         Settings.resolve({"allow_unverified_model": "maybe"}, {})
     with pytest.raises(ValueError):
         Settings(max_upload_mb=0)
+    with pytest.raises(ValueError, match="max_ws_connections must be >= 1"):
+        Settings.from_env({"DEEPFAKE_AUDIO_MAX_WS_CONNECTIONS": "0"})
     assert Settings().concurrency >= 1
     assert Settings(max_upload_mb=3).ws_max_message_bytes > 4 * 1024 * 1024
 

@@ -1,4 +1,5 @@
-"""Operational behaviour of a real server: admission control (429), liveness under
+"""Operational behaviour of a real server: admission control (429 for HTTP, waiting
+for WebSockets, the WebSocket connection cap), liveness under
 CPU saturation, and graceful shutdown on SIGTERM."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.helpers.audio import SR, pcm16, tone, wav_bytes
@@ -26,7 +28,8 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     with running_servers(
-        {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1", "DEEPFAKE_AUDIO_MAX_QUEUE": "0"},
+        {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1", "DEEPFAKE_AUDIO_MAX_QUEUE": "0",
+         "DEEPFAKE_AUDIO_MAX_WS_CONNECTIONS": "2"},
         {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2", "DEEPFAKE_AUDIO_MAX_QUEUE": "64"},
     ) as started:
         yield started[0], started[1]
@@ -34,7 +37,7 @@ def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
 
 def _gauge(url: str, name: str) -> float:
     text = httpx.get(url + "/metrics", timeout=5).text
-    match = re.search(rf"^deepfake_audio_{name} ([0-9.e+-]+)$", text, re.M)
+    match = re.search(rf"^deepfake_audio_{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -49,36 +52,68 @@ def _post(url: str, data: bytes, timeout: float = 60) -> httpx.Response:
     return httpx.post(url + "/analyze", files={"file": ("a.wav", data)}, timeout=timeout)
 
 
-def test_busy_server_answers_429_with_retry_after(servers: tuple[ServerProcess, ...]) -> None:
+def test_busy_server_answers_429_while_websockets_wait(servers: tuple[ServerProcess, ...],
+                                                     ) -> None:
     server = servers[0]  # one analysis slot, no queue
     long_clip = wav_bytes(600.0)  # ~2 s of CPU: holds the only slot
-    with ThreadPoolExecutor(1) as pool:
+    message = {"audio_data": base64.b64encode(wav_bytes(1.0)).decode(), "file_type": ".wav"}
+    with ThreadPoolExecutor(1) as pool, connect(server.ws_url + "/ws") as ws, \
+            connect(server.ws_url + "/ws/stream") as stream:
         first = pool.submit(_post, server.url, long_clip)
         _wait_until(lambda: _gauge(server.url, "analysis_queue_depth") >= 1)
         refused = _post(server.url, wav_bytes(1.0))
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["error"] == "server busy, retry later"
-        # Same verdict on the WebSockets, which stay open.
-        message = {"audio_data": base64.b64encode(wav_bytes(1.0)).decode(), "file_type": ".wav"}
-        with connect(server.ws_url + "/ws") as ws:
-            ws.send(json.dumps(message))
-            assert json.loads(ws.recv(timeout=10)) == {"error": "server busy, retry later"}
-        with connect(server.ws_url + "/ws/stream") as ws:
-            ws.send(json.dumps({"type": "start", "sample_rate": SR}))
-            ws.send(pcm16(tone(1.0)))
-            reply = json.loads(ws.recv(timeout=10))
-            assert reply["type"] == "error" and reply["error"] == "server busy, retry later"
+        # WebSocket messages are not refused: they wait for the slot (queue 0 or not).
+        ws.send(json.dumps(message))
+        stream.send(json.dumps({"type": "start", "sample_rate": SR}))
+        stream.send(pcm16(tone(1.0)))
+        _wait_until(lambda: _gauge(server.url, "analysis_queue_depth") >= 3)
+        # ... and their waiting is a backlog HTTP admission sees.
+        assert _post(server.url, wav_bytes(1.0)).status_code == 429
         # Probes and metrics are exempt from admission control.
         assert httpx.get(server.url + "/health/live").status_code == 200
         assert httpx.get(server.url + "/health/ready").status_code == 200
         assert first.result().status_code == 200
+        assert json.loads(ws.recv(timeout=30))["classification"] in ("real", "deepfake")
+        window = json.loads(stream.recv(timeout=30))
+        assert window["type"] == "window", window
     metrics = httpx.get(server.url + "/metrics").text
     assert re.search(r'deepfake_audio_rejected_total\{reason="busy"\} [1-9]', metrics)
     assert re.search(r'deepfake_audio_http_requests_total\{route="/analyze",method="POST",'
                      r'status="429"\} [1-9]', metrics)
+    assert not re.search(r'deepfake_audio_analyses_total\{source="(ws|stream)",'
+                         r'outcome="rejected"\}', metrics)
     # Free again.
     assert _post(server.url, wav_bytes(1.0)).status_code == 200
+
+
+def test_websockets_over_the_connection_cap_are_told_busy(servers: tuple[ServerProcess, ...],
+                                                          ) -> None:
+    server = servers[0]  # MAX_WS_CONNECTIONS=2
+    message = json.dumps({"audio_data": base64.b64encode(wav_bytes(1.0)).decode(),
+                          "file_type": ".wav"})
+    with connect(server.ws_url + "/ws") as first, connect(server.ws_url + "/ws/stream"):
+        for path, busy in (("/ws", {"error": "server busy, retry later"}),
+                           ("/ws/stream", {"type": "error", "error": "server busy, retry later"})):
+            with connect(server.ws_url + path) as third:
+                reply = json.loads(third.recv(timeout=10))
+                assert {k: reply[k] for k in busy} == busy
+                assert "MAX_WS_CONNECTIONS" in reply["detail"]
+                with pytest.raises(ConnectionClosed) as closed:
+                    third.recv(timeout=10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        # The connections inside the cap keep working.
+        first.send(message)
+        assert json.loads(first.recv(timeout=30))["classification"] in ("real", "deepfake")
+    # Closed connections give their places back.
+    _wait_until(lambda: _gauge(server.url, 'websocket_connections{route="/ws"}') == 0)
+    with connect(server.ws_url + "/ws") as again:
+        again.send(message)
+        assert "classification" in json.loads(again.recv(timeout=30))
+    metrics = httpx.get(server.url + "/metrics").text
+    assert re.search(r'deepfake_audio_rejected_total\{reason="ws_connections"\} 2', metrics)
 
 
 def test_concurrent_burst_gets_429s_not_a_backlog(servers: tuple[ServerProcess, ...]) -> None:

@@ -5,6 +5,12 @@ anyio :class:`~anyio.CapacityLimiter` of ``concurrency`` tokens; at most ``queue
 more may wait for a token. Anything beyond is refused at once with
 :class:`ServerBusy` (HTTP 429), which keeps latency bounded under overload
 instead of letting a backlog grow without limit.
+
+WebSocket messages are the exception: a connection has at most one analysis in
+flight (it reads its next message only after answering), so their backlog is
+bounded by the connection cap, and they wait their turn (``wait=True``) instead
+of being refused. Their waiting still counts in :attr:`Admission.pending`, so
+``POST /analyze`` sees a WebSocket backlog and answers 429 meanwhile.
 """
 
 from __future__ import annotations
@@ -84,17 +90,25 @@ class Admission:
         """True when a new job would be refused."""
         return self._pending >= self.concurrency + self.queue
 
-    async def run(self, func: Callable[..., T], *args: Any) -> T:
+    async def run(self, func: Callable[..., T], *args: Any, wait: bool = False) -> T:
         """Run ``func(*args)`` in a worker thread once a slot is free.
+
+        Parameters
+        ----------
+        func, *args
+            The blocking callable and its arguments.
+        wait : bool
+            Wait for a slot even beyond ``queue`` (for callers that bound their own
+            backlog, such as one analysis per WebSocket connection).
 
         Raises
         ------
         ServerBusy
-            No slot and no queue place is free.
+            No slot and no queue place is free (never with ``wait=True``).
         AnalysisTimeout
-            No result within ``timeout_s``.
+            No result within ``timeout_s`` (queueing included).
         """
-        if self.full():
+        if not wait and self.full():
             raise ServerBusy
         self._pending += 1
         job = _Job()

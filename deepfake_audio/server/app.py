@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..detector import Detector
 from ..exceptions import InputError
-from . import routes_http, routes_ws
+from . import routes_docs, routes_http, routes_ws
 from .admission import Admission, AnalysisTimeout, ServerBusy
 from .errors import (
     BUSY_MESSAGE,
@@ -52,7 +52,7 @@ from .runtime import install_drain_handler, single_threaded_blas
 from .settings import Settings
 from .state import ServiceState, load_detector
 
-_ROUTERS = (routes_http.router, routes_ws.router)
+_ROUTERS = (routes_http.router, routes_ws.router, routes_docs.router)
 
 
 async def _warm_up(state: ServiceState) -> None:
@@ -78,9 +78,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                                 settings.analysis_timeout_s)
     if state.detector is None:
         state.detector = await anyio.to_thread.run_sync(load_detector, settings)
-    logger.info("model %s loaded; %d analysis slots, queue %d, upload cap %g MB, API key %s,"
-                " CORS origins %s", state.detector.model_id, settings.concurrency,
-                settings.max_queue, settings.max_upload_mb,
+    logger.info("model %s loaded; %d analysis slots, HTTP queue %d, %d WebSocket connections,"
+                " upload cap %g MB, API key %s, CORS origins %s", state.detector.model_id,
+                settings.concurrency, settings.max_queue, settings.max_ws_connections,
+                settings.max_upload_mb,
                 "required" if settings.api_key_required else "off",
                 ",".join(settings.cors_origins) or "none")
     warm = asyncio.create_task(_warm_up(state))
@@ -120,7 +121,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         logger.warning("TEST FAULT INJECTION IS ON (DEEPFAKE_AUDIO_TEST_FAULTS):"
                        " never run a production server like this")
     app = FastAPI(title=routes_http.API_NAME, version=__version__,
-                  description=routes_http.API_DESCRIPTION, lifespan=_lifespan)
+                  description=routes_http.API_DESCRIPTION, lifespan=_lifespan,
+                  docs_url=None, redoc_url=None)  # routes_docs serves them offline
     app.state.service = state
     install_redaction()
     state.metrics.add_gauge(
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     for router in _ROUTERS:
         app.include_router(router)
     app.mount("/demo", routes_http.demo_pages(), name="demo")
+    app.mount(routes_docs.ASSETS_PATH, routes_docs.docs_assets(), name="docs-assets")
 
     # add_middleware prepends: the last one added is the outermost.
     app.add_middleware(AnalyzeGuardMiddleware, settings=settings, metrics=state.metrics,

@@ -35,6 +35,8 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 #: (a browser cannot attach a header when it loads a page; the pages then send the key).
 _PUBLIC_PATHS = frozenset({"/", "/health", "/health/live", "/health/ready", "/metrics",
                            "/favicon.ico"})
+#: Static files: the demo pages and the third-party scripts of /docs and /redoc.
+_PUBLIC_PREFIXES = ("/demo/", "/docs-assets/")
 _QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 # Room for multipart boundaries and part headers on top of the audio itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -98,7 +100,10 @@ def _route_label(scope: Scope, known: frozenset[str]) -> str:
     raw = str(scope.get("path", ""))
     if raw in known:
         return raw
-    return "/demo" if raw.startswith("/demo/") else "unmatched"
+    for prefix in _PUBLIC_PREFIXES:
+        if raw.startswith(prefix):
+            return prefix.rstrip("/")
+    return "unmatched"
 
 
 class RequestContextMiddleware:
@@ -251,7 +256,8 @@ class AccessMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = str(scope.get("path", ""))
-            public = path in _PUBLIC_PATHS or path.startswith("/demo/") or path == "/demo"
+            public = path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES) \
+                or path == "/demo"
             if not public and not self.key_ok(scope):
                 await send_json(send, 401, error_body("invalid or missing API key"),
                                 {"WWW-Authenticate": 'ApiKey header="X-API-Key"'})

@@ -1,4 +1,11 @@
-"""WebSocket routes: ``/ws`` (one JSON request, one JSON answer) and ``/ws/stream``."""
+"""WebSocket routes: ``/ws`` (one JSON request, one JSON answer) and ``/ws/stream``.
+
+Each connection reads its next message only once the previous one is answered, so
+it has at most one analysis in flight; those analyses wait for a slot however long
+the queue (backpressure, never "server busy"). The backlog is bounded instead by
+``max_ws_connections``: a connection over that cap is accepted, told
+``server busy, retry later`` and closed with 1013 (try again later).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +18,19 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..detector import AnalysisResult, Detector
 from ..exceptions import InputError
-from .admission import AnalysisTimeout, ServerBusy
+from .admission import AnalysisTimeout
 from .errors import BUSY_MESSAGE, TIMEOUT_MESSAGE, error_body, input_error_body
 from .faults import FaultHook
 from .logs import logger
-from .messages import MessageError, decode_message, send_json
+from .messages import MessageError, decode_message, send_json, stream_error
 from .runtime import release_freed_memory
 from .state import ServiceState, service
 from .streaming import stream_loop
 
 #: A ``/ws`` message at least this large is followed by :func:`release_freed_memory`.
 TRIM_AFTER_BYTES = 1024 * 1024
+#: Close code for a connection over the cap: "Try Again Later" (RFC 6455 registry).
+TRY_AGAIN_LATER = 1013
 
 router = APIRouter()
 
@@ -39,13 +48,12 @@ async def _answer(state: ServiceState, text: str) -> dict[str, Any]:
     detector, max_bytes = state.loaded_detector, state.settings.max_upload_bytes
     try:
         result = await state.run_analysis(
-            "ws", lambda: _analyze_message(detector, text, max_bytes, state.fault_hook))
+            "ws", lambda: _analyze_message(detector, text, max_bytes, state.fault_hook),
+            wait=True)
     except MessageError as exc:
         return error_body(str(exc))
     except InputError as exc:
         return input_error_body(exc)
-    except ServerBusy:
-        return error_body(BUSY_MESSAGE)
     except AnalysisTimeout:
         return error_body(TIMEOUT_MESSAGE)
     except Exception:  # a bug: report it, keep the connection (and the server) going
@@ -54,10 +62,30 @@ async def _answer(state: ServiceState, text: str) -> dict[str, Any]:
     return result.to_dict()
 
 
+async def _refuse(websocket: WebSocket, body: dict[str, Any]) -> None:
+    # Accept first: a browser only learns why from a message or a close reason.
+    await websocket.accept()
+    await send_json(websocket, body)
+    await websocket.close(TRY_AGAIN_LATER, "too many WebSocket connections")
+
+
+def _cap_detail(state: ServiceState) -> str:
+    return (f"{state.settings.max_ws_connections} WebSocket connections are open"
+            " (the server's MAX_WS_CONNECTIONS)")
+
+
 @router.websocket("/ws")
 async def ws_analyze(websocket: WebSocket) -> None:
-    """One JSON request → one JSON answer, any number per connection."""
+    """One JSON request → one JSON answer, any number per connection, one at a time."""
     state = service(websocket)
+    with state.websocket_slot() as admitted:
+        if not admitted:
+            await _refuse(websocket, error_body(BUSY_MESSAGE, _cap_detail(state)))
+            return
+        await _serve_ws(websocket, state)
+
+
+async def _serve_ws(websocket: WebSocket, state: ServiceState) -> None:
     await websocket.accept()
     try:
         while True:
@@ -83,13 +111,17 @@ async def ws_analyze(websocket: WebSocket) -> None:
 async def ws_stream(websocket: WebSocket) -> None:
     """Raw PCM in, a rolling verdict every ``stream_hop_s`` out."""
     state = service(websocket)
-    await websocket.accept()
-    try:
-        await stream_loop(websocket, state)
-    except WebSocketDisconnect:
-        return
-    finally:
-        if websocket.application_state == WebSocketState.CONNECTED \
-                and websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close()
+    with state.websocket_slot() as admitted:
+        if not admitted:
+            await _refuse(websocket, stream_error(BUSY_MESSAGE, detail=_cap_detail(state)))
+            return
+        await websocket.accept()
+        try:
+            await stream_loop(websocket, state)
+        except WebSocketDisconnect:
+            return
+        finally:
+            if websocket.application_state == WebSocketState.CONNECTED \
+                    and websocket.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await websocket.close()

@@ -20,18 +20,35 @@ class WindowScoreModel(BaseModel):
     classification: Literal["real", "deepfake"]
 
 
+class SegmentModel(BaseModel):
+    """Consecutive windows scored above the threshold, merged."""
+
+    start_s: float = Field(description="start of the run's first window, seconds")
+    end_s: float = Field(description="end of the run's last window, seconds")
+    raw_score: float = Field(description="mean raw score of the run's windows")
+    probability_deepfake: float = Field(ge=0, le=1)
+
+
 class AnalysisResponse(BaseModel):
     """Verdict for one recording; the first three keys are the original service's."""
 
-    classification: Literal["real", "deepfake"]
+    classification: Literal["real", "deepfake"] = Field(
+        description="binary decision at the threshold (the original service's field)")
     confidence: float = Field(ge=0, le=1, description="calibrated probability of the class")
     raw_score: float = Field(description="mean SVM decision value; positive leans deepfake")
     probability_deepfake: float = Field(ge=0, le=1)
+    verdict: Literal["real", "deepfake", "inconclusive"] = Field(
+        description="three-way verdict: 'inconclusive' when raw_score is inside the band, or"
+                    " when a sustained flagged segment contradicts a 'real' mean")
     threshold: float
+    band: tuple[float, float] = Field(
+        description="(low, high) on raw_score; low < raw_score <= high is inconclusive")
     duration_s: float
     sample_rate: int = Field(description="sample rate of the upload before resampling")
     model: str
     calibrated: bool
+    segments: list[SegmentModel] = Field(
+        description="flagged segments: runs of consecutive deepfake-side windows, in order")
     timeline: list[WindowScoreModel]
 
 

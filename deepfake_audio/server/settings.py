@@ -76,7 +76,12 @@ class Settings:
     max_duration_s: float = _setting(600.0, "MAX_DURATION", "longest audio accepted, seconds")
     max_concurrency: int = _setting(
         0, "MAX_CONCURRENCY", "analyses running at once (0 = one per CPU)")
-    max_queue: int = _setting(16, "MAX_QUEUE", "analyses allowed to wait before answering 429")
+    max_queue: int = _setting(
+        16, "MAX_QUEUE", "HTTP analyses allowed to wait before answering 429"
+        " (WebSocket messages always wait their turn)")
+    max_ws_connections: int = _setting(
+        128, "MAX_WS_CONNECTIONS",
+        "WebSocket connections (/ws and /ws/stream) open at once; more are refused as busy")
     ws_max_message_mb: float | None = _setting(
         None, "WS_MAX_MESSAGE_MB",
         "largest WebSocket message, MiB (default: base64 of max-upload-mb plus 64 KiB)")
@@ -109,6 +114,8 @@ class Settings:
             problems.append("max_duration must be > 0")
         if self.max_concurrency < 0 or self.max_queue < 0:
             problems.append("max_concurrency and max_queue must be >= 0")
+        if self.max_ws_connections < 1:
+            problems.append("max_ws_connections must be >= 1")
         if self.ws_max_message_mb is not None and self.ws_max_message_mb <= 0:
             problems.append("ws_max_message_mb must be > 0")
         if self.analysis_timeout_s <= 0:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from fastapi.requests import HTTPConnection
@@ -26,6 +27,8 @@ class ServiceState:
     warmed: bool = False
     draining: bool = False
     warm_up_error: str | None = None
+    #: Open ``/ws`` and ``/ws/stream`` connections, against ``settings.max_ws_connections``.
+    websocket_connections: int = 0
     started: float = field(default_factory=time.monotonic)
     #: Test-only fault injection (``DEEPFAKE_AUDIO_TEST_FAULTS=1``), see :mod:`.faults`.
     fault_hook: FaultHook | None = None
@@ -51,9 +54,29 @@ class ServiceState:
     def mark_draining(self) -> None:
         self.draining = True
 
-    async def run_analysis(self, source: str,
-                           func: Callable[[], AnalysisResult]) -> AnalysisResult:
+    @contextlib.contextmanager
+    def websocket_slot(self) -> Iterator[bool]:
+        """Hold one of the ``max_ws_connections`` places while the block runs.
+
+        Yields False (and holds nothing) when every place is taken. Only touched
+        from the event loop thread, so a plain counter is race-free.
+        """
+        if self.websocket_connections >= self.settings.max_ws_connections:
+            self.metrics.rejected.inc("ws_connections")
+            yield False
+            return
+        self.websocket_connections += 1
+        try:
+            yield True
+        finally:
+            self.websocket_connections -= 1
+
+    async def run_analysis(self, source: str, func: Callable[[], AnalysisResult], *,
+                           wait: bool = False) -> AnalysisResult:
         """Run ``func`` through admission control; time it and count the outcome.
+
+        ``wait=True`` (WebSocket messages, one in flight per connection) waits for a
+        slot however long the queue, instead of :class:`~.admission.ServerBusy`.
 
         Raises
         ------
@@ -62,7 +85,7 @@ class ServiceState:
         """
         assert self.admission is not None
         try:
-            result = await self.admission.run(self._timed, source, func)
+            result = await self.admission.run(self._timed, source, func, wait=wait)
         except ServerBusy:
             self.metrics.rejected.inc("busy")
             self.metrics.analyses.inc(source, "rejected")

@@ -19,8 +19,8 @@ from fastapi import WebSocket
 
 from ..detector import Detector
 from ..exceptions import InputError
-from .admission import AnalysisTimeout, ServerBusy
-from .errors import BUSY_MESSAGE, TIMEOUT_MESSAGE, input_error_status
+from .admission import AnalysisTimeout
+from .errors import TIMEOUT_MESSAGE, input_error_status
 from .logs import logger
 from .messages import (
     ENCODINGS,
@@ -138,12 +138,13 @@ async def _score_window(websocket: WebSocket, state: ServiceState, detector: Det
     rate = session.format.sample_rate
     samples = window.samples
     try:
-        result = await state.run_analysis("stream", lambda: detector.analyze((samples, rate)))
+        result = await state.run_analysis("stream", lambda: detector.analyze((samples, rate)),
+                                          wait=True)
     except Exception as exc:
         if isinstance(exc, InputError):
             text = f"{input_error_status(exc)[1]}: {exc}"
-        elif isinstance(exc, (ServerBusy, AnalysisTimeout)):
-            text = BUSY_MESSAGE if isinstance(exc, ServerBusy) else TIMEOUT_MESSAGE
+        elif isinstance(exc, AnalysisTimeout):
+            text = TIMEOUT_MESSAGE
         else:  # a bug: report it, keep the stream going
             logger.exception("unhandled error on /ws/stream")
             text = "internal server error"

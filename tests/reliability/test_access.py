@@ -77,6 +77,9 @@ def test_http_without_or_with_a_wrong_key_is_401(server: ServerProcess) -> None:
                 assert response.headers["www-authenticate"].startswith("ApiKey")
         assert client.get("/openapi.json").status_code == 401
         assert client.get("/docs").status_code == 401
+        assert client.get("/redoc").status_code == 401
+        # Their third-party scripts are public static files, like the demo pages.
+        assert client.get("/docs-assets/redoc.standalone.js").status_code == 200
         # The right key goes through (the crash payload proves decoding really runs then).
         ok = client.post("/analyze", files={"file": ("a.wav", wav_bytes(1.0), "audio/wav")},
                          headers={"X-API-Key": KEY})

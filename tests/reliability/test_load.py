@@ -1,13 +1,14 @@
 """Suite 4: bounded load against real servers on 127.0.0.1 (5 s WAV clips).
 
+Both run against one server with the default admission settings (2 analysis slots so
+every machine behaves alike, the default queue of 16 and connection cap of 128):
+
 - WebSocket: N clients x M messages, one request in flight per client → exactly N x M
-  verdicts, 0 errors. The server gets ``MAX_QUEUE=128`` so 100 waiting clients are a
-  queue, not an overload (with the default queue of 16 the surplus would rightly get
-  "server busy"). Default run 20 x 5, slow run 100 x 20.
-- HTTP: 32 keep-alive clients for 10 s (slow run: 60 s) against default admission
-  settings (2 slots + 16 queued): the surplus gets 429, which must carry
-  ``Retry-After`` (the clients honour it); any other failure is an error and there must
-  be none.
+  verdicts, 0 errors and 0 "server busy": messages wait their turn on their
+  connection, the queue cap is for HTTP. Default run 20 x 5, slow run 100 x 20.
+- HTTP: 32 keep-alive clients for 10 s (slow run: 60 s): the surplus gets 429, which
+  must carry ``Retry-After`` (the clients honour it); any other failure is an error and
+  there must be none.
 - The server's resident memory after the run is within 50 MB of before.
 """
 
@@ -30,20 +31,13 @@ CLIP = wav_bytes(5.0, seed=3)
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[tuple[InspectableServer, InspectableServer]]:
-    ws_server, http_server = start_inspectable(
-        tmp_path_factory,
-        {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2", "DEEPFAKE_AUDIO_MAX_QUEUE": "128"},
-        {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2"},  # default queue (16)
-    )
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InspectableServer]:
+    (started,) = start_inspectable(tmp_path_factory, {"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2"})
     try:
-        for server in (ws_server, http_server):
-            warm_up(server)
-        yield ws_server, http_server
+        warm_up(started)
+        yield started
     finally:
-        ws_server.close()
-        http_server.close()
+        started.close()
 
 
 def warm_up(server: InspectableServer) -> None:
@@ -63,6 +57,7 @@ def run_ws(server: InspectableServer, clients: int, messages: int) -> probes.Loa
                                         clients=clients, messages=messages))
     after = server.rss_mb()
     print(result.summary(), f"RSS {before:.0f} -> {after:.0f} MB")
+    assert result.busy == 0, result.summary()
     assert result.errors == 0, result.summary()
     assert result.ok == clients * messages == len(result.latencies), result.summary()
     assert after - before < RSS_BUDGET_MB, (before, after)
@@ -89,24 +84,22 @@ def run_http(server: InspectableServer, seconds: float) -> probes.LoadResult:
 
 
 @pytest.mark.timeout(120)
-def test_ws_20_clients_x_5(servers: tuple[InspectableServer, InspectableServer]) -> None:
-    run_ws(servers[0], 20, 5)
+def test_ws_20_clients_x_5(server: InspectableServer) -> None:
+    run_ws(server, 20, 5)
 
 
 @pytest.mark.timeout(120)
-def test_http_concurrency_32_for_10_s(servers: tuple[InspectableServer, InspectableServer],
-                                      ) -> None:
-    run_http(servers[1], 10.0)
+def test_http_concurrency_32_for_10_s(server: InspectableServer) -> None:
+    run_http(server, 10.0)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_ws_100_clients_x_20(servers: tuple[InspectableServer, InspectableServer]) -> None:
-    run_ws(servers[0], 100, 20)
+def test_ws_100_clients_x_20(server: InspectableServer) -> None:
+    run_ws(server, 100, 20)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_http_concurrency_32_for_60_s(servers: tuple[InspectableServer, InspectableServer],
-                                      ) -> None:
-    run_http(servers[1], 60.0)
+def test_http_concurrency_32_for_60_s(server: InspectableServer) -> None:
+    run_http(server, 60.0)
