@@ -39,6 +39,7 @@ from .audio import (
     AudioSource,
     load_audio,
 )
+from .exceptions import ConfigurationError
 from .features import FeatureConfig, extract
 from .model import AGGREGATIONS, Calibration, LoadedModel, ModelMetadata, load_model
 
@@ -250,6 +251,11 @@ class Detector:
         Override the model's inconclusive band ``(low, high)`` on ``raw_score``; it must
         contain the threshold. Without it, the model's band (widened to reach an
         overridden threshold), or the threshold alone for a model without a band.
+
+    Raises
+    ------
+    ConfigurationError
+        ``band`` does not contain the threshold.
     max_duration_s : float or None
         Longest audio accepted (checked from the header before decoding).
     min_duration_s : float
@@ -292,7 +298,7 @@ class Detector:
         if band is not None:
             low, high = (float(v) for v in band)
             if not low <= self.threshold <= high:
-                raise ValueError(f"band [{low}, {high}] must contain the threshold"
+                raise ConfigurationError(f"band [{low}, {high}] must contain the threshold"
                                  f" {self.threshold:.4f}")
             return low, high
         low, high = self._model.metadata.band or (self.threshold, self.threshold)
