@@ -174,13 +174,14 @@ def fit_band(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     weights = _class_balanced(labels)
+    bar = max_error + 1e-12  # a share of exactly max_error passes despite float rounding
     order = np.sort(np.unique(scores))
     high = float(order[-1]) if len(order) else threshold
     for cut in [threshold, *order[order > threshold]]:
         above = scores > cut
         if above.sum() < min_decided:
             break
-        if np.average(labels[above] == 0, weights=weights[above]) <= max_error:
+        if np.average(labels[above] == 0, weights=weights[above]) <= bar:
             high = float(cut)
             break
     low = float(order[0]) if len(order) else threshold
@@ -188,7 +189,7 @@ def fit_band(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
         below = scores <= cut
         if below.sum() < min_decided:
             break
-        if np.average(labels[below] == 1, weights=weights[below]) <= max_error:
+        if np.average(labels[below] == 1, weights=weights[below]) <= bar:
             low = float(cut)
             break
     return min(low, threshold), max(high, threshold)

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepfake_audio import metrics  # noqa: E402
+from deepfake_audio.batch import without_decoder_noise  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
 from deepfake_audio.evaluation import WindowScores, unseen_window_scores  # noqa: E402
 from deepfake_audio.model import METADATA_FILE, load_model  # noqa: E402
@@ -78,8 +79,9 @@ def main() -> int:
         clips = load_datasets(args.data)
         if args.rows:
             clips = clips[: args.rows]
-        scores = unseen_window_scores(clips, model_dir=args.model_dir, jobs=args.jobs,
-                                      cache_dir=args.cache)
+        with without_decoder_noise():
+            scores = unseen_window_scores(clips, model_dir=args.model_dir, jobs=args.jobs,
+                                          cache_dir=args.cache)
         paths = [str(c.path) for c in clips]
         save_scores(args.scores, _drop_unscored(scores), paths, model.metadata.model_id)
         print(f"window scores of {len(paths)} clips written to {args.scores}")
