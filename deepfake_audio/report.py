@@ -17,7 +17,7 @@ from ._version import __version__
 from .model import Calibration
 
 _COLOURS = {"real": "#1b7f3b", "deepfake": "#b3261e", "inconclusive": "#b26a00"}
-_WIDTH, _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 720, 180, 44, 12, 10, 28
+_WIDTH, _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 720, 180, 44, 24, 10, 28
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;
