@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,13 @@ from deepfake_audio import Detector  # noqa: E402
 from deepfake_audio.audio import load_audio  # noqa: E402
 from deepfake_audio.batch import without_decoder_noise  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
-from deepfake_audio.detector import REAL, AnalysisResult, flagged_segments, sustained  # noqa: E402
+from deepfake_audio.detector import (  # noqa: E402
+    REAL,
+    AnalysisResult,
+    Segment,
+    flagged_segments,
+    sustained,
+)
 from deepfake_audio.exceptions import InputError  # noqa: E402
 from deepfake_audio.metrics import equal_error_rate  # noqa: E402
 
@@ -111,57 +118,73 @@ def _flag_rate(flags: list[bool]) -> str:
     return f"{np.mean(flags) * 100:5.1f}% ({sum(flags)}/{len(flags)})" if flags else "-"
 
 
-def insert_table(detector: Detector, calls: list[tuple[str, bool, np.ndarray, np.ndarray]]
-                 ) -> None:
-    high = detector.band[1]
+def _flagged(detector: Detector, raw: float, segments: Sequence[Segment],
+             min_s: float | None) -> bool:
+    """Verdict not ``real``: from the mean alone (``min_s`` None), or with the segment rule
+    at a candidate length (``SEGMENT_MIN_S`` gives exactly ``Detector.verdict``'s rule)."""
+    if detector.verdict(raw).verdict != REAL:
+        return True
+    return min_s is not None and sustained(segments, min_s, detector.band[1])
+
+
+RULES = [("mean only (before)", None), *((f"+ segment >= {m:.1f} s", m) for m in CANDIDATE_MIN_S)]
+
+
+def _describe(detector: Detector) -> str:
+    low, high = detector.band
+    return f"threshold {detector.threshold:+.3f}, band [{low:+.3f}, {high:+.3f}]"
+
+
+def insert_table(detectors: Sequence[Detector],
+                 calls: list[tuple[str, bool, np.ndarray, np.ndarray]]) -> None:
     results = []
     for _, new, call, with_insert in calls:
-        clean = detector.analyze((call.astype(np.float32), SR))
-        fake = detector.analyze((with_insert.astype(np.float32), SR))
+        clean = detectors[0].analyze((call.astype(np.float32), SR))
+        fake = detectors[0].analyze((with_insert.astype(np.float32), SR))
         results.append((new, clean, fake))
-
-    def flagged(result: AnalysisResult, min_s: float | None) -> bool:
-        if detector.verdict(result.raw_score).verdict != REAL:
-            return True
-        return min_s is not None and sustained(result.segments, min_s, high)
-
     print(f"{len(calls)} calls from {len({c[0] for c in calls})} speakers"
-          f" ({sum(c[1] for c in calls)} calls of third-batch speakers); model"
-          f" {detector.model_id}, threshold {detector.threshold:+.3f},"
-          f" band [{detector.band[0]:+.3f}, {high:+.3f}]")
-    print(f"{'rule':<28} {'inserts flagged':>18} {'false alarms (all)':>20}"
-          f" {'false alarms (new)':>20}")
-    for label, min_s in [("mean only (before)", None),
-                         *((f"+ segment >= {m:.1f} s", m) for m in CANDIDATE_MIN_S)]:
-        print(f"{label:<28} {_flag_rate([flagged(f, min_s) for _, _, f in results]):>18}"
-              f" {_flag_rate([flagged(c, min_s) for _, c, _ in results]):>20}"
-              f" {_flag_rate([flagged(c, min_s) for n, c, _ in results if n]):>20}")
+          f" ({sum(c[1] for c in calls)} calls of third-batch speakers), model"
+          f" {detectors[0].model_id}; 'flagged' = verdict not real")
+    for detector in detectors:
+        print(f"\n{_describe(detector)}")
+        print(f"{'rule':<28} {'inserts flagged':>18} {'false alarms (all)':>20}"
+              f" {'false alarms (new)':>20}")
+        for label, min_s in RULES:
+            def rate(which: list[AnalysisResult], min_s: float | None = min_s,
+                     detector: Detector = detector) -> str:
+                return _flag_rate([_flagged(detector, r.raw_score, r.segments, min_s)
+                                   for r in which])
+            print(f"{label:<28} {rate([f for _, _, f in results]):>18}"
+                  f" {rate([c for _, c, _ in results]):>20}"
+                  f" {rate([c for n, c, _ in results if n]):>20}")
 
 
-def unseen_table(detector: Detector, scores_path: Path) -> None:
+def unseen_table(detectors: Sequence[Detector], scores_path: Path) -> None:
     scores, _, model_id = load_scores(scores_path)
-    calibration = detector.metadata.calibration
-    threshold, (low, high) = detector.threshold, detector.band
+    reference = detectors[0]
     keep = [i for i, w in enumerate(scores.windows) if len(w)]
     labels = scores.labels[keep]
     mean = np.array([float(np.mean(scores.windows[i])) for i in keep])
     segments = [flagged_segments([tuple(s) for s in scores.spans[i]], scores.windows[i],
-                                 threshold, calibration) for i in keep]
+                                 reference.threshold, reference.metadata.calibration)
+                for i in keep]
     print(f"\nunseen protocol, window-level ({len(keep)} clips, fold models of {model_id})")
-    print(f"{'rule':<28} {'EER':>7} {'real flagged':>14} {'fake flagged':>14}")
-    for label, min_s in [("mean only (before)", None),
-                         *((f"+ segment >= {m:.1f} s", m) for m in CANDIDATE_MIN_S)]:
-        after = mean.copy()
-        flagged = mean > low
-        if min_s is not None:
+    print("EER 'after' ranks clips by the mean, or by a sustained segment's mean score (at"
+          " least that long, above the band) when that is higher")
+    for detector in detectors:
+        print(f"\n{_describe(detector)}")
+        print(f"{'rule':<28} {'EER':>7} {'real flagged':>14} {'fake flagged':>14}")
+        for label, min_s in RULES:
+            after = mean.copy()
             for k, segs in enumerate(segments):
-                strong = [s.raw_score for s in segs if s.duration_s >= min_s]
-                if strong:
-                    after[k] = max(after[k], max(strong))
-                flagged[k] |= sustained(segs, min_s, high)
-        eer = equal_error_rate(labels, after)[0]
-        print(f"{label:<28} {eer * 100:6.2f}% {flagged[labels == 0].mean() * 100:13.1f}%"
-              f" {flagged[labels == 1].mean() * 100:13.1f}%")
+                strong = [s.raw_score for s in segs if min_s and s.duration_s >= min_s
+                          and s.raw_score > detector.band[1]]
+                after[k] = max([after[k], *strong])
+            flagged = np.array([_flagged(detector, m, segs, min_s)
+                                for m, segs in zip(mean, segments, strict=True)])
+            eer = equal_error_rate(labels, after)[0]
+            print(f"{label:<28} {eer * 100:6.2f}% {flagged[labels == 0].mean() * 100:13.1f}%"
+                  f" {flagged[labels == 1].mean() * 100:13.1f}%")
 
 
 def main() -> int:
@@ -177,13 +200,16 @@ def main() -> int:
     args = parser.parse_args()
 
     detector = Detector(args.model, max_duration_s=None)
+    # The same model with the threshold as its band: the segment rule on its own.
+    point = Detector(args.model, max_duration_s=None, band=(detector.threshold,) * 2)
+    detectors = [detector, point] if detector.band != point.band else [detector]
     clips = load_dataset(args.data)
     with without_decoder_noise():
         calls = build_calls(clips, n_calls=args.calls, min_call_s=args.min_call,
                             max_call_s=args.max_call, seed=args.seed)
-    insert_table(detector, calls)
+    insert_table(detectors, calls)
     if args.scores.is_file():
-        unseen_table(detector, args.scores)
+        unseen_table(detectors, args.scores)
     else:
         print(f"\n{args.scores} missing: run scripts/fit_band.py for the unseen-protocol rows")
     return 0
