@@ -16,7 +16,8 @@ from typing import Any
 from ._version import __version__
 from .model import Calibration
 
-_COLOURS = {"real": "#1b7f3b", "deepfake": "#b3261e", "inconclusive": "#b26a00"}
+#: Colour of each verdict (the demo pages use the same: green, red, amber).
+VERDICT_COLOURS = {"real": "#1b7f3b", "deepfake": "#b3261e", "inconclusive": "#b26a00"}
 _WIDTH, _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 720, 180, 44, 24, 10, 28
 
 _CSS = """
@@ -36,7 +37,7 @@ svg text{font:11px system-ui,sans-serif;fill:#444}
 
 
 def _badge(verdict: str) -> str:
-    colour = _COLOURS.get(verdict, "#555")
+    colour = VERDICT_COLOURS.get(verdict, "#555")
     return f'<span class="badge" style="background:{colour}">{html.escape(verdict)}</span>'
 
 
@@ -113,7 +114,7 @@ def timeline_svg(row: Mapping[str, Any], calibration: Calibration) -> str:
         parts.append(f'<polyline points="{path}" fill="none" stroke="#555" stroke-width="1.2"/>')
     for px, py, label in points:
         parts.append(f'<circle class="window" cx="{px:.1f}" cy="{py:.1f}" r="3"'
-                     f' fill="{_COLOURS.get(label, "#555")}"/>')
+                     f' fill="{VERDICT_COLOURS.get(label, "#555")}"/>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -201,4 +202,4 @@ def render_report(rows: Sequence[Mapping[str, Any]], *, calibration: Calibration
     ])
 
 
-__all__ = ["render_report", "timeline_svg"]
+__all__ = ["VERDICT_COLOURS", "render_report", "timeline_svg"]
