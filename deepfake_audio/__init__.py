@@ -12,7 +12,7 @@ import logging
 
 from ._version import __version__
 from .audio import Audio, AudioInfo, load_audio, probe
-from .detector import AnalysisResult, Detector, WindowScore
+from .detector import AnalysisResult, Detector, Segment, WindowScore
 from .exceptions import (
     AudioDecodeError,
     AudioFileNotFoundError,
@@ -47,6 +47,7 @@ __all__ = [
     "InvalidAudioError",
     "ModelIntegrityError",
     "ModelLoadError",
+    "Segment",
     "SilentAudioError",
     "UnsupportedFormatError",
     "WindowScore",

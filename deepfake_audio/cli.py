@@ -20,6 +20,7 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -29,7 +30,7 @@ from typing import Any, cast
 from ._version import __version__
 from .batch import analyze_paths, iter_audio_files, without_decoder_noise
 from .config import env_name, env_value, parse_bool
-from .exceptions import DeepfakeAudioError, ModelLoadError, TrainingError
+from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -172,13 +173,57 @@ CACHE = option("--cache", metavar="DIR", help="cache window features here betwee
 # --------------------------------------------------------------------------- check
 
 
-def _human_line(row: dict[str, Any]) -> str:
-    return (f"{row['path']}: {row['classification']} (confidence {row['confidence']:.3f},"
-            f" raw_score {row['raw_score']:+.3f}, {row.get('duration_s', 0.0):.1f} s)")
+def _spans(items: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"{s['start_s']:.1f}\u2013{s['end_s']:.1f} s" for s in items)
 
 
-CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_deepfake",
-              "duration_s", "sample_rate", "model", "error")
+def _summary(row: dict[str, Any]) -> str:
+    """``deepfake  p=0.98  3.6 s audio  4 of 5 windows flagged (0.0–3.6 s)``."""
+    text = (f"{row.get('verdict', row['classification']):<12}"
+            f" p={row['probability_deepfake']:.2f}  {row.get('duration_s', 0.0):.1f} s audio")
+    timeline = row.get("timeline")
+    if timeline:
+        flagged = sum(w["classification"] == "deepfake" for w in timeline)
+        text += f"  {flagged} of {len(timeline)} windows flagged"
+    if row.get("segments"):
+        text += f" ({_spans(row['segments'])})"
+    return text
+
+
+def _human_lines(row: dict[str, Any], *, timeline: bool = False,
+                 brief: bool = False) -> list[str]:
+    """One labelled line per file (``brief``: just the verdict), then its channels (when
+    analysed separately) and, with ``timeline``, one line per window."""
+    if brief:
+        return [f"{row['path']}: {row.get('verdict', row['classification'])}"]
+    lines = [f"{row['path']}: {_summary(row)}"]
+    for i, channel in enumerate(row.get("channels") or []):
+        if isinstance(channel, dict) and "probability_deepfake" in channel:
+            lines.append(f"  channel {channel.get('channel', i)}: {_summary(channel)}")
+    if timeline:
+        lines += [f"  {w['start_s']:6.1f}\u2013{w['end_s']:.1f} s"
+                  f"  p={w['probability_deepfake']:.2f}  {w['classification']}"
+                  for w in row.get("timeline") or []]
+    return lines
+
+
+def _band(value: str | Sequence[str] | None) -> tuple[float, float] | None:
+    """``--band LOW HIGH`` (or ``DEEPFAKE_AUDIO_BAND="LOW HIGH"``) → ``(low, high)``."""
+    if value is None:
+        return None
+    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not parts or parts == ["none"]:
+        return None
+    try:
+        low, high = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"--band needs two numbers, LOW HIGH (got {' '.join(parts)!r})"
+                         ) from None
+    return low, high
+
+
+CSV_FIELDS = ("path", "classification", "verdict", "confidence", "raw_score",
+              "probability_deepfake", "duration_s", "sample_rate", "model", "error")
 
 
 @command(
@@ -192,38 +237,62 @@ CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_
            help="decision threshold on raw_score (default: the model's)"),
     option("--max-duration", type=float, default="600",
            help="longest audio accepted, seconds (default 600)"),
-    option("--timeline", action="store_true", help="include per-window scores in --json output"),
-    option("-q", "--quiet", action="store_true", help="no progress bar"),
+    option("--band", nargs=2, metavar=("LOW", "HIGH"),
+           help="inconclusive band on raw_score, containing the threshold (default: the"
+                " model's; variable: \"LOW HIGH\")"),
+    option("--timeline", action="store_true", help="also print per-window scores"),
+    option("--report", metavar="HTML",
+           help="also write a self-contained HTML report of every file to HTML"),
+    option("-q", "--quiet", action="store_true",
+           help="no progress bar; human output gives only each file's verdict"),
     *MODEL,
     quiet_decoder=True,
 )
 def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        band = _band(args.band)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     files = list(iter_audio_files(args.paths))
     if not files:
         print("error: no audio files found in the given paths", file=sys.stderr)
         return EXIT_BAD_INPUT
-    options = {"model_dir": args.model, "threshold": args.threshold,
+    options = {"model_dir": args.model, "threshold": args.threshold, "band": band,
                "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model}
+    # Decided before stderr went through the decoder-noise pipe, which is never a terminal.
+    show_progress = len(files) > 1 and not args.quiet and args.stderr_is_terminal
     rows: list[dict[str, Any]] = []
     with analyze_paths(files, options, jobs=args.jobs) as results:
         csv_writer = None
         if args.csv:
             csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
             csv_writer.writeheader()
-        if len(files) > 1 and not args.quiet:  # tqdm's import would double a one-file run
+        write: Callable[..., None] = print
+        if show_progress:  # tqdm is imported only here: it costs a one-file run's cold start
             from tqdm.auto import tqdm
 
-            results = tqdm(results, total=len(files), unit="file", disable=None,
-                           file=sys.stderr, leave=False)
+            bar = tqdm(results, total=len(files), unit="file", file=sys.stderr, leave=False)
+            results, write = bar, bar.write
         for row in results:
             rows.append(row)
             if "error" in row:
-                print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
+                write(f"error: {row['path']}: {row['error']}", file=sys.stderr)
             if csv_writer is not None:
                 csv_writer.writerow(row)
                 sys.stdout.flush()
             elif not args.json and "error" not in row:
-                print(_human_line(row), flush=True)
+                for line in _human_lines(row, timeline=args.timeline, brief=args.quiet):
+                    write(line, file=sys.stdout)
+                sys.stdout.flush()
+    if args.report:
+        from .model import load_model
+        from .report import render_report
+
+        calibration = load_model(args.model, allow_unverified=args.allow_unverified_model
+                                 ).metadata.calibration
+        Path(args.report).write_text(render_report(rows, calibration=calibration),
+                                     encoding="utf-8")
     if args.json:
         single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
         if not args.timeline:
@@ -384,7 +453,7 @@ def _remote(url: str, files: Sequence[str], *, ws: bool, as_json: bool,
             else:
                 rows.append({"path": str(path), **outcome})
                 if not as_json:
-                    print(_human_line(rows[-1]), flush=True)
+                    print("\n".join(_human_lines(rows[-1])), flush=True)
     except (ImportError, ValueError) as exc:  # missing extra, or not a server URL
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -462,17 +531,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    args.stderr_is_terminal = sys.stderr.isatty()
     noise_filter = (without_decoder_noise() if COMMANDS[args.command].quiet_decoder
                     else contextlib.nullcontext())
     try:
         with noise_filter:
             return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (``check … | head``): stop quietly, as Unix tools do. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except ModelLoadError as exc:
         print(f"error: cannot load model: {exc}", file=sys.stderr)
         return EXIT_MODEL
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except TrainingError as exc:  # the data or settings cannot support the run
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,13 +9,23 @@ the calibration and threshold were fitted with at training time — and the time
 keeps every window's own score, so a long call shows where synthetic speech is.
 :meth:`Detector.verdict` turns a raw score into the verdict, for clips and
 streams alike.
+
+Two answers: ``classification`` is binary (``raw_score > threshold``), exactly as the
+service contract defines it; ``verdict`` adds ``"inconclusive"`` for raw scores inside the
+model's **band** ``[low, high]`` around the threshold (fitted on held-out scores by
+``scripts/fit_band.py``, stored in ``model.json``; a model without one has the threshold
+as its band, so it is never inconclusive). Runs of consecutive windows above the threshold
+are merged into **segments**; a *sustained* one (at least :data:`SEGMENT_MIN_S` long,
+its mean window score above the band) turns a ``real`` verdict into ``inconclusive``, so a
+synthetic insert in a long genuine call is not averaged away. ``verdict`` never
+contradicts ``classification``: it is either the same or ``"inconclusive"``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +39,21 @@ from .audio import (
     AudioSource,
     load_audio,
 )
+from .exceptions import ConfigurationError
 from .features import FeatureConfig, WindowFeatures, extract, extract_blocks
-from .model import AGGREGATIONS, LoadedModel, ModelMetadata, load_model
+from .model import AGGREGATIONS, Calibration, LoadedModel, ModelMetadata, load_model
 
 logger = logging.getLogger("deepfake_audio")
 
 REAL = "real"
 DEEPFAKE = "deepfake"
+INCONCLUSIVE = "inconclusive"
+
+#: Shortest flagged segment (seconds, first window start to last window end; six windows)
+#: that can overrule a ``real`` mean. Chosen with ``scripts/insert_eval.py`` (figures in
+#: docs/model-card.md): the shortest of 4.5/6/7.5/9 s that keeps the unseen-protocol EER
+#: within one point of the mean's even with no band (6 s: +3.0 points, 7.5 s: +1.4, 9 s: +0.3).
+SEGMENT_MIN_S = 9.0
 
 
 @dataclass(frozen=True)
@@ -52,12 +70,16 @@ class Verdict:
         The score decided on.
     probability_deepfake : float
         Calibrated probability that the audio is synthetic.
+    verdict : {"real", "deepfake", "inconclusive"}
+        ``classification``, or ``"inconclusive"`` inside the band (or, for a clip, when a
+        sustained flagged segment contradicts a ``real`` mean).
     """
 
     classification: str
     confidence: float
     raw_score: float
     probability_deepfake: float
+    verdict: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +100,67 @@ class WindowScore:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A run of consecutive windows scored above the threshold, merged.
+
+    Attributes
+    ----------
+    start_s, end_s : float
+        From the first window's start to the last window's end, in seconds.
+    raw_score : float
+        Mean raw score of its windows.
+    probability_deepfake : float
+        Calibrated probability for that mean score.
+    """
+
+    start_s: float
+    end_s: float
+    raw_score: float
+    probability_deepfake: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def flagged_segments(spans: Sequence[tuple[float, float]], scores: np.ndarray, threshold: float,
+                     calibration: Calibration) -> tuple[Segment, ...]:
+    """Merge consecutive windows with ``score > threshold`` into :class:`Segment` s.
+
+    Parameters
+    ----------
+    spans : sequence of (float, float)
+        Start and end seconds of each window, in time order.
+    scores : numpy.ndarray
+        Raw score of each window.
+    threshold : float
+        Decision threshold on the raw score.
+    calibration : Calibration
+        Maps a segment's mean score to its probability.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    segments = []
+    start = None
+    for i, flagged in enumerate([*(scores > threshold).tolist(), False]):
+        if flagged and start is None:
+            start = i
+        elif not flagged and start is not None:
+            mean = float(np.mean(scores[start:i]))
+            segments.append(Segment(float(spans[start][0]), float(spans[i - 1][1]), mean,
+                                    float(calibration.probability_deepfake(mean))))
+            start = None
+    return tuple(segments)
+
+
+def sustained(segments: Sequence[Segment], min_duration_s: float, min_raw_score: float) -> bool:
+    """Whether any segment lasts ``min_duration_s`` with a mean score above ``min_raw_score``."""
+    return any(s.duration_s >= min_duration_s and s.raw_score > min_raw_score for s in segments)
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     """Verdict for one recording.
 
@@ -94,8 +177,14 @@ class AnalysisResult:
         negative leans real.
     probability_deepfake : float
         Calibrated probability that the recording is synthetic.
+    verdict : {"real", "deepfake", "inconclusive"}
+        Three-way answer (see the module docstring): ``classification`` or
+        ``"inconclusive"``.
     threshold : float
         Decision threshold on ``raw_score`` that was applied.
+    band : (float, float)
+        ``(low, high)`` on ``raw_score``: inside (``low < raw_score <= high``) the verdict
+        is ``"inconclusive"``.
     duration_s : float
         Length of the audio in seconds.
     sample_rate : int
@@ -106,18 +195,23 @@ class AnalysisResult:
         False for legacy models without calibration data.
     timeline : tuple of WindowScore
         Per-window scores in time order.
+    segments : tuple of Segment
+        Runs of consecutive windows above the threshold, in time order.
     """
 
     classification: str
     confidence: float
     raw_score: float
     probability_deepfake: float
+    verdict: str
     threshold: float
+    band: tuple[float, float]
     duration_s: float
     sample_rate: int
     model: str
     calibrated: bool
     timeline: tuple[WindowScore, ...]
+    segments: tuple[Segment, ...] = ()
 
     @property
     def is_deepfake(self) -> bool:
@@ -130,11 +224,14 @@ class AnalysisResult:
             "confidence": self.confidence,
             "raw_score": self.raw_score,
             "probability_deepfake": self.probability_deepfake,
+            "verdict": self.verdict,
             "threshold": self.threshold,
+            "band": list(self.band),
             "duration_s": self.duration_s,
             "sample_rate": self.sample_rate,
             "model": self.model,
             "calibrated": self.calibrated,
+            "segments": [s.to_dict() for s in self.segments],
         }
         if timeline:
             data["timeline"] = [w.to_dict() for w in self.timeline]
@@ -150,6 +247,15 @@ class Detector:
         Model folder; the bundled default model when omitted.
     threshold : float, optional
         Override the model's decision threshold on ``raw_score``.
+    band : (float, float), optional
+        Override the model's inconclusive band ``(low, high)`` on ``raw_score``; it must
+        contain the threshold. Without it, the model's band (widened to reach an
+        overridden threshold), or the threshold alone for a model without a band.
+
+    Raises
+    ------
+    ConfigurationError
+        ``band`` does not contain the threshold.
     max_duration_s : float or None
         Longest audio accepted (checked from the header before decoding).
     min_duration_s : float
@@ -171,6 +277,7 @@ class Detector:
         model_dir: str | Path | None = None,
         *,
         threshold: float | None = None,
+        band: tuple[float, float] | None = None,
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         min_duration_s: float = DEFAULT_MIN_DURATION_S,
         allow_unverified: bool = False,
@@ -182,9 +289,20 @@ class Detector:
         self.threshold = (
             float(threshold) if threshold is not None else self._model.metadata.decision_threshold
         )
+        self.band = self._resolve_band(band)
         self.max_duration_s = max_duration_s
         self.min_duration_s = min_duration_s
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
+
+    def _resolve_band(self, band: tuple[float, float] | None) -> tuple[float, float]:
+        if band is not None:
+            low, high = (float(v) for v in band)
+            if not low <= self.threshold <= high:
+                raise ConfigurationError(f"band [{low}, {high}] must contain the threshold"
+                                 f" {self.threshold:.4f}")
+            return low, high
+        low, high = self._model.metadata.band or (self.threshold, self.threshold)
+        return min(low, self.threshold), max(high, self.threshold)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **kwargs: Any) -> Detector:
@@ -276,37 +394,51 @@ class Detector:
             for (start, end), score, prob in zip(windows.spans, scores, probabilities,
                                                  strict=True)
         )
-        verdict = self.verdict(self._aggregate(scores))
+        segments = flagged_segments(windows.spans, scores, self.threshold, calibration)
+        verdict = self.verdict(self._aggregate(scores), segments)
         return AnalysisResult(
             classification=verdict.classification,
             confidence=verdict.confidence,
             raw_score=verdict.raw_score,
             probability_deepfake=verdict.probability_deepfake,
+            verdict=verdict.verdict,
             threshold=self.threshold,
+            band=self.band,
             duration_s=round(windows.duration_s, 3),
             sample_rate=original_sample_rate,
             model=self.model_id,
             calibrated=calibration.method != "none",
             timeline=timeline,
+            segments=segments,
         )
 
-    def verdict(self, raw_score: float) -> Verdict:
+    def verdict(self, raw_score: float, segments: Sequence[Segment] = ()) -> Verdict:
         """Decide on one raw score: the rule behind every verdict, clip or stream.
 
         Parameters
         ----------
         raw_score : float
             A clip's aggregated window score (or a stream's running one).
+        segments : sequence of Segment
+            The clip's flagged segments (:func:`flagged_segments`), if any.
 
         Returns
         -------
         Verdict
-            ``"deepfake"`` when ``raw_score > threshold``, with calibrated probabilities.
+            ``classification`` ``"deepfake"`` when ``raw_score > threshold``; ``verdict``
+            ``"deepfake"`` above the band, ``"real"`` at or below it, ``"inconclusive"``
+            inside it or when a sustained segment (:data:`SEGMENT_MIN_S`, mean score
+            above the band) meets a ``real`` mean.
         """
         raw = float(raw_score)
         p_fake = float(self._model.metadata.calibration.probability_deepfake(raw))
         label = self._label(raw)
-        return Verdict(label, p_fake if label == DEEPFAKE else 1.0 - p_fake, raw, p_fake)
+        low, high = self.band
+        three_way = DEEPFAKE if raw > high else REAL if raw <= low else INCONCLUSIVE
+        if three_way == REAL and sustained(segments, SEGMENT_MIN_S, high):
+            three_way = INCONCLUSIVE
+        return Verdict(label, p_fake if label == DEEPFAKE else 1.0 - p_fake, raw, p_fake,
+                       three_way)
 
     def _label(self, raw_score: float) -> str:
         return DEEPFAKE if raw_score > self.threshold else REAL
@@ -319,4 +451,5 @@ class Detector:
         return self.analyze((tone.astype(np.float32), sr))
 
     def __repr__(self) -> str:
-        return f"Detector(model={self.model_id!r}, threshold={self.threshold:.3f})"
+        return (f"Detector(model={self.model_id!r}, threshold={self.threshold:.3f},"
+                f" band=({self.band[0]:.3f}, {self.band[1]:.3f}))")

@@ -260,4 +260,104 @@ def evaluate(
     )
 
 
-__all__ = ["PROTOCOLS", "EvaluationReport", "check_protocol", "evaluate"]
+@dataclass(frozen=True)
+class WindowScores:
+    """Every window of every clip scored by a model that never saw the clip's group.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        0 real, 1 deepfake, per clip.
+    windows : tuple of numpy.ndarray
+        Per clip, the raw score of each analysis window in time order (empty when the
+        clip could not be decoded or its group could not be held out).
+    spans : tuple of numpy.ndarray
+        Per clip, ``(n_windows, 2)`` start and end seconds of those windows.
+    """
+
+    labels: np.ndarray
+    windows: tuple[np.ndarray, ...]
+    spans: tuple[np.ndarray, ...]
+
+    @property
+    def clip_scores(self) -> np.ndarray:
+        """Each clip's raw score as :class:`~deepfake_audio.detector.Detector` aggregates it
+        (the mean of its windows); NaN for clips without windows."""
+        return np.array([float(np.mean(w)) if len(w) else np.nan for w in self.windows])
+
+
+def _clip_windows(clip: Clip, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    from .audio import load_audio
+    from .features import extract
+
+    try:
+        audio = load_audio(clip.path, target_sr=config.sample_rate, max_duration_s=None,
+                           min_duration_s=0.1)
+    except InputError as exc:
+        logger.warning("skipping %s: %s", clip.path, exc)
+        return np.zeros((0, 0)), np.zeros((0, 2))
+    windows = extract(audio.samples, config)
+    return windows.matrix, np.array(windows.spans, dtype=np.float64).reshape(-1, 2)
+
+
+def unseen_window_scores(
+    clips: Sequence[Clip],
+    *,
+    model_dir: str | Path | None = None,
+    allow_unverified: bool = False,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> WindowScores:
+    """Window-level scores under the ``unseen`` protocol, for rules that look inside a clip.
+
+    Fold models are trained as :func:`evaluate` trains them for ``unseen`` (the model's
+    feature settings and training settings, genuine corpora and generator families held
+    out one at a time), but each held-out clip is scored on *all* its windows, as
+    :meth:`Detector.analyze` scores it, rather than on the training table's sample.
+
+    Raises
+    ------
+    DatasetError
+        The data cannot support the ``unseen`` protocol.
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    check_protocol(clips, "unseen")
+    config, settings, _ = _model_settings(model_dir, allow_unverified)
+    table = training.extract_dataset(
+        clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
+        seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
+    )
+    full = list(tqdm(Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(_clip_windows)(clip, config) for clip in clips),
+        total=len(clips), desc="all windows", unit="clip", disable=not progress))
+    labels = np.array([c.label for c in clips])
+    weights = training.row_weights(clips, table, settings)
+    groups = [(label, name) for label, key in ((0, "corpus"), (1, "family"))
+              for name in sorted({getattr(c, key) for c in clips if c.label == label})]
+
+    def fold(label: int, name: str) -> tuple[list[int], list[np.ndarray]]:
+        key = "corpus" if label == 0 else "family"
+        held = np.array([c.label == label and getattr(c, key) == name for c in clips])
+        keep = ~held[table.clip_index]
+        classifier, scaler = training.fit_svm(table.matrix[keep],
+                                              labels[table.clip_index[keep]], settings,
+                                              weights[keep])
+        indices = [i for i in np.flatnonzero(held).tolist() if len(full[i][0])]
+        return indices, [classifier.decision_function(scaler.transform(full[i][0]))
+                         for i in indices]
+
+    scores: list[np.ndarray] = [np.zeros(0)] * len(clips)
+    results = Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(fold)(label, name) for label, name in groups)
+    for indices, values in tqdm(results, total=len(groups), desc="unseen folds",
+                                disable=not progress):
+        for i, value in zip(indices, values, strict=True):
+            scores[i] = np.asarray(value, dtype=np.float64)
+    return WindowScores(labels, tuple(scores), tuple(spans for _, spans in full))
+
+
+__all__ = ["PROTOCOLS", "EvaluationReport", "WindowScores", "check_protocol", "evaluate",
+           "unseen_window_scores"]

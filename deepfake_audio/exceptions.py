@@ -62,6 +62,10 @@ class ModelIntegrityError(ModelLoadError):
     """An artefact's SHA-256 does not match ``model.json`` or the pickle holds forbidden objects."""
 
 
+class ConfigurationError(DeepfakeAudioError, ValueError):
+    """A setting is invalid on its own or against the model (e.g. a band without the threshold)."""
+
+
 class TrainingError(DeepfakeAudioError):
     """A training or evaluation run cannot proceed with the given data or settings."""
 
@@ -76,6 +80,7 @@ __all__ = [
     "AudioFileNotFoundError",
     "AudioTooLongError",
     "AudioTooShortError",
+    "ConfigurationError",
     "DatasetError",
     "DeepfakeAudioError",
     "EmptyAudioError",

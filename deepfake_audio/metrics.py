@@ -136,6 +136,104 @@ def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
     return rows
 
 
+def _class_balanced(labels: np.ndarray) -> np.ndarray:
+    """Clip weights under which both classes count equally (the calibration's even odds)."""
+    labels = np.asarray(labels)
+    return np.where(labels == 1, 0.5 / max(int((labels == 1).sum()), 1),
+                    0.5 / max(int((labels == 0).sum()), 1))
+
+
+def fit_band(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
+             max_error: float = 0.10, min_decided: int = 10) -> tuple[float, float]:
+    """The narrowest band ``[low, high]`` around ``threshold`` outside which each side errs
+    at most ``max_error`` of the time.
+
+    ``high`` is the lowest score at or above ``threshold`` such that, of the clips scoring
+    above it, at most ``max_error`` are genuine; ``low`` the highest score at or below it
+    such that, of the clips scoring at or below it, at most ``max_error`` are fakes. Both
+    classes are weighted equally (the even odds the calibration assumes), and a side needs
+    at least ``min_decided`` clips; a side that never meets the bar gets the most extreme
+    score, so it is (almost) never decided.
+
+    Parameters
+    ----------
+    labels, scores : numpy.ndarray
+        0 real / 1 deepfake, and raw scores (positive leans deepfake), of held-out clips.
+    threshold : float
+        The model's decision threshold on the raw score.
+    max_error : float
+        Largest error share accepted on each side of the band.
+    min_decided : int
+        Fewest clips a side must decide for its error share to count.
+
+    Returns
+    -------
+    (float, float)
+        ``low <= threshold <= high``.
+    """
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    weights = _class_balanced(labels)
+    bar = max_error + 1e-12  # a share of exactly max_error passes despite float rounding
+    order = np.sort(np.unique(scores))
+    high = float(order[-1]) if len(order) else threshold
+    for cut in [threshold, *order[order > threshold]]:
+        above = scores > cut
+        if above.sum() < min_decided:
+            break
+        if np.average(labels[above] == 0, weights=weights[above]) <= bar:
+            high = float(cut)
+            break
+    low = float(order[0]) if len(order) else threshold
+    for cut in [threshold, *order[order < threshold][::-1]]:
+        below = scores <= cut
+        if below.sum() < min_decided:
+            break
+        if np.average(labels[below] == 1, weights=weights[below]) <= bar:
+            low = float(cut)
+            break
+    return min(low, threshold), max(high, threshold)
+
+
+def band_summary(labels: np.ndarray, scores: np.ndarray, band: tuple[float, float]
+                 ) -> dict[str, float]:
+    """How a band decides labelled clips: coverage and accuracy outside it.
+
+    Returns
+    -------
+    dict
+        ``coverage`` (share of clips decided, i.e. outside the band), ``accuracy`` (share of
+        decided clips decided right), the same two with both classes weighted equally
+        (``balanced_coverage``, ``balanced_accuracy``), ``real_called_real``,
+        ``real_inconclusive``, ``fake_called_fake``, ``fake_inconclusive`` (shares of each
+        class) and ``n``.
+    """
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = band
+    decided_fake = scores > high
+    decided = decided_fake | (scores <= low)
+    correct = decided & (decided_fake == (labels == 1))
+    weights = _class_balanced(labels)
+
+    def share(mask: np.ndarray, of: np.ndarray) -> float:
+        return float(mask[of].mean()) if of.any() else float("nan")
+
+    real, fake = labels == 0, labels == 1
+    return {
+        "n": len(labels),
+        "coverage": share(decided, np.ones_like(decided)),
+        "accuracy": share(correct, decided),
+        "balanced_coverage": float(np.sum(weights * decided) / np.sum(weights)),
+        "balanced_accuracy": float(np.sum(weights * correct) / max(np.sum(weights * decided),
+                                                                   1e-12)),
+        "real_called_real": share(decided & ~decided_fake, real),
+        "real_inconclusive": share(~decided, real),
+        "fake_called_fake": share(decided_fake, fake),
+        "fake_inconclusive": share(~decided, fake),
+    }
+
+
 def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
     """Plain-text table of :func:`per_group_table` rows."""
     lines = [f"{title:<40} {'n':>5} {'correct':>8} {'EER':>7}"]
@@ -146,7 +244,9 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
 
 
 __all__ = [
+    "band_summary",
     "equal_error_rate",
+    "fit_band",
     "format_table",
     "group_balanced_weights",
     "per_group_table",

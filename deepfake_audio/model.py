@@ -180,6 +180,9 @@ class ModelMetadata:
     model_id: str
     features: FeatureConfig
     decision_threshold: float = 0.0
+    #: ``(low, high)`` on the raw score: the inconclusive band around the threshold
+    #: (``scripts/fit_band.py``); ``None`` means no band (never inconclusive).
+    band: tuple[float, float] | None = None
     calibration: Calibration = UNCALIBRATED
     deepfake_label: Any = 1
     aggregation: str = "mean"
@@ -194,6 +197,10 @@ class ModelMetadata:
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation {self.aggregation!r} is not implemented by this"
                              f" library (supported: {', '.join(sorted(AGGREGATIONS))})")
+        if self.band is not None and not (
+                self.band[0] <= self.decision_threshold <= self.band[1]):
+            raise ValueError(f"band {list(self.band)} does not contain the decision threshold"
+                             f" {self.decision_threshold}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,6 +212,7 @@ class ModelMetadata:
             "feature_names": feature_names(self.features),
             "decision_threshold": self.decision_threshold,
             "sign_convention": "raw_score > decision_threshold means deepfake",
+            **({"band": {"low": self.band[0], "high": self.band[1]}} if self.band else {}),
             "deepfake_label": self.deepfake_label,
             "aggregation": self.aggregation,
             "calibration": {"method": self.calibration.method, "a": self.calibration.a,
@@ -227,10 +235,12 @@ class ModelMetadata:
             if names is not None and names != feature_names(features):
                 raise ModelLoadError("model.json feature_names do not match its feature settings")
             cal = data.get("calibration") or {}
+            band = data.get("band")
             return cls(
                 model_id=str(data["model_id"]),
                 features=features,
                 decision_threshold=float(data.get("decision_threshold", 0.0)),
+                band=(float(band["low"]), float(band["high"])) if band else None,
                 calibration=Calibration(float(cal["a"]), float(cal["b"]), str(cal["method"]))
                 if cal else UNCALIBRATED,
                 deepfake_label=data.get("deepfake_label", 1),

@@ -56,16 +56,17 @@ def _verdicts(rows: list[dict]) -> dict[str, tuple[str, float]]:
 
 
 @pytest.mark.parametrize("how", ["module", "script"])
-def test_human_output_for_the_bundled_clips(cli_commands, cli_env, real_clip, fake_clip, how):
+def test_human_output_for_the_bundled_clips(cli_commands, cli_env, real_clip, fake_clip, how,
+                                           detector):
     if how not in cli_commands:
         pytest.skip("the deepfake-audio entry point is not installed next to this Python")
     proc = run(cli_commands[how], "check", str(real_clip), str(fake_clip), env=cli_env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(f"{real_clip}: real (confidence ")
-    assert lines[1].startswith(f"{fake_clip}: deepfake (confidence ")
-    assert "raw_score" in lines[0] and "Traceback" not in proc.stderr
+    assert lines[0].startswith(f"{real_clip}: {detector.analyze(real_clip).verdict} ")
+    assert lines[1].startswith(f"{fake_clip}: deepfake ")
+    assert " p=0." in lines[0] and " s audio" in lines[0] and "Traceback" not in proc.stderr
 
 
 def test_json_one_file_is_an_object(cli_commands, cli_env, fake_clip):

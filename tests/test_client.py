@@ -110,7 +110,8 @@ def test_python_m_client_keeps_the_spec_usage(server: ServerProcess) -> None:
             env={"DEEPFAKE_AUDIO_API_KEY": KEY, "PATH": "/usr/bin:/bin"},
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(f"{path}: deepfake (confidence ")
+        assert result.stdout.startswith(f"{path}: deepfake ")
+        assert " p=" in result.stdout and "windows flagged" in result.stdout
 
 
 def test_missing_extra_gives_install_hint(files: dict[str, Path]) -> None:

@@ -22,6 +22,7 @@ EXPECTED = {
     "InvalidAudioError",
     "ModelIntegrityError",
     "ModelLoadError",
+    "Segment",
     "SilentAudioError",
     "UnsupportedFormatError",
     "WindowScore",

@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Fit a model's inconclusive band on held-out scores and write it into its ``model.json``.
+
+    python scripts/fit_band.py deepfake_audio/models/default ../shared/data --rows 1065 -j 2
+
+Scores every clip of DATA under the ``unseen`` protocol, window by window
+(:func:`deepfake_audio.evaluation.unseen_window_scores`: genuine clips by models trained
+without their corpus, fakes by models trained without their generator family, with the
+model's own feature and training settings), fits the band with
+:func:`deepfake_audio.metrics.fit_band` (the narrowest band around the threshold outside
+which each side errs at most ``--max-error`` of the time, both classes weighted equally)
+and prints its coverage and accuracy. The window scores are kept in ``--scores`` (reused
+when present, and read by ``scripts/insert_eval.py``). Only ``band`` and
+``metrics.band`` of ``model.json`` change; the pickles and their hashes are untouched.
+Run it again after retraining a model (delete the ``--scores`` file first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deepfake_audio import metrics  # noqa: E402
+from deepfake_audio.batch import without_decoder_noise  # noqa: E402
+from deepfake_audio.datasets import load_datasets  # noqa: E402
+from deepfake_audio.evaluation import WindowScores, unseen_window_scores  # noqa: E402
+from deepfake_audio.model import METADATA_FILE, load_model  # noqa: E402
+
+DEFAULT_SCORES = ROOT / "build" / "unseen-windows.npz"
+
+
+def save_scores(path: Path, scores: WindowScores, paths: list[str], model_id: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = np.array([len(w) for w in scores.windows])
+    np.savez(path, labels=scores.labels, counts=counts, paths=np.array(paths),
+             model=np.array(model_id),
+             windows=np.concatenate([*scores.windows, np.zeros(0)]),
+             spans=np.concatenate([s.reshape(-1, 2) for s in scores.spans if len(s)]
+                                  or [np.zeros((0, 2))]))
+
+
+def load_scores(path: Path) -> tuple[WindowScores, list[str], str]:
+    """Window scores written by this script: ``(scores, clip paths, model id)``."""
+    with np.load(path) as data:
+        counts = data["counts"]
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        windows = tuple(data["windows"][a:b] for a, b in itertools.pairwise(offsets))
+        spans = tuple(data["spans"][a:b] for a, b in itertools.pairwise(offsets))
+        return (WindowScores(data["labels"], windows, spans), data["paths"].tolist(),
+                str(data["model"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir")
+    parser.add_argument("data", nargs="+", help="labelled data (as for deepfake-audio evaluate)")
+    parser.add_argument("--rows", type=int, default=0,
+                        help="use only the first N clips (e.g. the corpus a model was trained on)")
+    parser.add_argument("--max-error", type=float, default=0.10)
+    parser.add_argument("--scores", type=Path, default=DEFAULT_SCORES)
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
+    parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="print, do not write model.json")
+    args = parser.parse_args()
+
+    model = load_model(args.model_dir)
+    if args.scores.is_file():
+        scores, paths, scored_by = load_scores(args.scores)
+        print(f"window scores read from {args.scores} ({len(paths)} clips, model {scored_by})")
+    else:
+        clips = load_datasets(args.data)
+        if args.rows:
+            clips = clips[: args.rows]
+        with without_decoder_noise():
+            scores = unseen_window_scores(clips, model_dir=args.model_dir, jobs=args.jobs,
+                                          cache_dir=args.cache)
+        paths = [str(c.path) for c in clips]
+        save_scores(args.scores, _drop_unscored(scores), paths, model.metadata.model_id)
+        print(f"window scores of {len(paths)} clips written to {args.scores}")
+    raw = scores.clip_scores
+    valid = ~np.isnan(raw)
+    labels, raw = scores.labels[valid], raw[valid]
+    threshold = model.metadata.decision_threshold
+    band = metrics.fit_band(labels, raw, threshold, max_error=args.max_error)
+    before = metrics.band_summary(labels, raw, (threshold, threshold))
+    after = metrics.band_summary(labels, raw, band)
+    print(f"threshold {threshold:+.4f}; band [{band[0]:+.4f}, {band[1]:+.4f}] on raw_score"
+          f" (max error {args.max_error:.0%} each side, classes weighted equally)")
+    print(f"{'unseen protocol, ' + str(len(raw)) + ' clips':<34} {'no band':>10} {'band':>10}")
+    for key in ("coverage", "accuracy", "balanced_coverage", "balanced_accuracy",
+                "real_called_real", "real_inconclusive", "fake_called_fake",
+                "fake_inconclusive"):
+        print(f"  {key:<32} {before[key] * 100:9.1f}% {after[key] * 100:9.1f}%")
+    if args.dry_run:
+        return 0
+    meta_path = Path(args.model_dir) / METADATA_FILE
+    data = json.loads(meta_path.read_text(encoding="utf-8"))
+    data["band"] = {"low": band[0], "high": band[1]}
+    data.setdefault("metrics", {})["band"] = {
+        "rule": f"narrowest band around the threshold outside which each side errs at most"
+                f" {args.max_error:.0%} (classes weighted equally); scripts/fit_band.py",
+        "protocol": "unseen (window-level)", "clips": len(raw), **after,
+    }
+    meta_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    load_model(args.model_dir)  # the edited model.json must still load and verify
+    print(f"band written to {meta_path}")
+    return 0
+
+
+def _drop_unscored(scores: WindowScores) -> WindowScores:
+    # A clip whose group could not be held out has spans but no scores: keep both aligned.
+    spans = tuple(s if len(w) else np.zeros((0, 2))
+                  for w, s in zip(scores.windows, scores.spans, strict=True))
+    return WindowScores(scores.labels, scores.windows, spans)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
