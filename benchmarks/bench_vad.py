@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Voice-activity detectors compared on the windows the detector scores (prints the docs' VAD table).
+"""Voice-activity detectors compared on the windows the detector scores (docs VAD table).
 
     python benchmarks/bench_vad.py [--clips 120] [--data ../shared/data]
 

@@ -33,6 +33,15 @@ _NON_MEDIA = (
 )
 
 
+# Demuxers of audio and video containers. Image, playlist, subtitle and network
+# demuxers stay off: an HLS playlist or concat list could make FFmpeg open other files.
+_DEMUXERS = ",".join((
+    "mov", "matroska", "amr", "amrnb", "amrwb", "asf", "aiff", "caf", "ac3", "eac3", "aac",
+    "mp3", "wav", "w64", "ogg", "flac", "avi", "mpeg", "mpegts", "flv", "au", "wv", "ape",
+    "tta", "dts", "truehd", "mlp", "rm", "voc", "xwma", "dsf", "oma", "mpc", "mpc8",
+))
+
+
 def describe_non_media(head: bytes) -> str:
     """Say what ``head`` looks like when it is not media (for error messages)."""
     for magic, name in _NON_MEDIA:
@@ -41,8 +50,16 @@ def describe_non_media(head: bytes) -> str:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        return f"{len(head)}+ bytes of unrecognised binary data"
+        return "unrecognised binary data"
     return "text" if text.isprintable() or text.strip() else "unrecognised data"
+
+
+_CONTAINER_NAMES = {"mov": "MP4/MOV", "matroska": "WebM/Matroska", "asf": "ASF/WMV"}
+
+
+def _container_name(container: Any) -> str:
+    short = str(container.format.name).split(",")[0]
+    return _CONTAINER_NAMES.get(short, short.upper())
 
 
 def _codec_name(stream: Any) -> str:
@@ -75,8 +92,11 @@ class MediaFile:
         head = stream.read(64)
         stream.seek(0)
         try:
-            self._container = av.open(stream, mode="r", metadata_errors="ignore")
-        except av.error.InvalidDataError:
+            self._container = av.open(
+                stream, mode="r", metadata_errors="ignore",
+                container_options={"format_whitelist": _DEMUXERS, "protocol_whitelist": "none"},
+            )
+        except (av.error.InvalidDataError, av.error.ArgumentError):  # unknown or not allowed
             raise NotMediaError(
                 f"not an audio or video file: found {describe_non_media(head)}"
             ) from None
@@ -89,13 +109,13 @@ class MediaFile:
             container.close()
             found = ", ".join(kinds) if kinds else "no streams at all"
             raise NoAudioStreamError(
-                f"the {container.format.name.split(',')[0]} file has no audio stream"
+                f"the {_container_name(container)} file has no audio stream"
                 f" (found: {found})"
             )
         self._stream = container.streams.audio[0]
         context = self._stream.codec_context
         self.codec = _codec_name(self._stream)
-        self.container_format = container.format.name.split(",")[0]
+        self.container_format = _container_name(container)
         self.sample_rate = int(context.sample_rate or 0)
         self.channels = int(context.channels or 0)
         self.duration_s = self._duration(container)

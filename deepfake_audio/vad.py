@@ -67,10 +67,8 @@ class SpeechActivity:
         vad.reset()  # blocks are long (a minute): state across them matters little
         x = np.ascontiguousarray(np.clip(samples, -1.0, 1.0), dtype=np.float32)
         starts = np.arange(0, len(x) - CHUNK + 1, CHUNK * CHUNK_STRIDE)
-        voiced = np.fromiter(
-            (vad.process(memoryview(x[s : s + CHUNK])) >= SPEECH_PROBABILITY for s in starts),
-            dtype=bool, count=len(starts),
-        )
+        probabilities = [vad.process(memoryview(x[s : s + CHUNK])) for s in starts]  # type: ignore[arg-type]
+        voiced = np.asarray(probabilities, dtype=np.float32) >= SPEECH_PROBABILITY
         self._times.append(self._offset_s + (starts + CHUNK / 2) / VAD_SAMPLE_RATE)
         self._voiced.append(voiced)
         self._offset_s += duration

@@ -7,7 +7,6 @@ import struct
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from deepfake_audio import audio as audio_mod
 from deepfake_audio import load_audio, probe
