@@ -492,27 +492,124 @@ def extract(samples: np.ndarray, config: FeatureConfig) -> WindowFeatures:
     duration = len(samples) / config.sample_rate
     if config.kind == LEGACY_KIND:
         return WindowFeatures(legacy_features(samples, config)[None, :], ((0.0, duration),))
+    frames, energy_db = frame_features(_gain_normalised(samples), config)
+    bounds = window_bounds(len(frames), config)
+    return _windows(frames, energy_db, bounds, config, first_frame=0, duration_s=duration)
+
+
+def _gain_normalised(samples: np.ndarray) -> np.ndarray:
     # Gain does not tell real from fake; normalise it away so c0-like drift cannot leak in.
     peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
-    if peak > 0:
-        samples = samples * np.float32(0.5 / peak)
-    frames, energy_db = frame_features(samples, config)
+    return samples * np.float32(0.5 / peak) if peak > 0 else samples
+
+
+def _windows(frames: np.ndarray, energy_db: np.ndarray, bounds: Sequence[tuple[int, int]],
+             config: FeatureConfig, *, first_frame: int, duration_s: float) -> WindowFeatures:
+    """Summarise frame ranges ``bounds``; spans count from global frame ``first_frame``."""
     rows, spans = [], []
     seconds_per_frame = config.hop_length / config.sample_rate
-    for start, stop in window_bounds(len(frames), config):
+    origin = bounds[0][0] if bounds else 0  # frame index of ``first_frame`` in ``frames``
+    for start, stop in bounds:
         window_energy = energy_db[start:stop]
         active = window_energy >= window_energy.max() - config.energy_floor_db
         chunk = frames[start:stop]
         if active.sum() >= _MIN_ACTIVE_FRAMES:
             chunk = chunk[active]
         rows.append(_summarise(chunk, config.statistics))
-        spans.append((round(start * seconds_per_frame, 3),
-                      round(min(stop * seconds_per_frame, duration), 3)))
+        spans.append((round((first_frame + start - origin) * seconds_per_frame, 3),
+                      round(min((first_frame + stop - origin) * seconds_per_frame, duration_s),
+                            3)))
     matrix = np.vstack(rows).astype(np.float32)
     kept = _kept_columns(config)
     if kept is not None:
         matrix = matrix[:, kept]
     return WindowFeatures(matrix, tuple(spans))
+
+
+# Frames of context on each side of a block: covers the centring pad (n_fft / 2),
+# delta-of-delta regression (2 x delta_width) and the phase-advance look-back.
+_CONTEXT_FRAMES = 8
+
+
+class WindowStream:
+    """:func:`extract` over a recording that arrives block by block, in bounded memory.
+
+    Samples are buffered until a block of ``block_hops`` analysis hops, the rest
+    of its last window and some context are there; that block's windows are
+    extracted from frames computed with real neighbouring samples (not padding)
+    and the block is dropped. The windows, their spans and their frames are those
+    :func:`extract` gives on the whole recording; a recording shorter than about
+    one block goes through exactly the same code. The only difference on longer
+    input: gain is normalised per block rather than per file.
+
+    Parameters
+    ----------
+    config : FeatureConfig
+        Windowed (``cepstral-v1``) feature settings; legacy models score whole
+        clips and use :func:`extract`.
+    block_hops : int
+        Analysis hops per block (40 × 1.5 s = one minute by default).
+    """
+
+    def __init__(self, config: FeatureConfig, block_hops: int = 40) -> None:
+        if config.kind != MAIN_KIND or config.window_s <= 0:
+            raise ValueError("block-wise extraction needs windowed (cepstral-v1) features")
+        self.config = config
+        self._block_hops = block_hops
+        hop_length = config.hop_length
+        self._context = _CONTEXT_FRAMES * hop_length
+        self._block = block_hops * config.frames_per_hop * hop_length
+        # After the block start: the block, the tail of its last window plus context,
+        # and at least one whole window left over for the next block or the end.
+        self._segment = (self._block + (config.frames_per_window - config.frames_per_hop)
+                         * hop_length + self._context)
+        self._ready = self._block + config.frames_per_window * hop_length + self._context
+        self._parts: list[np.ndarray] = []
+        self._buffered = 0
+        self._left = 0  # buffered samples before the current block start (context)
+        self._offset = 0  # samples of the recording before the current block start
+        self.samples_seen = 0
+
+    def feed(self, samples: np.ndarray) -> list[WindowFeatures]:
+        """Add mono samples; return the windows this completed (possibly none)."""
+        self._parts.append(np.asarray(samples, dtype=np.float32))
+        self._buffered += len(samples)
+        self.samples_seen += len(samples)
+        done = []
+        config = self.config
+        while self._buffered - self._left >= self._ready:
+            buffer = np.concatenate(self._parts)
+            segment = buffer[: self._left + self._segment]
+            frames, energy_db = frame_features(_gain_normalised(segment), config)
+            first = self._left // config.hop_length
+            bounds = [(first + k * config.frames_per_hop,
+                       first + k * config.frames_per_hop + config.frames_per_window)
+                      for k in range(self._block_hops)]
+            done.append(_windows(frames, energy_db, bounds, config,
+                                 first_frame=self._offset // config.hop_length,
+                                 duration_s=float("inf")))
+            self._parts = [buffer[self._left + self._block - self._context :]]
+            self._buffered = len(self._parts[0])
+            self._left = self._context
+            self._offset += self._block
+        return done
+
+    def finish(self) -> WindowFeatures | None:
+        """Windows of what is left (the last one aligned to the end); ``None`` if empty."""
+        if self._buffered - self._left <= 0:
+            return None
+        config = self.config
+        buffer = np.concatenate(self._parts)
+        total_s = (self._offset + len(buffer) - self._left) / config.sample_rate
+        frames, energy_db = frame_features(_gain_normalised(buffer), config)
+        first = self._left // config.hop_length
+        bounds = [(first + start, first + stop)
+                  for start, stop in window_bounds(len(frames) - first, config)]
+        self._parts, self._buffered = [], self._left
+        return _windows(frames, energy_db, bounds, config,
+                        first_frame=self._offset // config.hop_length, duration_s=total_s)
+
+
 
 
 def legacy_features(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
