@@ -1,4 +1,4 @@
-"""Where the training corpus (``shared/data`` beside the checkout) is, for tests that use real clips."""
+"""Where the training corpus (shared/data beside the checkout) is, for tests on real clips."""
 
 from __future__ import annotations
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
+from corpus import corpus_clip
 
 from deepfake_audio import Detector, load_audio
 from deepfake_audio.channels import channels_differ, check_mode
 from deepfake_audio.exceptions import NoSpeechError, SilentAudioError
 from deepfake_audio.vad import MIN_SPEECH_SHARE, SpeechActivity, short_stride
-
-from corpus import corpus_clip
 
 SR = 16_000
 SYNTHETIC = ("fake/tortoise/autoregressive_ml/angie.mp3",
@@ -47,7 +47,6 @@ def two_voice_call(synthetic_side: int) -> np.ndarray:
 def test_call_channels_are_analysed_apart_and_the_synthetic_one_is_named(
         detector, synthetic_side, tmp_path):
     path = tmp_path / "call.flac"
-    import soundfile as sf
 
     sf.write(path, two_voice_call(synthetic_side), SR)
     result = detector.analyze(path)
