@@ -26,7 +26,7 @@ MAIN_KIND = "cepstral-v1"
 LEGACY_KIND = "legacy-mfcc-mean"
 ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
 _EPS = 1e-10
-_FRAME_CHUNK = 4096  # frames per FFT batch: bounds peak memory on long files
+_FRAME_CHUNK = 1024  # frames per FFT batch: bounds peak memory (a few MB per batch)
 _MIN_ACTIVE_FRAMES = 10
 MEAN_CHOICES = ("all", "no-cepstral", "artefact")
 _PHASE_NAMES = ("phase_dev_low", "phase_dev_high", "phase_dev_low_spread",
@@ -548,10 +548,10 @@ class WindowStream:
         Windowed (``cepstral-v1``) feature settings; legacy models score whole
         clips and use :func:`extract`.
     block_hops : int
-        Analysis hops per block (40 × 1.5 s = one minute by default).
+        Analysis hops per block (20 × 1.5 s = 30 s by default).
     """
 
-    def __init__(self, config: FeatureConfig, block_hops: int = 40) -> None:
+    def __init__(self, config: FeatureConfig, block_hops: int = 20) -> None:
         if config.kind != MAIN_KIND or config.window_s <= 0:
             raise ValueError("block-wise extraction needs windowed (cepstral-v1) features")
         self.config = config
