@@ -18,6 +18,8 @@ from .exceptions import AudioDecodeError, NoAudioStreamError, NotMediaError
 
 logger = logging.getLogger("deepfake_audio")
 
+_BLOCK_FRAMES = 1 << 15
+
 # Magic numbers of files people upload by mistake: naming them beats "invalid data".
 _NON_MEDIA = (
     (b"%PDF", "a PDF document"),
@@ -133,6 +135,10 @@ class MediaFile:
         import av
 
         bad_packets = 0
+        # Codec frames are ~1024 samples: gather them so the per-block work downstream
+        # (checks, resampling) runs a few times a second, not forty.
+        pending: list[np.ndarray] = []
+        size = 0
         try:
             for packet in self._container.demux(self._stream):
                 try:
@@ -141,9 +147,15 @@ class MediaFile:
                     bad_packets += 1  # a damaged packet: skip it like a player would
                     continue
                 for frame in decoded:
-                    yield self._to_array(frame)
+                    pending.append(self._to_array(frame))
+                    size += len(pending[-1])
+                    if size >= _BLOCK_FRAMES:
+                        yield np.concatenate(pending)
+                        pending, size = [], 0
         except av.error.FFmpegError as exc:
             raise AudioDecodeError(f"cannot decode {self.codec} audio: {exc}") from None
+        if pending:
+            yield np.concatenate(pending)
         if bad_packets:
             logger.info("skipped %d undecodable %s packets", bad_packets, self.codec)
 

@@ -1,7 +1,8 @@
 """Hours-long recordings are analysed block by block in bounded memory.
 
-Each analysis runs in a fresh process whose peak resident size (``ru_maxrss``)
-is read back, so the measurement is of that analysis alone.
+Each analysis runs in a fresh process whose peak resident size (``VmHWM``; not
+``ru_maxrss``, which keeps the forking parent's peak across exec) is read back, so
+the measurement is of that analysis alone.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ PEAK_RSS_BOUND_MB = 250.0
 SR = 16_000
 
 _MEASURE = """
-import json, resource, sys
+import json, re, sys
 from deepfake_audio import Detector
 result = Detector().analyze(sys.argv[1])
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+status = open("/proc/self/status").read()
+peak_mb = int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) / 1024
+print(json.dumps({"peak_mb": peak_mb,
                   "duration_s": result.duration_s, "windows": len(result.timeline),
                   "classification": result.classification}))
 """
