@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus import corpus_clip
 
 from deepfake_audio import Detector, load_audio
 from deepfake_audio.channels import channels_differ, check_mode
 from deepfake_audio.exceptions import NoSpeechError, SilentAudioError
 from deepfake_audio.vad import MIN_SPEECH_SHARE, SpeechActivity, short_stride
+from tests.helpers.corpus import corpus_clip
 
 SR = 16_000
 SYNTHETIC = ("fake/tortoise/autoregressive_ml/angie.mp3",

@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from media_gen import FORMATS, encode, tone
 
 from deepfake_audio import load_audio, probe
 from deepfake_audio.exceptions import (
@@ -21,6 +20,7 @@ from deepfake_audio.exceptions import (
     NotMediaError,
     UnsupportedFormatError,
 )
+from tests.helpers.media import FORMATS, encode, tone
 
 
 def _dominant_hz(samples: np.ndarray, sr: int) -> float:

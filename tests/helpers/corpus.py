@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import ROOT
+
 CANDIDATES = (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data",
               Path("/work/shared/data"))
 
