@@ -163,8 +163,8 @@ def test_bad_file_in_a_batch_serial(capsys, bad_batch):
     assert [Path(line.split(":")[0]).name for line in out.splitlines()] == [
         "good1.wav", "good2.flac"]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        f"error: {bad_batch / 'broken.wav'}: not a recognised audio file"
-        " (expected WAV, FLAC, OGG or MP3 data)"]
+        f"error: {bad_batch / 'broken.wav'}: not an audio or video file:"
+        " found unrecognised binary data"]
 
 
 def test_bad_file_json_keeps_an_error_row(capsys, bad_batch):
