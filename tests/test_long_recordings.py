@@ -83,6 +83,7 @@ def test_memory_does_not_grow_with_length(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("write", [write_wav, write_m4a], ids=["wav", "m4a"])
 def test_two_hour_recording_under_the_memory_bound(tmp_path, write):
     path = write(tmp_path / f"two-hours.{write.__name__[-3:]}", 120)
