@@ -36,6 +36,7 @@ from .admission import Admission, AnalysisTimeout, ServerBusy
 from .errors import (
     BUSY_MESSAGE,
     TIMEOUT_MESSAGE,
+    WORKER_CRASHED_MESSAGE,
     error_body,
     input_error_body,
     input_error_status,
@@ -50,7 +51,8 @@ from .middleware import (
 )
 from .runtime import install_drain_handler, single_threaded_blas
 from .settings import Settings
-from .state import ServiceState, load_detector
+from .state import ServiceState, launch_workers, load_detector
+from .workers import WorkerCrashed
 
 _ROUTERS = (routes_http.router, routes_ws.router)
 
@@ -76,10 +78,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     blas_limit = single_threaded_blas()
     state.admission = Admission(settings.concurrency, settings.max_queue,
                                 settings.analysis_timeout_s)
-    if state.detector is None:
-        state.detector = await anyio.to_thread.run_sync(load_detector, settings)
-    logger.info("model %s loaded; %d analysis slots, queue %d, upload cap %g MB, API key %s,"
-                " CORS origins %s", state.detector.model_id, settings.concurrency,
+    # Workers load their models while this process loads its own (for /ws/stream).
+    workers = launch_workers(settings, state.fault_hook is not None) if settings.isolate else None
+    try:
+        if state.detector is None:
+            state.detector = await anyio.to_thread.run_sync(load_detector, settings)
+    except BaseException:
+        if workers is not None:
+            workers.close()
+        raise
+    if workers is not None:
+        await anyio.to_thread.run_sync(workers.wait_ready)
+        state.workers = workers
+    logger.info("model %s loaded; %d analysis slots (%s), queue %d, upload cap %g MB,"
+                " API key %s, CORS origins %s", state.detector.model_id, settings.concurrency,
+                "worker processes" if state.workers else "threads",
                 settings.max_queue, settings.max_upload_mb,
                 "required" if settings.api_key_required else "off",
                 ",".join(settings.cors_origins) or "none")
@@ -95,6 +108,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             warm.cancel()
         if blas_limit is not None:
             blas_limit.restore_original_limits()
+        if state.workers is not None:
+            await anyio.to_thread.run_sync(state.workers.close)
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
@@ -181,6 +196,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(TIMEOUT_MESSAGE, "the server is overloaded"), 503,
                             headers={"Retry-After": "5"})
 
+    async def worker_crashed(request: Request, exc: Exception) -> Response:
+        return JSONResponse(error_body(WORKER_CRASHED_MESSAGE, str(exc)), 503,
+                            headers={"Retry-After": "1"})
+
     async def internal(request: Request, exc: Exception) -> Response:
         request_id = request_id_of(request.scope)
         logger.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
@@ -194,6 +213,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputError, input_error)
     app.add_exception_handler(ServerBusy, busy)
     app.add_exception_handler(AnalysisTimeout, timeout)
+    app.add_exception_handler(WorkerCrashed, worker_crashed)
     app.add_exception_handler(Exception, internal)
 
 

@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from ..exceptions import InputError
+from .admission import AnalysisTimeout
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -40,8 +41,8 @@ class WorkerCrashed(Exception):
     """The worker analysing this request died (crash, abort or memory limit)."""
 
 
-class WorkerTimeout(Exception):
-    """The analysis ran past the hard timeout; its worker was killed."""
+class WorkerTimeout(AnalysisTimeout):
+    """The analysis ran past the hard timeout; its worker was killed (HTTP 503 as any timeout)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class WorkerConfig:
     channels : str
         ``auto``, ``mix`` or ``separate``.
     memory_mb : int
-        Address-space limit of each worker in MiB; 0 = none.
+        Address space one analysis may add to its worker (beyond the loaded model), MiB;
+        0 = no limit.
     faults : bool
         Obey the test-only fault commands (:mod:`.faults`).
     """
@@ -73,11 +75,15 @@ class WorkerConfig:
 
 
 def _limit_memory(memory_mb: int) -> None:
+    """Cap the address space at what is mapped now plus ``memory_mb``."""
     if memory_mb <= 0:
         return
+    import re
     import resource
 
-    limit = memory_mb * _MB
+    with open("/proc/self/status", encoding="ascii") as status:
+        mapped_kb = int(re.search(r"VmSize:\s+(\d+)", status.read()).group(1))  # type: ignore[union-attr]
+    limit = mapped_kb * 1024 + memory_mb * _MB
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
@@ -110,8 +116,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: WorkerConf
         except InputError as exc:
             conn.send(("input", exc))
         except MemoryError:
-            conn.send(("memory", f"the analysis needed more than the worker's {config.memory_mb}"
-                                 " MB memory limit (DEEPFAKE_AUDIO_WORKER_MEMORY_MB)"))
+            conn.send(("memory", f"the analysis needed more than {config.memory_mb} MB"
+                                 " (DEEPFAKE_AUDIO_WORKER_MEMORY_MB / --worker-memory-mb)"))
         except Exception as exc:  # a decoder bug: this request fails, the worker lives on
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -152,20 +158,35 @@ class WorkerPool:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._closed = False
         self._replacing = 0
+        self._launching: list[tuple[BaseProcess, multiprocessing.connection.Connection]] = []
         self._lock = threading.Lock()
         self.replaced = 0
 
     def start(self) -> None:
-        """Start every worker in parallel and wait until each has loaded the model.
+        """Start every worker and wait until each has loaded the model.
 
         Raises
         ------
         RuntimeError
             A worker could not load the model.
         """
-        pending = [self._spawn() for _ in range(self.size)]
-        for process, conn in pending:
-            self._idle.put(self._await_ready(process, conn))
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the worker processes without waiting (they load the model meanwhile)."""
+        self._launching = [self._spawn() for _ in range(self.size)]
+
+    def wait_ready(self) -> None:
+        """Wait for the workers :meth:`launch` started (see :meth:`start`)."""
+        launching, self._launching = self._launching, []
+        try:
+            for process, conn in launching:
+                self._idle.put(self._await_ready(process, conn))
+        except RuntimeError:
+            self._launching = launching
+            self.close()
+            raise
 
     def _spawn(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
         parent, child = self._context.Pipe()
@@ -258,6 +279,9 @@ class WorkerPool:
     def close(self) -> None:
         """Stop every worker (idle ones at once; busy ones are killed by their caller)."""
         self._closed = True
+        launching, self._launching = self._launching, []
+        for process, conn in launching:
+            _Worker(process, conn).kill()
         while True:
             try:
                 worker = self._idle.get_nowait()
