@@ -141,6 +141,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     state.metrics.add_gauge(
         "analysis_queue_depth", "Analyses admitted and not finished (running + waiting).",
         lambda: [((), float(state.admission.pending if state.admission else 0))])
+    state.metrics.add_gauge(
+        "analysis_workers", "Analysis worker processes up (ready or busy; isolate mode).",
+        lambda: [((), float(state.workers.alive if state.workers else 0))])
+    state.metrics.add_gauge(
+        "analysis_worker_restarts", "Analysis workers replaced after a crash, hang or OOM.",
+        lambda: [((), float(state.workers.replaced if state.workers else 0))])
     state.metrics.add_gauge("ready", "1 when the model is loaded, warmed up and not draining.",
                             lambda: [((), 1.0 if state.ready else 0.0)])
     state.metrics.add_gauge("info", "Model and library version.",

@@ -272,6 +272,12 @@ class WorkerPool:
             raise payload
         raise RuntimeError(payload)
 
+    @property
+    def alive(self) -> int:
+        """Workers ready or busy (not counting those being replaced)."""
+        with self._lock:
+            return self.size - self._replacing
+
     def pids(self) -> list[int]:
         """Process ids of the idle workers (for tests and diagnostics)."""
         return [w.process.pid for w in list(self._idle.queue) if w.process.pid is not None]
