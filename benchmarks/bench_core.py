@@ -8,12 +8,15 @@
    16 kHz 16-bit WAV from bytes → decode → features → SVM → result, for 10 s and
    60 s clips, beside "decode + one STFT" of the same bytes (the practical floor):
    target ≥ 1200x real time; the ratio to the floor says how close to it we are.
+   The 60 s clip also without the speech gate (what the gate costs) and as a
+   44.1 kHz AAC M4A (what FFmpeg decoding and resampling cost).
 2. Cold start: wall time of ``deepfake-audio check`` on one 10 s file in a fresh
    process, and of ``python -c "import numpy"`` in the same run (medians):
    targets ≤ 0.5 s and ≤ 4x the numpy import.
-3. Peak memory (VmHWM of a fresh process): a 10-minute file through
-   ``Detector.analyze`` (target ≤ 200 MB) and a 2-hour file decoded block by block
-   into ``Detector.analyze_blocks`` (target ≤ 250 MB; skipped by ``--quick``).
+3. Peak memory (VmHWM of a fresh process), wall and CPU time of ``Detector.analyze``
+   on files (decoded and scored block by block): a 10-minute WAV (target ≤ 200 MB),
+   a 2-hour 16 kHz WAV and a 2-hour 44.1 kHz AAC M4A (target ≤ 250 MB; the 2-hour
+   files are skipped by ``--quick``).
 
 The load average is printed at the start and the end: on a shared machine the
 absolute figures move with it, the ratios much less.
@@ -70,6 +73,27 @@ def check(label: str, value: float, limit: float, *, at_most: bool = True) -> st
     return f"[{'ok' if ok else 'MISSED'}: {'<=' if at_most else '>='} {limit:g}]"
 
 
+def write_m4a(target: str | Path | io.BytesIO, minutes: float, sr: int = 44_100) -> None:
+    """AAC in an M4A container, encoded a minute at a time with PyAV's FFmpeg."""
+    import av
+
+    minute = speech_like(min(60.0, minutes * 60), sr)
+    with av.open(target if isinstance(target, io.BytesIO) else str(target), "w",
+                 format="ipod") as out:
+        stream = out.add_stream("aac", rate=sr, layout="mono")
+        for _ in range(max(1, round(minutes))):
+            frame = av.AudioFrame.from_ndarray(minute[None, :], format="flt", layout="mono")
+            frame.sample_rate = sr
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def m4a_bytes(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    write_m4a(buffer, seconds / 60)
+    return buffer.getvalue()
+
+
 def best_cpu(runs: list[Callable[[], object]], repeats: int) -> list[float]:
     """Best CPU time of each of ``runs``, taken in turns so they share the machine's state."""
     times: list[list[float]] = [[] for _ in runs]
@@ -87,7 +111,9 @@ def throughput(repeats: int, target: float) -> None:
     from deepfake_audio.features import _analysis_window, _frames
 
     detector = Detector()
-    detector.warm_up()
+    ungated = Detector(speech_gate=False)
+    for d in (detector, ungated):
+        d.warm_up()
     config = detector.feature_config
     window = _analysis_window(config.win_length, config.n_fft).astype(np.float64)
 
@@ -105,6 +131,11 @@ def throughput(repeats: int, target: float) -> None:
         print(f"end-to-end {seconds:>2} s WAV: {full * 1000:6.1f} ms CPU = {seconds / full:5.0f}x"
               f" real time per core {verdict}; decode + one STFT {base * 1000:5.1f} ms ="
               f" {seconds / base:5.0f}x; end-to-end / floor = {full / base:.2f}")
+    for label, d, data in (("60 s WAV, no speech gate", ungated, wav_bytes(60)),
+                           ("60 s 44.1 kHz AAC M4A", detector, m4a_bytes(60))):
+        (best,) = best_cpu([lambda d=d, data=data: d.analyze(data)], repeats)  # type: ignore[misc]
+        print(f"end-to-end {label}: {best * 1000:6.1f} ms CPU = {60 / best:5.0f}x"
+              " real time per core")
 
 
 def wall_median(command: list[str], repeats: int, cwd: Path | None = None) -> float:
@@ -130,24 +161,19 @@ def cold_start(tmp: Path, repeats: int, limit_s: float, limit_ratio: float) -> N
 
 
 _MEMORY_CHILD = """
-import re, sys
-import numpy as np
-import soundfile as sf
+import re, resource, sys, time
 def hwm():
     text = open('/proc/self/status').read()
     return int(re.search(r'VmHWM:\\s+(\\d+)', text).group(1)) // 1024
 from deepfake_audio import Detector
 detector = Detector()
 loaded = hwm()
-path, mode = sys.argv[1], sys.argv[2]
-if mode == "whole":
-    result = detector.analyze(path)
-else:  # block by block: a first pass for the peak, then the features
-    with sf.SoundFile(path) as handle:
-        peak = max(float(np.max(np.abs(b))) for b in handle.blocks(65536, dtype="float32"))
-    with sf.SoundFile(path) as handle:
-        result = detector.analyze_blocks(handle.blocks(65536, dtype="float32"), peak=peak)
-print(loaded, hwm(), len(result.timeline), result.duration_s)
+started = time.perf_counter()
+result = detector.analyze(sys.argv[1])  # decoded and scored block by block
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(loaded, hwm(), len(result.timeline), result.duration_s, wall,
+      usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -161,17 +187,17 @@ def write_long_wav(path: Path, seconds: int) -> None:
             handle.write(minute[: (min(seconds - start, 60)) * SR] * gain)
 
 
-def peak_memory(tmp: Path, seconds: int, mode: str, limit_mb: float) -> None:
-    path = tmp / f"long_{seconds}s.wav"
-    write_long_wav(path, seconds)
-    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), mode], check=True,
+def peak_memory(path: Path, label: str, limit_mb: float) -> None:
+    # VmHWM of a fresh process (not ru_maxrss, which a child inherits across fork).
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path)], check=True,
                          capture_output=True, text=True, cwd=ROOT).stdout.split()
     path.unlink()
     loaded, peak, windows = int(out[0]), int(out[1]), int(out[2])
-    how = "Detector.analyze" if mode == "whole" else "blocks -> Detector.analyze_blocks"
-    print(f"memory, {seconds / 60:g}-minute file via {how}: peak RSS {peak} MB"
-          f" {check(f'memory {seconds} s', peak, limit_mb)} (model loaded {loaded} MB;"
-          f" {windows} windows)")
+    duration, wall, cpu = (float(v) for v in out[3:])
+    print(f"memory, {label} via Detector.analyze: peak RSS {peak} MB"
+          f" {check(f'memory {label}', peak, limit_mb)} (model loaded {loaded} MB;"
+          f" {windows} windows); {wall:.0f} s wall, {cpu:.0f} s CPU"
+          f" ({duration / cpu:.0f}x real time per core incl. start-up)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     throughput(repeats, limits["x"])
     with tempfile.TemporaryDirectory() as tmp:
         cold_start(Path(tmp), 3 if args.quick else 7, limits["cold"], limits["ratio"])
-        peak_memory(Path(tmp), 600, "whole", limits["mem10"])
+        tmp_path = Path(tmp)
+        write_long_wav(tmp_path / "ten_minutes.wav", 600)
+        peak_memory(tmp_path / "ten_minutes.wav", "10-minute 16 kHz WAV", limits["mem10"])
         if not args.quick:
-            peak_memory(Path(tmp), 7200, "blocks", 250)
+            write_long_wav(tmp_path / "two_hours.wav", 7200)
+            peak_memory(tmp_path / "two_hours.wav", "2-hour 16 kHz WAV", 250)
+            write_m4a(tmp_path / "two_hours.m4a", 120)
+            peak_memory(tmp_path / "two_hours.m4a", "2-hour 44.1 kHz AAC M4A", 250)
     print(f"load average {os.getloadavg()[0]:.1f} (end);"
           f" {'all targets met' if not FAILED else 'missed: ' + ', '.join(FAILED)}")
     return 1 if FAILED and args.quick else 0

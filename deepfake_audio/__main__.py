@@ -1,3 +1,5 @@
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: the server's spawned analysis workers import the parent's __main__ module.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -29,8 +29,9 @@ from typing import Any, cast
 
 from ._version import __version__
 from .batch import analyze_paths, iter_audio_files, without_decoder_noise
-from .config import env_name, env_value, parse_bool
+from .config import env_name, env_value, parse_band, parse_bool
 from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
+from .formatting import CSV_FIELDS, human_lines, json_text
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -168,62 +169,11 @@ DATA = option("data", nargs="+", metavar="DATA",
 EXCLUDE = option("--exclude-generator", action="append", metavar="NAME",
                  help="leave out clips of this generator (repeatable; variable: comma-separated)")
 CACHE = option("--cache", metavar="DIR", help="cache window features here between runs")
+NO_SPEECH_GATE = option("--no-speech-gate", action="store_true",
+                        help="score every window, also silence, noise, music and tones")
 
 
 # --------------------------------------------------------------------------- check
-
-
-def _spans(items: Sequence[dict[str, Any]]) -> str:
-    return ", ".join(f"{s['start_s']:.1f}\u2013{s['end_s']:.1f} s" for s in items)
-
-
-def _summary(row: dict[str, Any]) -> str:
-    """``deepfake  p=0.98  3.6 s audio  4 of 5 windows flagged (0.0–3.6 s)``."""
-    text = (f"{row.get('verdict', row['classification']):<12}"
-            f" p={row['probability_deepfake']:.2f}  {row.get('duration_s', 0.0):.1f} s audio")
-    timeline = row.get("timeline")
-    if timeline:
-        flagged = sum(w["classification"] == "deepfake" for w in timeline)
-        text += f"  {flagged} of {len(timeline)} windows flagged"
-    if row.get("segments"):
-        text += f" ({_spans(row['segments'])})"
-    return text
-
-
-def _human_lines(row: dict[str, Any], *, timeline: bool = False,
-                 brief: bool = False) -> list[str]:
-    """One labelled line per file (``brief``: just the verdict), then its channels (when
-    analysed separately) and, with ``timeline``, one line per window."""
-    if brief:
-        return [f"{row['path']}: {row.get('verdict', row['classification'])}"]
-    lines = [f"{row['path']}: {_summary(row)}"]
-    for i, channel in enumerate(row.get("channels") or []):
-        if isinstance(channel, dict) and "probability_deepfake" in channel:
-            lines.append(f"  channel {channel.get('channel', i)}: {_summary(channel)}")
-    if timeline:
-        lines += [f"  {w['start_s']:6.1f}\u2013{w['end_s']:.1f} s"
-                  f"  p={w['probability_deepfake']:.2f}  {w['classification']}"
-                  for w in row.get("timeline") or []]
-    return lines
-
-
-def _band(value: str | Sequence[str] | None) -> tuple[float, float] | None:
-    """``--band LOW HIGH`` (or ``DEEPFAKE_AUDIO_BAND="LOW HIGH"``) → ``(low, high)``."""
-    if value is None:
-        return None
-    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    if not parts or parts == ["none"]:
-        return None
-    try:
-        low, high = (float(v) for v in parts)
-    except ValueError:
-        raise ValueError(f"--band needs two numbers, LOW HIGH (got {' '.join(parts)!r})"
-                         ) from None
-    return low, high
-
-
-CSV_FIELDS = ("path", "classification", "verdict", "confidence", "raw_score",
-              "probability_deepfake", "duration_s", "sample_rate", "model", "error")
 
 
 @command(
@@ -235,8 +185,13 @@ CSV_FIELDS = ("path", "classification", "verdict", "confidence", "raw_score",
     JOBS,
     option("--threshold", type=_float_or_none,
            help="decision threshold on raw_score (default: the model's)"),
-    option("--max-duration", type=float, default="600",
-           help="longest audio accepted, seconds (default 600)"),
+    option("--max-duration", type=_float_or_none, default="none",
+           help="longest audio accepted, seconds (default: no limit; long files are"
+                " analysed block by block in bounded memory)"),
+    option("--channels", choices=["auto", "mix", "separate"], default="auto",
+           help="analyse channels one by one (a call) or mixed; auto: separately when"
+                " they differ"),
+    NO_SPEECH_GATE,
     option("--band", nargs=2, metavar=("LOW", "HIGH"),
            help="inconclusive band on raw_score, containing the threshold (default: the"
                 " model's; variable: \"LOW HIGH\")"),
@@ -250,7 +205,7 @@ CSV_FIELDS = ("path", "classification", "verdict", "confidence", "raw_score",
 )
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        band = _band(args.band)
+        band = parse_band(args.band)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -259,7 +214,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("error: no audio files found in the given paths", file=sys.stderr)
         return EXIT_BAD_INPUT
     options = {"model_dir": args.model, "threshold": args.threshold, "band": band,
-               "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model}
+               "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model,
+               "channels": args.channels, "speech_gate": not args.no_speech_gate}
     # Decided before stderr went through the decoder-noise pipe, which is never a terminal.
     show_progress = len(files) > 1 and not args.quiet and args.stderr_is_terminal
     rows: list[dict[str, Any]] = []
@@ -282,7 +238,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 csv_writer.writerow(row)
                 sys.stdout.flush()
             elif not args.json and "error" not in row:
-                for line in _human_lines(row, timeline=args.timeline, brief=args.quiet):
+                for line in human_lines(row, timeline=args.timeline, brief=args.quiet):
                     write(line, file=sys.stdout)
                 sys.stdout.flush()
     if args.report:
@@ -295,10 +251,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                                      encoding="utf-8")
     if args.json:
         single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
-        if not args.timeline:
-            for row in rows:
-                row.pop("timeline", None)
-        print(json.dumps(rows[0] if single else rows, indent=2))
+        print(json_text(rows, single=single, timeline=args.timeline))
     if any(row.get("internal") for row in rows):
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if any("error" in row for row in rows) else EXIT_OK
@@ -366,7 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     EXCLUDE, JOBS,
     option("--cache", metavar="DIR",
            help="cache window features here between runs (held-out protocols)"),
-    QUIET, *MODEL,
+    NO_SPEECH_GATE, QUIET, *MODEL,
     quiet_decoder=True,
 )
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -376,6 +329,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
     report = evaluate(clips, args.protocol, model_dir=args.model,
                       allow_unverified=args.allow_unverified_model, jobs=args.jobs,
+                      speech_gate=not args.no_speech_gate,
                       cache_dir=Path(args.cache) if args.cache else None,
                       progress=not args.quiet)
     figures = {**report.to_dict(), "data": args.data}
@@ -453,7 +407,7 @@ def _remote(url: str, files: Sequence[str], *, ws: bool, as_json: bool,
             else:
                 rows.append({"path": str(path), **outcome})
                 if not as_json:
-                    print("\n".join(_human_lines(rows[-1])), flush=True)
+                    print("\n".join(human_lines(rows[-1])), flush=True)
     except (ImportError, ValueError) as exc:  # missing extra, or not a server URL
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -549,10 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"error: cannot load model: {exc}", file=sys.stderr)
         return EXIT_MODEL
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TrainingError as exc:  # the data or settings cannot support the run
+    except (ConfigurationError, TrainingError) as exc:  # bad settings, or data too thin
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DeepfakeAudioError as exc:

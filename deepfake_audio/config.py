@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 ENV_PREFIX = "DEEPFAKE_AUDIO_"
 
@@ -35,3 +35,18 @@ def env_name(option: str) -> str:
 def env_value(option: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The raw ``DEEPFAKE_AUDIO_<OPTION>`` value, or ``None`` when unset."""
     return (os.environ if environ is None else environ).get(env_name(option))
+
+
+def parse_band(value: str | Sequence[str] | None) -> tuple[float, float] | None:
+    """``--band LOW HIGH`` (or ``DEEPFAKE_AUDIO_BAND="LOW HIGH"``) → ``(low, high)``."""
+    if value is None:
+        return None
+    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not parts or parts == ["none"]:
+        return None
+    try:
+        low, high = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"--band needs two numbers, LOW HIGH (got {' '.join(parts)!r})"
+                         ) from None
+    return low, high

@@ -7,25 +7,28 @@ window). Each window gets the SVM's signed decision value. The clip's
 **mean**, the only rule implemented, which load_model enforces) — the same rule
 the calibration and threshold were fitted with at training time — and the timeline
 keeps every window's own score, so a long call shows where synthetic speech is.
+
+Only windows with speech are scored (:mod:`deepfake_audio.vad`): silence, noise,
+music and tones appear in the timeline as ``"no-speech"`` and stay out of the
+clip score; a recording without any speech is refused (:class:`NoSpeechError`).
+Recordings are decoded and scored block by block (:class:`~.audio.AudioReader`,
+:class:`~.features.WindowStream`), so memory does not grow with their length.
+Channels that differ (a call) are analysed one by one (:mod:`.channels`); the
+recording's verdict is that of its most suspicious channel; every channel
+gets its own verdict and segments.
+The three-way ``verdict``, the ``band`` and flagged ``segments`` follow
+:mod:`deepfake_audio.verdict`; windows without speech never join a segment.
 :meth:`Detector.verdict` turns a raw score into the verdict, for clips and
 streams alike.
-
-Two answers: ``classification`` is binary (``raw_score > threshold``), exactly as the
-service contract defines it; ``verdict`` adds ``"inconclusive"`` for raw scores inside the
-model's **band** ``[low, high]`` around the threshold (fitted on held-out scores by
-``scripts/fit_band.py``, stored in ``model.json``; a model without one has the threshold
-as its band, so it is never inconclusive). Runs of consecutive windows above the threshold
-are merged into **segments**; a *sustained* one (at least :data:`SEGMENT_MIN_S` long,
-its mean window score above the band) turns a ``real`` verdict into ``inconclusive``, so a
-synthetic insert in a long genuine call is not averaged away. ``verdict`` never
-contradicts ``classification``: it is either the same or ``"inconclusive"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,128 +39,49 @@ from .audio import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_MIN_DURATION_S,
     Audio,
+    AudioReader,
     AudioSource,
     load_audio,
 )
-from .exceptions import ConfigurationError
-from .features import FeatureConfig, WindowFeatures, extract, extract_blocks
-from .model import AGGREGATIONS, Calibration, LoadedModel, ModelMetadata, load_model
+from .channels import DECIDE_S, check_mode, choose
+from .exceptions import ConfigurationError, NoSpeechError
+from .features import FeatureConfig
+from .lanes import Lane, LaneOutcome
+from .model import AGGREGATIONS, LoadedModel, ModelMetadata, load_model
+from .vad import SpeechActivity
+from .verdict import (
+    DEEPFAKE,
+    INCONCLUSIVE,
+    REAL,
+    SEGMENT_MIN_S,
+    Segment,
+    Verdict,
+    flagged_segments,
+    sustained,
+)
 
 logger = logging.getLogger("deepfake_audio")
 
-REAL = "real"
-DEEPFAKE = "deepfake"
-INCONCLUSIVE = "inconclusive"
-
-#: Shortest flagged segment (seconds, first window start to last window end; six windows)
-#: that can overrule a ``real`` mean. Chosen with ``scripts/insert_eval.py`` (figures in
-#: docs/model-card.md): the shortest of 4.5/6/7.5/9 s that keeps the unseen-protocol EER
-#: within one point of the mean's even with no band (6 s: +3.0 points, 7.5 s: +1.4, 9 s: +0.3).
-SEGMENT_MIN_S = 9.0
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The decision for one raw score (a clip's, or a stream's running one).
-
-    Attributes
-    ----------
-    classification : {"real", "deepfake"}
-        ``"deepfake"`` when ``raw_score > threshold``.
-    confidence : float
-        Calibrated probability of ``classification``.
-    raw_score : float
-        The score decided on.
-    probability_deepfake : float
-        Calibrated probability that the audio is synthetic.
-    verdict : {"real", "deepfake", "inconclusive"}
-        ``classification``, or ``"inconclusive"`` inside the band (or, for a clip, when a
-        sustained flagged segment contradicts a ``real`` mean).
-    """
-
-    classification: str
-    confidence: float
-    raw_score: float
-    probability_deepfake: float
-    verdict: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+NO_SPEECH = "no-speech"
+__all__ = ["DEEPFAKE", "INCONCLUSIVE", "NO_SPEECH", "REAL", "SEGMENT_MIN_S", "AnalysisResult",
+           "Detector", "Segment", "Verdict", "WindowScore", "flagged_segments", "sustained"]
 
 
 @dataclass(frozen=True)
 class WindowScore:
-    """Score of one analysis window of the timeline."""
+    """Score of one analysis window of the timeline.
+
+    A window without speech has ``classification == "no-speech"`` and no scores.
+    """
 
     start_s: float
     end_s: float
-    raw_score: float
-    probability_deepfake: float
+    raw_score: float | None
+    probability_deepfake: float | None
     classification: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A run of consecutive windows scored above the threshold, merged.
-
-    Attributes
-    ----------
-    start_s, end_s : float
-        From the first window's start to the last window's end, in seconds.
-    raw_score : float
-        Mean raw score of its windows.
-    probability_deepfake : float
-        Calibrated probability for that mean score.
-    """
-
-    start_s: float
-    end_s: float
-    raw_score: float
-    probability_deepfake: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def flagged_segments(spans: Sequence[tuple[float, float]], scores: np.ndarray, threshold: float,
-                     calibration: Calibration) -> tuple[Segment, ...]:
-    """Merge consecutive windows with ``score > threshold`` into :class:`Segment` s.
-
-    Parameters
-    ----------
-    spans : sequence of (float, float)
-        Start and end seconds of each window, in time order.
-    scores : numpy.ndarray
-        Raw score of each window.
-    threshold : float
-        Decision threshold on the raw score.
-    calibration : Calibration
-        Maps a segment's mean score to its probability.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    segments = []
-    start = None
-    for i, flagged in enumerate([*(scores > threshold).tolist(), False]):
-        if flagged and start is None:
-            start = i
-        elif not flagged and start is not None:
-            mean = float(np.mean(scores[start:i]))
-            segments.append(Segment(float(spans[start][0]), float(spans[i - 1][1]), mean,
-                                    float(calibration.probability_deepfake(mean))))
-            start = None
-    return tuple(segments)
-
-
-def sustained(segments: Sequence[Segment], min_duration_s: float, min_raw_score: float) -> bool:
-    """Whether any segment lasts ``min_duration_s`` with a mean score above ``min_raw_score``."""
-    return any(s.duration_s >= min_duration_s and s.raw_score > min_raw_score for s in segments)
 
 
 @dataclass(frozen=True)
@@ -178,7 +102,7 @@ class AnalysisResult:
     probability_deepfake : float
         Calibrated probability that the recording is synthetic.
     verdict : {"real", "deepfake", "inconclusive"}
-        Three-way answer (see the module docstring): ``classification`` or
+        Three-way answer (:mod:`deepfake_audio.verdict`): ``classification`` or
         ``"inconclusive"``.
     threshold : float
         Decision threshold on ``raw_score`` that was applied.
@@ -194,9 +118,15 @@ class AnalysisResult:
     calibrated : bool
         False for legacy models without calibration data.
     timeline : tuple of WindowScore
-        Per-window scores in time order.
+        Per-window scores in time order; windows without speech say ``"no-speech"``.
     segments : tuple of Segment
-        Runs of consecutive windows above the threshold, in time order.
+        Runs of consecutive speech windows above the threshold, in time order.
+    channel : int or None
+        When channels were analysed separately: the channel this verdict comes
+        from (for a recording, its most suspicious channel). ``None`` when mixed.
+    channels : tuple of AnalysisResult
+        One result per channel analysed separately (each with its ``channel``);
+        empty when the channels were mixed or the audio is mono.
     """
 
     classification: str
@@ -212,6 +142,8 @@ class AnalysisResult:
     calibrated: bool
     timeline: tuple[WindowScore, ...]
     segments: tuple[Segment, ...] = ()
+    channel: int | None = None
+    channels: tuple[AnalysisResult, ...] = ()
 
     @property
     def is_deepfake(self) -> bool:
@@ -235,7 +167,14 @@ class AnalysisResult:
         }
         if timeline:
             data["timeline"] = [w.to_dict() for w in self.timeline]
+        data["channel"] = self.channel
+        if not self._is_channel_entry:
+            data["channels"] = [c.to_dict(timeline=timeline) for c in self.channels]
         return data
+
+    @property
+    def _is_channel_entry(self) -> bool:
+        return self.channel is not None and not self.channels
 
 
 class Detector:
@@ -251,17 +190,22 @@ class Detector:
         Override the model's inconclusive band ``(low, high)`` on ``raw_score``; it must
         contain the threshold. Without it, the model's band (widened to reach an
         overridden threshold), or the threshold alone for a model without a band.
-
-    Raises
-    ------
-    ConfigurationError
-        ``band`` does not contain the threshold.
     max_duration_s : float or None
         Longest audio accepted (checked from the header before decoding).
     min_duration_s : float
         Shortest audio accepted.
     allow_unverified : bool
         Load a legacy model folder without ``model.json`` (unverifiable pickles).
+    channels : {"auto", "mix", "separate"}
+        How multi-channel audio is analysed (:mod:`deepfake_audio.channels`).
+    speech_gate : bool
+        Score only windows with speech (:mod:`deepfake_audio.vad`). Off: every
+        window is scored, as before speech gating existed.
+
+    Raises
+    ------
+    ConfigurationError
+        ``band`` does not contain the threshold.
 
     Examples
     --------
@@ -281,6 +225,8 @@ class Detector:
         max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
         min_duration_s: float = DEFAULT_MIN_DURATION_S,
         allow_unverified: bool = False,
+        channels: str = "auto",
+        speech_gate: bool = True,
     ) -> None:
         started = time.perf_counter()
         self._model: LoadedModel = load_model(model_dir, allow_unverified=allow_unverified)
@@ -292,6 +238,8 @@ class Detector:
         self.band = self._resolve_band(band)
         self.max_duration_s = max_duration_s
         self.min_duration_s = min_duration_s
+        self.channels = check_mode(channels)
+        self.speech_gate = speech_gate
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
 
     def _resolve_band(self, band: tuple[float, float] | None) -> tuple[float, float]:
@@ -335,16 +283,20 @@ class Detector:
             file_type=file_type,
         )
 
-    def analyze(self, source: AudioSource, *, file_type: str | None = None) -> AnalysisResult:
-        """Classify one recording.
+    def analyze(self, source: AudioSource, *, file_type: str | None = None,
+                channels: str | None = None) -> AnalysisResult:
+        """Classify one recording, decoding and scoring it block by block.
 
         Parameters
         ----------
         source : path, bytes, binary file object or (numpy.ndarray, int)
-            WAV, FLAC, OGG or MP3 data at any sample rate and channel count, or
-            raw samples with their sample rate.
+            Any format of :data:`~deepfake_audio.audio.SUPPORTED_FORMATS` (audio
+            or video files, at any sample rate and channel count), or raw samples
+            with their sample rate.
         file_type : str, optional
             Declared extension (e.g. ``".mp3"``), as the WebSocket API sends it.
+        channels : {"auto", "mix", "separate"}, optional
+            Overrides the detector's ``channels`` setting for this call.
 
         Returns
         -------
@@ -353,49 +305,64 @@ class Detector:
         Raises
         ------
         InputError
-            The audio cannot be analysed (a specific subclass says why).
+            The audio cannot be analysed (a specific subclass says why;
+            :class:`~deepfake_audio.exceptions.NoSpeechError` when it holds no speech).
         """
-        return self.analyze_audio(self.decode(source, file_type=file_type))
+        mode = check_mode(channels or self.channels)
+        sample_rate = self.feature_config.sample_rate
+        with AudioReader(source, target_sr=sample_rate, max_duration_s=self.max_duration_s,
+                         file_type=file_type) as reader:
+            info = reader.info
+            blocks = reader.blocks()
+            head: list[np.ndarray] = []
+            for block in blocks:  # the channel rule looks at the first seconds
+                head.append(block)
+                if sum(len(b) for b in head) >= DECIDE_S * sample_rate:
+                    break
+            separate = info.channels > 1 and bool(head) and choose(mode, np.concatenate(head))
+            lanes = ([Lane(self, channel) for channel in range(info.channels)] if separate
+                     else [Lane(self, None)])
+            for block in itertools.chain(head, blocks):
+                if separate:
+                    for lane in lanes:
+                        lane.feed(block[:, lane.index])
+                else:
+                    lane = lanes[0]
+                    lane.feed(block[:, 0] if block.shape[1] == 1
+                              else block.mean(axis=1, dtype=np.float32))
+            return self._combine([lane.finish() for lane in lanes], info.sample_rate)
 
     def analyze_audio(self, audio: Audio) -> AnalysisResult:
-        """Classify already-decoded :class:`~deepfake_audio.audio.Audio`."""
-        return self._result(extract(audio.samples, self.feature_config),
-                            audio.original_sample_rate)
+        """Classify already-decoded mono :class:`~deepfake_audio.audio.Audio`."""
+        lane = Lane(self, None)
+        lane.feed(audio.samples)
+        return self._combine([lane.finish()], audio.original_sample_rate)
 
-    def analyze_blocks(self, blocks: Iterable[np.ndarray], *, peak: float,
-                       original_sample_rate: int | None = None) -> AnalysisResult:
-        """Classify audio that arrives in blocks, in memory bounded whatever its length.
+    def _combine(self, outcomes: list[LaneOutcome], sample_rate: int) -> AnalysisResult:
+        """The recording's result from its lanes: the most suspicious channel decides."""
+        scored = [o for o in outcomes if o.error is None]
+        if not scored:
+            errors = [o.error for o in outcomes if o.error is not None]
+            raise next((e for e in errors if isinstance(e, NoSpeechError)), errors[0])
+        results = [self._result(o, sample_rate) for o in scored]
+        if outcomes[0].index is None:
+            return results[0]
+        worst = max(results, key=lambda r: r.raw_score)
+        return dataclasses.replace(worst, channels=tuple(results))
 
-        Parameters
-        ----------
-        blocks : iterable of numpy.ndarray
-            Consecutive mono float32 sample blocks at the model's sample rate
-            (``feature_config.sample_rate``), already validated, any sizes.
-        peak : float
-            Largest absolute sample of the whole audio (from a first pass).
-        original_sample_rate : int, optional
-            Rate of the source before resampling, reported in the result.
-
-        Returns
-        -------
-        AnalysisResult
-            Equal to :meth:`analyze_audio` of the concatenated blocks.
-        """
-        sample_rate = self.feature_config.sample_rate
-        windows = extract_blocks(blocks, self.feature_config, peak=peak)
-        return self._result(windows, original_sample_rate or sample_rate)
-
-    def _result(self, windows: WindowFeatures, original_sample_rate: int) -> AnalysisResult:
-        scores = self._model.decision_values(windows.matrix)
+    def _result(self, outcome: LaneOutcome, sample_rate: int) -> AnalysisResult:
         calibration = self._model.metadata.calibration
+        scores = outcome.scores
         probabilities = calibration.probability_deepfake(scores)
         timeline = tuple(
             WindowScore(start, end, float(score), float(prob), self._label(float(score)))
-            for (start, end), score, prob in zip(windows.spans, scores, probabilities,
-                                                 strict=True)
+            if speech else WindowScore(start, end, None, None, NO_SPEECH)
+            for (start, end), score, prob, speech in zip(
+                outcome.spans, scores, probabilities, outcome.speech, strict=True)
         )
-        segments = flagged_segments(windows.spans, scores, self.threshold, calibration)
-        verdict = self.verdict(self._aggregate(scores), segments)
+        segments = flagged_segments(outcome.spans, np.where(outcome.speech, scores, -np.inf),
+                                    self.threshold, calibration)
+        verdict = self.verdict(self._aggregate(scores[outcome.speech]), segments)
         return AnalysisResult(
             classification=verdict.classification,
             confidence=verdict.confidence,
@@ -404,12 +371,13 @@ class Detector:
             verdict=verdict.verdict,
             threshold=self.threshold,
             band=self.band,
-            duration_s=round(windows.duration_s, 3),
-            sample_rate=original_sample_rate,
+            duration_s=round(outcome.duration_s, 3),
+            sample_rate=sample_rate,
             model=self.model_id,
             calibrated=calibration.method != "none",
             timeline=timeline,
             segments=segments,
+            channel=outcome.index,
         )
 
     def verdict(self, raw_score: float, segments: Sequence[Segment] = ()) -> Verdict:
@@ -444,11 +412,20 @@ class Detector:
         return DEEPFAKE if raw_score > self.threshold else REAL
 
     def warm_up(self) -> AnalysisResult:
-        """Run one inference on a synthetic tone so first real requests are not slow."""
+        """Run one inference on a synthetic tone so first real requests are not slow.
+
+        The tone is no speech, so it is scored with the speech gate open; the
+        voice-activity model is still loaded and run.
+        """
         sr = self.feature_config.sample_rate
         t = np.arange(int(sr * 1.0)) / sr
         tone = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)))
-        return self.analyze((tone.astype(np.float32), sr))
+        tone = tone.astype(np.float32)
+        if self.speech_gate:
+            SpeechActivity(sr, self.feature_config.window_s or 3.0).feed(tone)
+        lane = Lane(self, None, gate=False)
+        lane.feed(tone)
+        return self._combine([lane.finish()], sr)
 
     def __repr__(self) -> str:
         return (f"Detector(model={self.model_id!r}, threshold={self.threshold:.3f},"

@@ -107,14 +107,15 @@ class EvaluationReport:
 
 def _score_with_model(
     clips: Sequence[Clip], model_dir: str | Path | None, allow_unverified: bool, jobs: int,
-    progress: bool,
+    progress: bool, speech_gate: bool,
 ) -> tuple[np.ndarray, np.ndarray, float, str]:
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     from .detector import Detector
 
-    detector = Detector(model_dir, allow_unverified=allow_unverified, max_duration_s=None)
+    detector = Detector(model_dir, allow_unverified=allow_unverified, max_duration_s=None,
+                        speech_gate=speech_gate)
 
     def score(clip: Clip) -> tuple[float, float]:
         try:
@@ -206,6 +207,7 @@ def evaluate(
     jobs: int = 1,
     cache_dir: Path | None = None,
     progress: bool = True,
+    speech_gate: bool = True,
 ) -> EvaluationReport:
     """Score ``clips`` under ``protocol`` (see the module docstring).
 
@@ -226,6 +228,10 @@ def evaluate(
         Cache window features here between runs (held-out protocols).
     progress : bool
         Show progress bars on stderr.
+    speech_gate : bool
+        ``model`` protocol: score only windows with speech, as :class:`Detector` does
+        (clips without speech are skipped); off scores every window. Held-out
+        protocols score every window of each clip either way.
 
     Raises
     ------
@@ -240,7 +246,7 @@ def evaluate(
     prob: np.ndarray | None = None
     if protocol == "model":
         raw, prob, threshold, model_id = _score_with_model(clips, model_dir, allow_unverified,
-                                                           jobs, progress)
+                                                           jobs, progress, speech_gate)
         title = f"model {model_id} on {len(clips)} clips"
     else:
         raw, threshold = _held_out_scores(clips, protocol, model_dir, allow_unverified, jobs,

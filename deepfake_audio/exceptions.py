@@ -27,8 +27,16 @@ class AudioFileNotFoundError(InputError, FileNotFoundError):
     """The given path does not exist or is not a regular file."""
 
 
+class NotMediaError(AudioDecodeError):
+    """The bytes are not an audio or video file at all; the message says what they look like."""
+
+
+class NoAudioStreamError(AudioDecodeError):
+    """A media container (e.g. a video) without any audio stream; the message lists its streams."""
+
+
 class UnsupportedFormatError(InputError):
-    """The container or codec is recognised but not supported (supported: WAV, FLAC, OGG, MP3)."""
+    """The container or codec is recognised but cannot be decoded."""
 
 
 class EmptyAudioError(InputError):
@@ -48,6 +56,10 @@ class AudioTooLongError(InputError):
 
 class SilentAudioError(InputError):
     """The audio holds no signal above the noise floor (digital silence)."""
+
+
+class NoSpeechError(SilentAudioError):
+    """The audio holds sound but no speech (silence, noise, music or tones only)."""
 
 
 class InvalidAudioError(InputError):
@@ -88,6 +100,9 @@ __all__ = [
     "InvalidAudioError",
     "ModelIntegrityError",
     "ModelLoadError",
+    "NoAudioStreamError",
+    "NoSpeechError",
+    "NotMediaError",
     "SilentAudioError",
     "TrainingError",
     "UnsupportedFormatError",

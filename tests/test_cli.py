@@ -28,8 +28,10 @@ def batch(tmp_path_factory, gen) -> Path:
     """Six generated files: every format, several rates and channel counts, one subfolder."""
     root = tmp_path_factory.mktemp("batch")
     gen.write(root / "a_speech.wav", gen.speechlike(16000, 2.0, seed=1), 16000)
-    gen.write(root / "b_noise.flac", gen.noise(44100, 2.0, seed=2), 44100)
-    gen.write(root / "c_tone.ogg", gen.tone(22050, 2.0, 220.0, channels=2), 22050)
+    gen.write(root / "b_noise.flac",
+              gen.speechlike(44100, 2.0, seed=7) + gen.noise(44100, 2.0, seed=2), 44100)
+    gen.write(root / "c_tone.ogg", np.stack([gen.speechlike(22050, 2.0, seed=8)] * 2, axis=1),
+              22050)
     gen.write(root / "d_speech.mp3", gen.speechlike(48000, 2.0, seed=3), 48000)
     gen.write(root / "sub" / "e_speech.wav",
               np.stack([gen.speechlike(8000, 2.5, seed=4)] * 2, axis=1), 8000)
@@ -44,7 +46,8 @@ def bad_batch(tmp_path_factory, gen) -> Path:
     root = tmp_path_factory.mktemp("bad_batch")
     gen.write(root / "good1.wav", gen.speechlike(16000, 2.0, seed=1), 16000)
     (root / "broken.wav").write_bytes(np.random.default_rng(0).bytes(4000))
-    gen.write(root / "good2.flac", gen.noise(22050, 2.0, seed=2), 22050)
+    gen.write(root / "good2.flac",
+              gen.speechlike(22050, 2.0, seed=2) + gen.noise(22050, 2.0, seed=2), 22050)
     return root
 
 
@@ -161,15 +164,15 @@ def test_bad_file_in_a_batch_serial(capsys, bad_batch):
     assert [Path(line.split(":")[0]).name for line in out.splitlines()] == [
         "good1.wav", "good2.flac"]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        f"error: {bad_batch / 'broken.wav'}: not a recognised audio file"
-        " (expected WAV, FLAC, OGG or MP3 data)"]
+        f"error: {bad_batch / 'broken.wav'}: not an audio or video file:"
+        " found unrecognised binary data"]
 
 
 def test_bad_file_json_keeps_an_error_row(capsys, bad_batch):
     code, out, _ = main(capsys, "check", str(bad_batch), "--json")
     assert code == 3
     rows = {Path(r["path"]).name: r for r in json.loads(out)}
-    assert rows["broken.wav"]["error_type"] == "AudioDecodeError"
+    assert rows["broken.wav"]["error_type"] == "NotMediaError"  # an AudioDecodeError
     assert "classification" in rows["good1.wav"]
 
 

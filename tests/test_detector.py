@@ -28,8 +28,8 @@ def results(detector, real_clip, fake_clip, gen) -> list[AnalysisResult]:
     """A spread of verdicts: the two bundled clips plus generated signals."""
     sources = [real_clip, fake_clip,
                (gen.speechlike(16000, 2.5, seed=1), 16000),
-               (gen.noise(22050, 2.0, seed=2), 22050),
-               (gen.tone(8000, 1.0, 300.0), 8000)]
+               (gen.speechlike(22050, 2.0, seed=3) + gen.noise(22050, 2.0, seed=2), 22050),
+               (gen.speechlike(8000, 1.0, seed=4), 8000)]
     return [detector.analyze(s) for s in sources]
 
 
@@ -152,7 +152,10 @@ def test_sixty_second_clip_has_many_windows(detector, gen):
     assert len(result.timeline) >= 30  # 3 s windows every 1.5 s
     _assert_covers(result)
     assert all(w.end_s - w.start_s == pytest.approx(3.0, abs=0.011) for w in result.timeline)
-    assert all(0.0 <= w.probability_deepfake <= 1.0 for w in result.timeline)
+    scored = [w for w in result.timeline if w.classification != "no-speech"]
+    assert scored and all(0.0 <= w.probability_deepfake <= 1.0 for w in scored)
+    # The second half is noise only: its windows are not scored.
+    assert all(w.classification == "no-speech" for w in result.timeline if w.start_s >= 30.5)
 
 
 def test_short_clip_is_one_window(detector, gen):
@@ -207,17 +210,17 @@ def test_bundled_clips_match_their_readme(real_clip, fake_clip):
 
 def test_duration_limits_are_the_detectors(gen):
     detector = Detector(max_duration_s=2.0, min_duration_s=1.0)
-    wav = gen.encode(gen.tone(16000, 3.0), 16000)
-    with pytest.raises(AudioTooLongError):
+    wav = gen.encode(gen.speechlike(16000, 3.0), 16000)
+    with pytest.raises(AudioTooLongError, match="--max-duration"):
         detector.analyze(wav)
     with pytest.raises(AudioTooShortError):
-        detector.analyze(gen.encode(gen.tone(16000, 0.5), 16000))
-    assert detector.analyze(gen.encode(gen.tone(16000, 1.5), 16000)).duration_s == 1.5
+        detector.analyze(gen.encode(gen.speechlike(16000, 0.5), 16000))
+    assert detector.analyze(gen.encode(gen.speechlike(16000, 1.5), 16000)).duration_s == 1.5
 
 
 def test_input_errors_propagate(detector, gen):
     with pytest.raises(UnsupportedFormatError):
-        detector.analyze(gen.encode(gen.tone(16000), 16000), file_type=".aiff")
+        detector.analyze(gen.encode(gen.speechlike(16000), 16000), file_type=".docx")
     with pytest.raises(InputError):
         detector.analyze(b"\x00" * 100)
 
@@ -239,13 +242,13 @@ def test_results_are_deterministic(detector, fake_clip):
     assert first == second
 
 
-def test_analyze_blocks_equals_analyze(detector, gen):
-    """Block-fed analysis (bounded memory) gives the result of the whole clip."""
+def test_file_analysed_in_blocks_equals_whole_clip(detector, gen, tmp_path):
+    """A file decoded and scored block by block gives the result of the whole clip."""
     y = gen.speechlike(16000, 14.0, seed=4).astype(np.float32)
-    whole = detector.analyze((y, 16000))
-    blocks = (y[i : i + 12_345] for i in range(0, len(y), 12_345))
-    streamed = detector.analyze_blocks(blocks, peak=float(np.max(np.abs(y))),
-                                       original_sample_rate=16000)
+    path = tmp_path / "clip.flac"
+    sf.write(path, y, 16000, subtype="PCM_24")
+    whole = detector.analyze_audio(detector.decode(path))
+    streamed = detector.analyze(path)
     assert streamed.classification == whole.classification
     assert streamed.raw_score == pytest.approx(whole.raw_score, abs=1e-6)
     assert streamed.duration_s == whole.duration_s

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from deepfake_audio import features, filterbanks
+from deepfake_audio import features, filterbanks, spectra
 from deepfake_audio.features import FeatureConfig, extract, feature_names
 
 SR = 16_000
@@ -282,7 +282,7 @@ def test_features_respond_to_the_signal(config, gen):
 def test_chunked_frame_features_equal_one_pass(config, clip, monkeypatch):
     """Long files are processed in frame chunks; the seams must not show."""
     whole, energy = features.frame_features(clip, config)
-    monkeypatch.setattr(features, "_FRAME_CHUNK", 37)
+    monkeypatch.setattr(spectra, "_FRAME_CHUNK", 37)
     chunked, chunked_energy = features.frame_features(clip, config)
     # float32 matrix products round differently for different batch sizes: allow that
     # (relative to each column's scale), not a seam
@@ -379,17 +379,21 @@ def _blocks(y: np.ndarray, seed: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("seconds", [0.5, 3.2, 17.3])
-def test_extract_blocks_equals_extract(config, gen, seconds, monkeypatch):
+def test_window_stream_in_blocks_equals_extract(config, gen, seconds, monkeypatch):
     """Audio fed in irregular blocks (and frame chunks smaller than a window) gives the
     windows of the whole clip."""
-    monkeypatch.setattr(features, "_FRAME_CHUNK", 97)
+    monkeypatch.setattr(spectra, "_FRAME_CHUNK", 97)
     y = gen.speechlike(SR, seconds, seed=11).astype(np.float32)
     whole = extract(y, config)
-    streamed = features.extract_blocks(_blocks(y, 1), config,
-                                       peak=float(np.max(np.abs(y))))
-    assert streamed.spans == whole.spans
-    assert streamed.duration_s == whole.duration_s == pytest.approx(seconds)
-    np.testing.assert_allclose(streamed.matrix, whole.matrix, rtol=1e-5, atol=1e-6)
+    stream = features.WindowStream(config)
+    parts = [w for block in _blocks(y, 1) for w in stream.feed(block)]
+    last = stream.finish()
+    assert last is not None
+    parts.append(last)
+    assert tuple(span for part in parts for span in part.spans) == whole.spans
+    assert last.duration_s == whole.duration_s == pytest.approx(seconds)
+    np.testing.assert_allclose(np.vstack([p.matrix for p in parts]), whole.matrix,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_iter_frame_features_pieces_equal_frame_features(clip):
@@ -443,7 +447,7 @@ def _reference_spectral(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
 def test_phase_and_spectral_columns_follow_their_definitions(config, clip, monkeypatch):
     """The fast paths (phase-aligned STFT, band sums as products, blockwise roll-off,
     chunk seams) compute the same measures as their plain definitions."""
-    monkeypatch.setattr(features, "_FRAME_CHUNK", 64)
+    monkeypatch.setattr(spectra, "_FRAME_CHUNK", 64)
     y = clip * np.float32(0.5 / np.max(np.abs(clip)))
     names = features.frame_feature_names(config)
     rows, _ = features.frame_features(y, config)
@@ -470,3 +474,25 @@ def test_public_phase_and_spectral_functions(config, clip):
     assert got.shape == (len(power), len(features._SPECTRAL_NAMES))
     np.testing.assert_allclose(got[:, :6], _reference_spectral(power, config)[:, :6],
                                rtol=1e-4, atol=1e-4)
+@pytest.mark.parametrize(("seconds", "piece"), [(9.7, 5000), (61.0, 48_000), (95.3, 7919),
+                                                (130.0, 1 << 16)])
+def test_window_stream_matches_whole_file_extraction(gen, seconds, piece):
+    """Block-wise extraction sees the same windows, spans and frames as extract()."""
+    y = (gen.speechlike(SR, seconds, seed=5) + 0.05 * gen.noise(SR, seconds, seed=6))
+    y = (y / np.max(np.abs(y)) * 0.8).astype(np.float32)
+    config = FeatureConfig()
+    whole = extract(y, config)
+    stream = features.WindowStream(config)
+    parts = [w for start in range(0, len(y), piece) for w in stream.feed(y[start:start + piece])]
+    parts.append(stream.finish())
+    assert tuple(span for part in parts for span in part.spans) == whole.spans
+    matrix = np.vstack([part.matrix for part in parts])
+    scale = np.abs(whole.matrix).max(axis=0) + 1e-6
+    assert np.max(np.abs(matrix - whole.matrix) / scale) < 1e-3  # gain: first 30 s vs whole file
+    assert stream.samples_seen == len(y)
+    assert stream.finish() is None
+
+
+def test_window_stream_refuses_whole_clip_features():
+    with pytest.raises(ValueError, match="windowed streaming"):
+        features.WindowStream(FeatureConfig.legacy())

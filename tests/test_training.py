@@ -39,7 +39,7 @@ def _real(gen, i: int, sr: int) -> np.ndarray:
 
 
 def _fake(gen, i: int, sr: int) -> np.ndarray:
-    return gen.speechlike(sr, 2.0, seed=200 + i, f0=110.0 + 15 * (i % 12))
+    return gen.synthetic_voice(sr, 2.0, seed=200 + i, f0=110.0 + 15 * (i % 12))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_train_writes_a_model_the_detector_loads(tiny_model):
 
 
 def test_trained_model_separates_unseen_clips(tiny_model, gen):
-    detector = Detector(tiny_model[0])
+    detector = Detector(tiny_model[0], speech_gate=False)  # noise vs tones: no speech
     for i in range(12, 20):  # new seeds, same families and rates as the training clips
         sr = RATES[i % len(RATES)]
         real = detector.analyze((_real(gen, i, sr), sr))
@@ -231,7 +231,7 @@ def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, t
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [*cli_commands["module"], "evaluate", str(tiny_data), "--model", str(tiny_model[0]),
-         "-q", "--output", str(report)],
+         "-q", "--no-speech-gate", "--output", str(report)],
         capture_output=True, text=True, env=cli_env, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -247,7 +247,8 @@ def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, t
 def test_evaluate_json_flag_prints_the_report(tiny_data, tiny_model, capsys):
     from deepfake_audio.cli import main
 
-    code = main(["evaluate", str(tiny_data), "--model", str(tiny_model[0]), "-q", "--json"])
+    code = main(["evaluate", str(tiny_data), "--model", str(tiny_model[0]), "-q", "--json",
+                 "--no-speech-gate"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
     assert (data["model"], data["protocol"], data["data"]) == ("tiny-test", "model",
@@ -259,7 +260,8 @@ def test_evaluate_json_flag_prints_the_report(tiny_data, tiny_model, capsys):
 def test_evaluate_returns_a_report(tiny_data, tiny_model):
     from deepfake_audio.evaluation import evaluate
 
-    report = evaluate(load_dataset(tiny_data), "model", model_dir=tiny_model[0], progress=False)
+    report = evaluate(load_dataset(tiny_data), "model", model_dir=tiny_model[0], progress=False,
+                      speech_gate=False)
     assert report.model == "tiny-test" and report.summary["n"] == len(report.scores) == 24
     assert set(report.to_dict()) == {"protocol", "model", "summary", "per_generator",
                                      "per_source"}
@@ -300,7 +302,7 @@ def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_p
     assert metadata.training["settings"]["calibration"] == "unseen"
     p = float(metadata.calibration.probability_deepfake(metadata.decision_threshold))
     assert p == pytest.approx(0.5, abs=1e-6)
-    detector = Detector(tmp_path / "m")
+    detector = Detector(tmp_path / "m", speech_gate=False)
     assert detector.analyze(two_corpora[0].path).classification == "real"
 
 

@@ -36,6 +36,7 @@ from .admission import Admission, AnalysisTimeout, ServerBusy
 from .errors import (
     BUSY_MESSAGE,
     TIMEOUT_MESSAGE,
+    WORKER_CRASHED_MESSAGE,
     error_body,
     input_error_body,
     input_error_status,
@@ -50,7 +51,8 @@ from .middleware import (
 )
 from .runtime import install_drain_handler, single_threaded_blas
 from .settings import Settings
-from .state import ServiceState, load_detector
+from .state import ServiceState, launch_workers, load_detector
+from .workers import WorkerCrashed
 
 _ROUTERS = (routes_http.router, routes_ws.router, routes_docs.router)
 
@@ -76,12 +78,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     blas_limit = single_threaded_blas()
     state.admission = Admission(settings.concurrency, settings.max_queue,
                                 settings.analysis_timeout_s)
-    if state.detector is None:
-        state.detector = await anyio.to_thread.run_sync(load_detector, settings)
-    logger.info("model %s loaded; %d analysis slots, HTTP queue %d, %d WebSocket connections,"
-                " upload cap %g MB, API key %s, CORS origins %s", state.detector.model_id,
-                settings.concurrency, settings.max_queue, settings.max_ws_connections,
-                settings.max_upload_mb,
+    # Workers load their models while this process loads its own (for /ws/stream).
+    workers = launch_workers(settings, state.fault_hook is not None) if settings.isolate else None
+    try:
+        if state.detector is None:
+            state.detector = await anyio.to_thread.run_sync(load_detector, settings)
+    except BaseException:
+        if workers is not None:
+            workers.close()
+        raise
+    if workers is not None:
+        await anyio.to_thread.run_sync(workers.wait_ready)
+        state.workers = workers
+    logger.info("model %s loaded; %d analysis slots (%s), HTTP queue %d, %d WebSocket"
+                " connections, upload cap %g MB, API key %s, CORS origins %s",
+                state.detector.model_id, settings.concurrency,
+                "worker processes" if state.workers else "threads", settings.max_queue,
+                settings.max_ws_connections, settings.max_upload_mb,
                 "required" if settings.api_key_required else "off",
                 ",".join(settings.cors_origins) or "none")
     warm = asyncio.create_task(_warm_up(state))
@@ -96,6 +109,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             warm.cancel()
         if blas_limit is not None:
             blas_limit.restore_original_limits()
+        if state.workers is not None:
+            await anyio.to_thread.run_sync(state.workers.close)
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
@@ -128,6 +143,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     state.metrics.add_gauge(
         "analysis_queue_depth", "Analyses admitted and not finished (running + waiting).",
         lambda: [((), float(state.admission.pending if state.admission else 0))])
+    state.metrics.add_gauge(
+        "analysis_workers", "Analysis worker processes up (ready or busy; isolate mode).",
+        lambda: [((), float(state.workers.alive if state.workers else 0))])
+    state.metrics.add_gauge(
+        "analysis_worker_restarts", "Analysis workers replaced after a crash, hang or OOM.",
+        lambda: [((), float(state.workers.replaced if state.workers else 0))])
     state.metrics.add_gauge("ready", "1 when the model is loaded, warmed up and not draining.",
                             lambda: [((), 1.0 if state.ready else 0.0)])
     state.metrics.add_gauge("info", "Model and library version.",
@@ -184,6 +205,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(TIMEOUT_MESSAGE, "the server is overloaded"), 503,
                             headers={"Retry-After": "5"})
 
+    async def worker_crashed(request: Request, exc: Exception) -> Response:
+        return JSONResponse(error_body(WORKER_CRASHED_MESSAGE, str(exc)), 503,
+                            headers={"Retry-After": "1"})
+
     async def internal(request: Request, exc: Exception) -> Response:
         request_id = request_id_of(request.scope)
         logger.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
@@ -197,6 +222,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputError, input_error)
     app.add_exception_handler(ServerBusy, busy)
     app.add_exception_handler(AnalysisTimeout, timeout)
+    app.add_exception_handler(WorkerCrashed, worker_crashed)
     app.add_exception_handler(Exception, internal)
 
 

@@ -16,6 +16,9 @@ from ..exceptions import (
 )
 
 BUSY_MESSAGE = "server busy, retry later"
+WORKER_CRASHED_MESSAGE = "analysis worker crashed"
+#: Where an upload-size error tells the user the cap comes from.
+UPLOAD_SETTING = "raise it with --max-upload-mb / DEEPFAKE_AUDIO_MAX_UPLOAD_MB"
 TIMEOUT_MESSAGE = "analysis timed out"
 
 # Most specific first: the first isinstance match decides.

@@ -8,7 +8,10 @@ command after it, in the analysis thread, exactly where a misbehaving decoder wo
 - ``MAGIC + b"hang=SECONDS"`` sleeps that long (capped at :data:`MAX_HANG_S`),
   like a decoder stuck in a loop: the request must time out (503) on its own;
 - ``MAGIC + b"crash"`` raises :class:`InjectedCrash`, like a decoder bug: the
-  request must fail alone (500 / ``{"error"}``) and the server keep serving.
+  request must fail alone (500 / ``{"error"}``) and the server keep serving;
+- ``MAGIC + b"abort"`` calls :func:`os.abort` (SIGABRT), like a decoder
+  segfaulting in C: under worker isolation only that worker dies, the request
+  gets 503 and the worker is replaced.
 
 Anything else, and every payload when the variable is unset, is left alone.
 """
@@ -61,6 +64,8 @@ def inject(head: bytes) -> None:
         return
     if command == b"crash":
         raise InjectedCrash("injected decoder crash (DEEPFAKE_AUDIO_TEST_FAULTS)")
+    if command == b"abort":
+        os.abort()
 
 
 def hook_from_env(environ: Mapping[str, str] | None = None) -> FaultHook | None:

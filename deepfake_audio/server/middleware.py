@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admission import Admission
-from .errors import BUSY_MESSAGE, error_body
+from .errors import BUSY_MESSAGE, UPLOAD_SETTING, error_body
 from .logs import logger
 from .metrics import Metrics
 from .settings import Settings
@@ -285,7 +285,8 @@ class UploadTooLarge(HTTPException):
     """Raised from ``receive`` once the body passes the cap; rendered as 413 JSON."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body exceeds the {limit / 1024 / 1024:g} MB limit")
+        super().__init__(413, f"the request body exceeds the {limit / 1024 / 1024:g} MB limit"
+                              f" ({UPLOAD_SETTING})")
 
 
 class AnalyzeGuardMiddleware:
@@ -365,5 +366,6 @@ class AnalyzeGuardMiddleware:
         self.metrics.rejected.inc("too_large")
         await send_json(send, 413, error_body(
             "upload too large",
-            f"the request body exceeds the {self.upload_limit / 1024 / 1024:g} MB limit"),
+            f"the request body exceeds the {self.upload_limit / 1024 / 1024:g} MB limit"
+            f" ({UPLOAD_SETTING})"),
             {"Connection": "close"})

@@ -13,12 +13,11 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from .._version import __version__
-from ..detector import AnalysisResult, Detector
-from .errors import error_body
-from .faults import FaultHook
+from ..detector import AnalysisResult
+from .errors import UPLOAD_SETTING, error_body
 from .metrics import Metrics
 from .schemas import AnalysisResponse, ErrorResponse, InfoResponse, LiveResponse, ReadyResponse
-from .state import service
+from .state import ServiceState, service
 
 API_NAME = "Deepfake Audio Detection API"
 API_DESCRIPTION = "API for real-time detection of deepfake audio"
@@ -100,21 +99,16 @@ async def metrics(request: Request) -> Response:
     return Response(service(request).metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
 
-def _analyze_file(detector: Detector, handle: IO[bytes],
-                  fault_hook: FaultHook | None = None) -> AnalysisResult:
-    if fault_hook is not None:
-        handle.seek(0)
-        fault_hook(handle.read(256))
+def _analyze_file(state: ServiceState, handle: IO[bytes]) -> AnalysisResult:
     handle.seek(0)
     # The content decides the format; a browser blob's file name ("blob") says nothing.
-    return detector.analyze(handle)
+    return state.analyze_bytes(handle.read())
 
 
 @router.post("/analyze", summary="Analyse an uploaded audio file",
              openapi_extra=_ANALYZE_OPENAPI, responses=_ANALYZE_RESPONSES)
 async def analyze(request: Request) -> Response:
     state = service(request)
-    detector = state.loaded_detector
     try:
         form = await request.form(max_files=1, max_fields=16, max_part_size=64 * 1024)
     except MultiPartException as exc:
@@ -128,10 +122,10 @@ async def analyze(request: Request) -> Response:
         if upload.size is not None and upload.size > state.settings.max_upload_bytes:
             return JSONResponse(error_body(
                 "upload too large",
-                f"the file exceeds the {state.settings.max_upload_mb:g} MB limit"), 413)
+                f"the file exceeds the {state.settings.max_upload_mb:g} MB limit"
+                f" ({UPLOAD_SETTING})"), 413)
         file = upload.file
-        result = await state.run_analysis(
-            "http", lambda: _analyze_file(detector, file, state.fault_hook))
+        result = await state.run_analysis("http", lambda: _analyze_file(state, file))
         return JSONResponse(result.to_dict())
     finally:
         await form.close()

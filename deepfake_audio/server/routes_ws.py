@@ -16,16 +16,22 @@ import anyio.to_thread
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..detector import AnalysisResult, Detector
+from ..detector import AnalysisResult
 from ..exceptions import InputError
 from .admission import AnalysisTimeout
-from .errors import BUSY_MESSAGE, TIMEOUT_MESSAGE, error_body, input_error_body
-from .faults import FaultHook
+from .errors import (
+    BUSY_MESSAGE,
+    TIMEOUT_MESSAGE,
+    WORKER_CRASHED_MESSAGE,
+    error_body,
+    input_error_body,
+)
 from .logs import logger
 from .messages import MessageError, decode_message, send_json, stream_error
 from .runtime import release_freed_memory
 from .state import ServiceState, service
 from .streaming import stream_loop
+from .workers import WorkerCrashed
 
 #: A ``/ws`` message at least this large is followed by :func:`release_freed_memory`.
 TRIM_AFTER_BYTES = 1024 * 1024
@@ -35,27 +41,25 @@ TRY_AGAIN_LATER = 1013
 router = APIRouter()
 
 
-def _analyze_message(detector: Detector, text: str, max_bytes: int,
-                     fault_hook: FaultHook | None = None) -> AnalysisResult:
+def _analyze_message(state: ServiceState, text: str, max_bytes: int) -> AnalysisResult:
     # JSON parsing and base64 decoding of a 30 MB message are CPU work too: in the thread.
     data, file_type = decode_message(text, max_bytes)
-    if fault_hook is not None:
-        fault_hook(data[:256])
-    return detector.analyze(data, file_type=file_type)
+    return state.analyze_bytes(data, file_type)
 
 
 async def _answer(state: ServiceState, text: str) -> dict[str, Any]:
-    detector, max_bytes = state.loaded_detector, state.settings.max_upload_bytes
+    max_bytes = state.settings.max_upload_bytes
     try:
-        result = await state.run_analysis(
-            "ws", lambda: _analyze_message(detector, text, max_bytes, state.fault_hook),
-            wait=True)
+        result = await state.run_analysis("ws", lambda: _analyze_message(state, text, max_bytes),
+                                          wait=True)
     except MessageError as exc:
         return error_body(str(exc))
     except InputError as exc:
         return input_error_body(exc)
     except AnalysisTimeout:
         return error_body(TIMEOUT_MESSAGE)
+    except WorkerCrashed as exc:
+        return error_body(WORKER_CRASHED_MESSAGE, str(exc))
     except Exception:  # a bug: report it, keep the connection (and the server) going
         logger.exception("unhandled error on /ws")
         return error_body("internal server error")

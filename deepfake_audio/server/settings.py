@@ -87,6 +87,14 @@ class Settings:
         "largest WebSocket message, MiB (default: base64 of max-upload-mb plus 64 KiB)")
     analysis_timeout_s: float = _setting(
         60.0, "ANALYSIS_TIMEOUT", "seconds a request may wait for its analysis before 503")
+    isolate: bool = _setting(
+        True, "ISOLATE", "analyse uploads in worker processes: a decoder crash or hang fails"
+        " only its request")
+    worker_memory_mb: int = _setting(
+        1024, "WORKER_MEMORY_MB", "memory one analysis may add to its worker, MiB (0 = no limit)")
+    channels: str = _setting(
+        "auto", "CHANNELS", "multi-channel audio: auto (separately when channels differ),"
+        " mix or separate")
     log_level: str = _setting("info", "LOG_LEVEL", "logging level (debug, info, warning, ...)")
     log_format: str = _setting("text", "LOG_FORMAT", "log lines as 'text' or 'json'")
     shutdown_drain_s: float = _setting(
@@ -120,6 +128,10 @@ class Settings:
             problems.append("ws_max_message_mb must be > 0")
         if self.analysis_timeout_s <= 0:
             problems.append("analysis_timeout must be > 0")
+        if self.worker_memory_mb < 0:
+            problems.append("worker_memory_mb must be >= 0")
+        if self.channels not in ("auto", "mix", "separate"):
+            problems.append("channels must be auto, mix or separate")
         if self.log_format not in ("text", "json"):
             problems.append("log_format must be 'text' or 'json'")
         if self.shutdown_drain_s < 0 or self.graceful_timeout_s < 0:

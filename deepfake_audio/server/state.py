@@ -14,6 +14,7 @@ from .admission import Admission, ServerBusy
 from .faults import FaultHook
 from .metrics import Metrics
 from .settings import Settings
+from .workers import WorkerConfig, WorkerPool
 
 
 @dataclass
@@ -32,6 +33,8 @@ class ServiceState:
     started: float = field(default_factory=time.monotonic)
     #: Test-only fault injection (``DEEPFAKE_AUDIO_TEST_FAULTS=1``), see :mod:`.faults`.
     fault_hook: FaultHook | None = None
+    #: Analysis worker processes (``isolate``); ``None``: uploads are analysed in threads.
+    workers: WorkerPool | None = None
 
     @property
     def ready(self) -> bool:
@@ -70,6 +73,23 @@ class ServiceState:
             yield True
         finally:
             self.websocket_connections -= 1
+
+    def analyze_bytes(self, data: bytes, file_type: str | None = None) -> AnalysisResult:
+        """Analyse an upload: in a worker process when isolated, else in this thread
+        (blocking; runs under :meth:`run_analysis`).
+
+        Raises
+        ------
+        InputError
+            The audio cannot be analysed.
+        WorkerCrashed, WorkerTimeout
+            The worker died or hung (it has been replaced).
+        """
+        if self.workers is not None:
+            return self.workers.analyze(data, file_type)
+        if self.fault_hook is not None:
+            self.fault_hook(data[:256])
+        return self.loaded_detector.analyze(data, file_type=file_type)
 
     async def run_analysis(self, source: str, func: Callable[[], AnalysisResult], *,
                            wait: bool = False) -> AnalysisResult:
@@ -113,4 +133,17 @@ def service(connection: HTTPConnection) -> ServiceState:
 def load_detector(settings: Settings) -> Detector:
     """Load the configured model (blocking; call from a thread or before serving)."""
     return Detector(settings.model, max_duration_s=settings.max_duration_s,
-                    allow_unverified=settings.allow_unverified_model)
+                    allow_unverified=settings.allow_unverified_model, channels=settings.channels)
+
+
+def launch_workers(settings: Settings, faults: bool) -> WorkerPool:
+    """Start one analysis process per analysis slot; they load the model in the
+    background (:meth:`WorkerPool.wait_ready` waits for them)."""
+    pool = WorkerPool(
+        WorkerConfig(model=settings.model, max_duration_s=settings.max_duration_s,
+                     allow_unverified=settings.allow_unverified_model,
+                     channels=settings.channels, memory_mb=settings.worker_memory_mb,
+                     faults=faults),
+        size=settings.concurrency, timeout_s=settings.analysis_timeout_s)
+    pool.launch()
+    return pool

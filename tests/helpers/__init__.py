@@ -3,6 +3,8 @@
 - :mod:`tests.helpers.audio`: the bundled clips and synthetic test audio.
 - :mod:`tests.helpers.server`: real ``deepfake-audio serve`` processes on 127.0.0.1.
 - :mod:`tests.helpers.artefacts`: model-folder copies and hostile pickles.
+- :mod:`tests.helpers.media`: real media files built with PyAV's FFmpeg encoders.
+- :mod:`tests.helpers.corpus`: the training corpus beside the checkout (real clips).
 
 Fixtures live in ``tests/conftest.py`` (and ``tests/reliability/conftest.py``).
 """

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from . import ROOT
 
-READY_TIMEOUT_S = 45.0
+READY_TIMEOUT_S = 90.0  # worker processes load the model too; CI machines are shared
 
 
 def free_port() -> int:

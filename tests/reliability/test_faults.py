@@ -6,6 +6,10 @@
   slot is free again.
 - A decode that crashes fails only its own request (500 with a request id on HTTP,
   ``{"error": "internal server error"}`` on ``/ws``, the connection stays open).
+- Uploads are analysed in worker processes: a hung worker is killed at the timeout
+  and a worker that dies for real (``os.abort()``, as a segfaulting decoder would)
+  fails only its request with 503 ``{"error": "analysis worker crashed"}``; both are
+  replaced by fresh workers and the server keeps serving.
 - SIGTERM with 10 HTTP and 10 WebSocket requests in flight: readiness turns 503 at
   once, every HTTP request completes with its verdict, every WebSocket client gets its
   verdict or a 1001/1012 close, and the process exits cleanly.
@@ -32,7 +36,7 @@ from tests.helpers.server import ServerProcess
 from . import probes, runs
 from .servers import InspectableServer, start_inspectable
 
-pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.timeout(300)]
 
 TIMEOUT_S = 1.0
 HANG_S = 4.0
@@ -43,6 +47,7 @@ def hang(seconds: float = HANG_S) -> bytes:
 
 
 CRASH = MAGIC + b"crash"
+ABORT = MAGIC + b"abort"
 
 
 def gauge(url: str, name: str) -> float:
@@ -65,6 +70,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InspectableServ
         "DEEPFAKE_AUDIO_MAX_CONCURRENCY": "2", "DEEPFAKE_AUDIO_MAX_QUEUE": "16"})
     with started:
         yield started
+
+
+def wait_for_workers(server: ServerProcess, count: int = 2) -> None:
+    """Replacement workers load the model before they serve (seconds on a loaded machine)."""
+    wait_until(lambda: gauge(server.url, "analysis_workers") == count, 90, "workers replaced")
 
 
 def post(url: str, data: bytes) -> tuple[httpx.Response, float]:
@@ -117,8 +127,9 @@ def test_hanging_decode_fails_only_its_own_request(server: ServerProcess) -> Non
     assert response.headers["retry-after"] == "5"
     # Answered by the timeout, not by the stuck decode returning.
     assert TIMEOUT_S <= seconds < HANG_S, seconds
-    # The stuck thread keeps its slot until it returns, then everything is back to normal.
+    # The hung worker was killed at the timeout and is replaced; then all is back to normal.
     wait_until(lambda: gauge(server.url, "analysis_queue_depth") == 0, HANG_S + 5, "slot freed")
+    wait_for_workers(server)
     assert post(server.url, good)[0].status_code == 200
 
 
@@ -146,6 +157,7 @@ def test_every_slot_stuck_then_recovery(server: ServerProcess) -> None:
         assert httpx.get(server.url + "/health/live", timeout=2).status_code == 200
         assert [f.result()[0].status_code for f in stuck] == [503, 503]
     wait_until(lambda: gauge(server.url, "analysis_queue_depth") == 0, 10, "slots freed")
+    wait_for_workers(server)
     assert post(server.url, wav_bytes(1.0))[0].status_code == 200
 
 
@@ -172,6 +184,33 @@ def test_crashing_decode_fails_only_its_own_request(server: ServerProcess) -> No
                      metrics)
     # A crash is a bug: it is logged with its traceback (the request id ties it together).
     assert "InjectedCrash" in server.log()
+
+
+def test_a_worker_that_dies_fails_only_its_own_request(server: ServerProcess) -> None:
+    """A real crash: the worker process calls os.abort() mid-decode."""
+    wait_for_workers(server)
+    restarts = gauge(server.url, "analysis_worker_restarts")
+    good = wav_bytes(2.0)
+    with ThreadPoolExecutor(2) as pool:
+        aborted = pool.submit(post, server.url, ABORT)
+        ok = post(server.url, good)[0]
+        response, _ = aborted.result()
+    assert ok.status_code == 200, ok.text
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "analysis worker crashed"
+    assert "SIGABRT" in body["detail"]
+    wait_for_workers(server)
+    assert gauge(server.url, "analysis_worker_restarts") == restarts + 1
+    with connect(server.ws_url + "/ws") as ws:
+        ws.send(probes.ws_message(ABORT))
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["error"] == "analysis worker crashed" and "SIGABRT" in reply["detail"]
+        wait_for_workers(server)
+        ws.send(probes.ws_message(good))
+        assert "classification" in json.loads(ws.recv(timeout=30))
+    assert httpx.get(server.url + "/health/ready").status_code == 200
+    assert server.proc.poll() is None  # the server process itself never went down
 
 
 # --------------------------------------------------------------------------- SIGTERM

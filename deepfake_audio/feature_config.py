@@ -1,0 +1,196 @@
+"""Feature settings (:class:`FeatureConfig`) and the names of the feature columns.
+
+Shared by the frame level (:mod:`.spectra`), the window level (:mod:`.windows`)
+and the public entry point :mod:`.features`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAIN_KIND = "cepstral-v1"
+LEGACY_KIND = "legacy-mfcc-mean"
+#: Every feature group, in the order of their columns in the feature vector.
+ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
+MEAN_CHOICES = ("all", "no-cepstral", "artefact")
+STATISTICS = ("mean", "std")
+_PHASE_NAMES = ("phase_dev_low", "phase_dev_high", "phase_dev_low_spread",
+                "phase_dev_high_spread")
+_SPECTRAL_NAMES = (
+    "flatness", "flatness_high", "high_band_ratio_db", "fine_structure_low",
+    "fine_structure_high", "flux", "rolloff",
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Every setting that changes the feature vector; stored in ``model.json``.
+
+    Attributes
+    ----------
+    kind : str
+        ``"cepstral-v1"`` or ``"legacy-mfcc-mean"``.
+    sample_rate : int
+        Audio is resampled to this rate before analysis.
+    n_fft, win_length, hop_length : int
+        STFT size, analysis window and hop in samples.
+    n_mels, n_mfcc : int
+        Mel bands and MFCCs (c0 is dropped from the statistics: it only measures gain).
+    n_linear, n_lfcc : int
+        Linear-frequency bands and LFCCs.
+    high_band_hz : float
+        Lower edge of the "high band" used by the spectral measures.
+    delta_width : int
+        Half-width N of the regression window for deltas.
+    energy_floor_db : float
+        Frames quieter than the window's loudest frame by more than this are ignored.
+    groups : tuple of str
+        Which feature groups are concatenated (see ``ALL_GROUPS``).
+    window_s, hop_s : float
+        Analysis window and hop for the per-window timeline; ``window_s == 0`` means
+        one window over the whole clip.
+    statistics : tuple of str
+        Summaries of each frame feature over a window (``mean``, ``std``).
+    means : {"all", "no-cepstral", "artefact"}
+        Which frame features keep their window mean (standard deviations are always
+        kept). ``no-cepstral`` drops the means of the static MFCC/LFCC; ``artefact``
+        keeps only the means of flatness, fine structure and phase advance. The
+        dropped means mostly describe the speaker, the recording channel and its
+        bandwidth rather than the synthesis method (``docs/model-card.md``, ablation).
+    """
+
+    kind: str = MAIN_KIND
+    sample_rate: int = 16_000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 40
+    n_mfcc: int = 20
+    n_linear: int = 70
+    n_lfcc: int = 20
+    high_band_hz: float = 4000.0
+    delta_width: int = 2
+    energy_floor_db: float = 50.0
+    groups: tuple[str, ...] = ALL_GROUPS
+    window_s: float = 3.0
+    hop_s: float = 1.5
+    statistics: tuple[str, ...] = field(default=("mean", "std"))
+    means: str = "artefact"
+
+    @classmethod
+    def legacy(cls) -> FeatureConfig:
+        """Settings of the original service: 13-MFCC mean over the whole clip, librosa defaults."""
+        return cls(
+            kind=LEGACY_KIND, sample_rate=22_050, n_fft=2048, win_length=2048, hop_length=512,
+            n_mels=128, n_mfcc=13, groups=("mfcc",), window_s=0.0, hop_s=0.0,
+            statistics=("mean",),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        """Build from ``model.json``; unknown keys are an error, not silently dropped."""
+        names = {f.name for f in dataclasses.fields(cls)} | {"cepstral_means"}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown feature settings: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        if "cepstral_means" in values:  # model.json of version 0.1.0
+            values["means"] = "all" if values.pop("cepstral_means") else "no-cepstral"
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` unless these settings describe a computable feature vector."""
+        if self.kind not in (MAIN_KIND, LEGACY_KIND):
+            raise ValueError(f"unknown feature kind {self.kind!r}")
+        bad = set(self.groups) - set(ALL_GROUPS)
+        if bad:
+            raise ValueError(f"unknown feature groups: {', '.join(sorted(bad))}")
+        if self.means not in MEAN_CHOICES:
+            raise ValueError(f"means must be one of {', '.join(MEAN_CHOICES)}")
+        bad = set(self.statistics) - set(STATISTICS)
+        if bad:
+            raise ValueError(f"unknown statistics: {', '.join(sorted(bad))}")
+        if self.kind == MAIN_KIND and not feature_names(self):
+            raise ValueError("these groups, statistics and means select no feature at all")
+        if self.win_length > self.n_fft or self.hop_length <= 0:
+            raise ValueError("need 0 < hop_length and win_length <= n_fft")
+        if self.n_mfcc > self.n_mels or self.n_lfcc > self.n_linear:
+            raise ValueError("need n_mfcc <= n_mels and n_lfcc <= n_linear")
+
+    @property
+    def frames_per_window(self) -> int:
+        return max(1, round(self.window_s * self.sample_rate / self.hop_length))
+
+    @property
+    def frames_per_hop(self) -> int:
+        return max(1, round(self.hop_s * self.sample_rate / self.hop_length))
+
+
+
+def _enabled_groups(config: FeatureConfig) -> list[str]:
+    """The enabled groups in column order: the one order names and columns both follow."""
+    return [group for group in ALL_GROUPS if group in config.groups]
+
+
+def _group_names(config: FeatureConfig) -> dict[str, list[str]]:
+    """Column names of each group's block of :func:`frame_features`."""
+    mfcc = [f"mfcc{i}" for i in range(1, config.n_mfcc)]
+    lfcc = [f"lfcc{i}" for i in range(1, config.n_lfcc)]
+    return {
+        "mfcc": mfcc,
+        "mfcc_delta": [f"d_{n}" for n in mfcc] + [f"dd_{n}" for n in mfcc],
+        "lfcc": lfcc,
+        "lfcc_delta": [f"d_{n}" for n in lfcc],
+        "spectral": list(_SPECTRAL_NAMES),
+        "phase": list(_PHASE_NAMES),
+    }
+
+
+def frame_feature_names(config: FeatureConfig) -> list[str]:
+    """Names of the columns :func:`frame_features` returns, in order."""
+    names = _group_names(config)
+    return [name for group in _enabled_groups(config) for name in names[group]]
+
+
+def feature_names(config: FeatureConfig) -> list[str]:
+    """Names of the columns :func:`extract` returns, in order."""
+    if config.kind == LEGACY_KIND:
+        return [f"mfcc{i}_mean" for i in range(config.n_mfcc)]
+    frame = frame_feature_names(config)
+    names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
+    return [n for n in names if _keeps(config.means, n)]
+
+
+_ARTEFACT_MEANS = ("flatness", "fine_structure", "phase_dev")
+
+
+def _keeps(means: str, name: str) -> bool:
+    if means == "all" or not name.endswith("_mean"):
+        return True
+    if means == "no-cepstral":
+        return not name.startswith(("mfcc", "lfcc"))
+    return name.startswith(_ARTEFACT_MEANS)
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_columns(config: FeatureConfig) -> np.ndarray | None:
+    """Column indices that survive ``config.means`` (None: keep all)."""
+    if config.means == "all":
+        return None
+    full = feature_names(dataclasses.replace(config, means="all"))
+    return np.array([i for i, n in enumerate(full) if _keeps(config.means, n)])

