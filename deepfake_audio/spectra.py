@@ -442,7 +442,7 @@ class FrameFeatureStream:
 
     def _consume(self, chunks: Iterator[tuple[np.ndarray, int, int]],
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for frames, lead, start in chunks:
             static, energy = _chunk_features(frames, lead, start, self.gain, self.config,
                                              self._groups)
