@@ -28,7 +28,17 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.helpers import ROOT
-from tests.helpers.audio import FAKE_CLIP, REAL_CLIP, SR, clip, encode, pcm16, tone, wav_bytes
+from tests.helpers.audio import (
+    FAKE_CLIP,
+    REAL_CLIP,
+    SR,
+    clip,
+    encode,
+    pcm16,
+    speech,
+    tone,
+    wav_bytes,
+)
 from tests.helpers.server import ServerProcess, running_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -163,7 +173,7 @@ def test_analyze_other_formats(http: httpx.Client, fmt: str, subtype: str, name:
 
     if fmt not in sf.available_formats():
         pytest.skip(f"libsndfile here cannot write {fmt}")
-    response = post_file(http, encode(tone(3.0), SR, fmt, subtype), name)
+    response = post_file(http, encode(speech(3.0), SR, fmt, subtype), name)
     assert response.status_code == 200, response.text
     assert response.json()["duration_s"] == pytest.approx(3.0, abs=0.1)
 
@@ -181,9 +191,8 @@ def _nan_wav() -> bytes:
     (encode(tone(0.1), SR, "WAV", "PCM_16"), 400, "audio too short"),
     (_nan_wav(), 400, "invalid audio"),
     (wav_bytes(5.0)[:60], 400, None),  # truncated header
-    (encode(tone(1.0), SR, "AIFF", "PCM_16"), 415, "unsupported audio format"),
     (encode(tone(MAX_DURATION_S + 5, sr=8000), 8000, "WAV", "PCM_U8"), 413, "audio too long"),
-], ids=["garbage", "empty", "silent", "too-short", "nan", "truncated", "aiff", "too-long"])
+], ids=["garbage", "empty", "silent", "too-short", "nan", "truncated", "too-long"])
 def test_analyze_input_errors(http: httpx.Client, data: bytes, status: int,
                               error: str | None) -> None:
     assert_error(post_file(http, data), status, error=error)
@@ -255,7 +264,7 @@ def test_upload_over_the_cap_chunked(server: ServerProcess) -> None:
 def test_upload_just_under_the_cap_is_analysed(http: httpx.Client) -> None:
     # 48 kHz stereo 16-bit: the file nearly fills the byte cap while staying under 30 s.
     seconds = (MAX_UPLOAD_MB * 1024 * 1024 - 1000) / (4 * 48_000)
-    mono = tone(seconds, sr=48_000)
+    mono = speech(seconds, sr=48_000)
     data = encode(np.stack([mono, mono], axis=1), 48_000, "WAV", "PCM_16")
     assert MAX_UPLOAD_MB * 1024 * 1024 - 2000 < len(data) <= MAX_UPLOAD_MB * 1024 * 1024
     response = post_file(http, data)
@@ -364,7 +373,6 @@ def test_ws_bad_messages_keep_the_socket_open(server: ServerProcess) -> None:
         {"audio_data": "!!!not base64!!!", "file_type": ".wav"},
         {"audio_data": "data:audio/wav,plain", "file_type": ".wav"},
         {"audio_data": base64.b64encode(b"garbage" * 50).decode(), "file_type": ".wav"},
-        {"audio_data": good["audio_data"], "file_type": ".m4a"},
         {"audio_data": 42, "file_type": ".wav"},
     ]
     with connect(server.ws_url + "/ws") as ws:
@@ -427,7 +435,7 @@ def _stream(ws: Any, samples: np.ndarray, *, frame_s: float = 0.25, sr: int = SR
 
 def test_stream_windows_and_summary(server: ServerProcess, detector: Any) -> None:
     with connect(server.ws_url + "/ws/stream") as ws:
-        windows, summary = _stream(ws, tone(5.0))
+        windows, summary = _stream(ws, speech(5.0))
     assert [(w["start_s"], w["end_s"]) for w in windows] == [
         (0.0, 1.0), (0.0, 2.0), (0.0, 3.0), (1.0, 4.0), (2.0, 5.0)]
     for i, window in enumerate(windows, 1):
@@ -447,7 +455,7 @@ def test_stream_windows_and_summary(server: ServerProcess, detector: Any) -> Non
 def test_stream_window_matches_library(server: ServerProcess) -> None:
     from deepfake_audio import Detector
 
-    samples = tone(3.0, seed=5)
+    samples = speech(3.0, seed=5)
     with connect(server.ws_url + "/ws/stream") as ws:
         windows, _ = _stream(ws, samples, frame_s=0.1)
     pcm = np.frombuffer(pcm16(samples), dtype="<i2").astype(np.float32) / 32768.0
@@ -457,7 +465,7 @@ def test_stream_window_matches_library(server: ServerProcess) -> None:
 
 def test_stream_float32_stereo_48k(server: ServerProcess) -> None:
     sr = 48_000
-    mono = tone(2.0, sr=sr)
+    mono = speech(2.0, sr=sr)
     stereo = np.stack([mono, mono], axis=1)
     with connect(server.ws_url + "/ws/stream") as ws:
         windows, summary = _stream(
@@ -483,7 +491,7 @@ def test_stream_short_and_protocol_errors(server: ServerProcess) -> None:
         ws.send(b"\0" * (1024 * 1024 + 2))  # over the 1 MiB frame cap
         assert "at most" in json.loads(ws.recv(timeout=10))["error"]
         # A stream shorter than the first hop is scored whole at "end".
-        windows, summary = _stream(ws, tone(0.6))
+        windows, summary = _stream(ws, speech(0.6))
         assert len(windows) == 1 and summary["windows"] == 1
         # Silence: the window is reported as an error, the stream goes on.
         ws.send(json.dumps({"type": "start", "sample_rate": SR}))
