@@ -257,7 +257,7 @@ def start_server(port: int, workers: int, extra_env: dict[str, str]) -> subproce
         [sys.executable, "-m", "deepfake_audio", "serve", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # analysis worker processes load the model too
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
@@ -268,7 +268,7 @@ def start_server(port: int, workers: int, extra_env: dict[str, str]) -> subproce
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("server not ready after 60 s")
+    raise SystemExit("server not ready after 180 s")
 
 
 def main(argv: list[str] | None = None) -> int:

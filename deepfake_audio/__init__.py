@@ -11,7 +11,7 @@ The HTTP/WebSocket server lives in :mod:`deepfake_audio.server` and needs the
 import logging
 
 from ._version import __version__
-from .audio import Audio, AudioInfo, load_audio, probe
+from .audio import Audio, AudioInfo, AudioReader, load_audio, probe
 from .detector import AnalysisResult, Detector, Segment, WindowScore
 from .exceptions import (
     AudioDecodeError,
@@ -24,6 +24,9 @@ from .exceptions import (
     InvalidAudioError,
     ModelIntegrityError,
     ModelLoadError,
+    NoAudioStreamError,
+    NoSpeechError,
+    NotMediaError,
     SilentAudioError,
     UnsupportedFormatError,
 )
@@ -37,6 +40,7 @@ __all__ = [
     "AudioDecodeError",
     "AudioFileNotFoundError",
     "AudioInfo",
+    "AudioReader",
     "AudioTooLongError",
     "AudioTooShortError",
     "DeepfakeAudioError",
@@ -47,6 +51,9 @@ __all__ = [
     "InvalidAudioError",
     "ModelIntegrityError",
     "ModelLoadError",
+    "NoAudioStreamError",
+    "NoSpeechError",
+    "NotMediaError",
     "Segment",
     "SilentAudioError",
     "UnsupportedFormatError",

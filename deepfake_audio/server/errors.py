@@ -11,6 +11,7 @@ from ..exceptions import (
     EmptyAudioError,
     InputError,
     InvalidAudioError,
+    NoSpeechError,
     SilentAudioError,
     UnsupportedFormatError,
 )
@@ -27,6 +28,7 @@ _INPUT_ERRORS: tuple[tuple[type[InputError], int, str], ...] = (
     (AudioTooLongError, 413, "audio too long"),
     (EmptyAudioError, 400, "empty audio"),
     (AudioTooShortError, 400, "audio too short"),
+    (NoSpeechError, 400, "no speech"),
     (SilentAudioError, 400, "silent audio"),
     (InvalidAudioError, 400, "invalid audio"),
     (AudioDecodeError, 400, "could not decode audio"),

@@ -251,7 +251,10 @@ class WorkerPool:
         RuntimeError
             Anything else the analysis raised (a bug), with its message.
         """
-        worker = self._idle.get(timeout=self.timeout_s + _START_TIMEOUT_S)
+        try:  # none idle: all busy or being replaced; the request's own timeout applies
+            worker = self._idle.get(timeout=self.timeout_s)
+        except queue.Empty:
+            raise WorkerTimeout(f"no analysis worker free within {self.timeout_s:g} s") from None
         try:
             worker.conn.send((bytes(data), file_type))
             if not worker.conn.poll(self.timeout_s):
@@ -259,7 +262,8 @@ class WorkerPool:
                 raise WorkerTimeout(f"analysis exceeded {self.timeout_s:g} s")
             kind, payload = worker.conn.recv()
         except (EOFError, OSError):
-            code = worker.process.exitcode if not worker.process.is_alive() else None
+            worker.process.join(2)  # the pipe closes a moment before the process is reaped
+            code = worker.process.exitcode
             self._replace(worker)
             raise WorkerCrashed(_death(code)) from None
         if kind == "memory":

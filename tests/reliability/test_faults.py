@@ -110,6 +110,7 @@ def test_the_leak_check_sees_a_spooled_upload(server: InspectableServer) -> None
 
 
 def test_hanging_decode_fails_only_its_own_request(server: ServerProcess) -> None:
+    wait_for_workers(server)  # an earlier test's hung worker may still be replaced
     good = wav_bytes(2.0)
     with ThreadPoolExecutor(1) as pool:
         stuck = pool.submit(post, server.url, hang())
@@ -135,6 +136,7 @@ def test_hanging_decode_fails_only_its_own_request(server: ServerProcess) -> Non
 
 def test_hanging_decode_on_ws_answers_timeout_and_keeps_the_connection(
         server: ServerProcess) -> None:
+    wait_for_workers(server)
     with connect(server.ws_url + "/ws") as ws:
         started = time.perf_counter()
         ws.send(probes.ws_message(hang()))
@@ -149,6 +151,7 @@ def test_hanging_decode_on_ws_answers_timeout_and_keeps_the_connection(
 def test_every_slot_stuck_then_recovery(server: ServerProcess) -> None:
     """Both slots hung: queued requests time out too (503, never a pile-up), probes stay
     up, and the server serves normally as soon as the stuck threads return."""
+    wait_for_workers(server)
     with ThreadPoolExecutor(4) as pool:
         stuck = [pool.submit(post, server.url, hang()) for _ in range(2)]
         wait_until(lambda: gauge(server.url, "analysis_queue_depth") >= 2, 5, "hangs admitted")
@@ -162,6 +165,7 @@ def test_every_slot_stuck_then_recovery(server: ServerProcess) -> None:
 
 
 def test_crashing_decode_fails_only_its_own_request(server: ServerProcess) -> None:
+    wait_for_workers(server)  # an earlier test's hung worker may still be replaced
     good = wav_bytes(2.0)
     with ThreadPoolExecutor(3) as pool:
         crashes = [pool.submit(post, server.url, CRASH) for _ in range(3)]
