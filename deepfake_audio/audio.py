@@ -51,16 +51,12 @@ AudioSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | t
 #: Containers libsndfile reads (the fast path); anything else is handed to FFmpeg.
 SNDFILE_FORMATS = ("WAV", "FLAC", "OGG", "AIFF", "CAF", "AU")
 #: Families of input this build decodes (for documentation and messages).
-SUPPORTED_FORMATS = (
-    "WAV", "FLAC", "OGG", "MP3", "M4A/MP4/MOV", "WebM/MKV", "AMR", "3GP", "WMA/ASF",
-    "AIFF", "CAF", "AU", "AC-3", "AAC",
-)
+SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3", "M4A/MP4/MOV", "WebM/MKV", "AMR", "3GP",
+                     "WMA/ASF", "AIFF", "CAF", "AU", "AC-3", "AAC")
 SUPPORTED_EXTENSIONS = (
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-    ".m4a", ".m4b", ".mp4", ".m4v", ".mov", ".aac", ".webm", ".mkv", ".mka",
-    ".amr", ".awb", ".3gp", ".3g2", ".wma", ".asf", ".wmv", ".aif", ".aiff", ".aifc",
-    ".caf", ".au", ".snd", ".ac3", ".avi", ".mpeg", ".mpg", ".ts",
-)
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".m4b", ".mp4", ".m4v",
+    ".mov", ".aac", ".webm", ".mkv", ".mka", ".amr", ".awb", ".3gp", ".3g2", ".wma", ".asf",
+    ".wmv", ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".ac3", ".avi", ".mpeg", ".mpg", ".ts")
 
 #: The library and CLI have no duration limit (analysis runs in bounded memory).
 DEFAULT_MAX_DURATION_S: float | None = None
@@ -388,7 +384,6 @@ class AudioReader:
             if limit is not None and total > limit:
                 raise too_long(total / info.sample_rate, self.max_duration_s or 0.0,
                                understated=True)
-            # min/max: NaN/inf check without a temporary the size of the block.
             if not (np.isfinite(block.min()) and np.isfinite(block.max())):
                 raise InvalidAudioError("the audio contains NaN or infinite sample values")
             out = block if stream is None else stream.resample_chunk(block)
@@ -439,11 +434,9 @@ def validate_samples(samples: np.ndarray, sample_rate: int, min_duration_s: floa
         raise EmptyAudioError("the file holds no audio samples")
     duration = samples.size / sample_rate
     if duration < min_duration_s:
-        raise AudioTooShortError(
-            f"audio is {duration:.3f} s long; at least {min_duration_s:g} s is needed"
-        )
-    # min/max instead of abs: no temporary array the size of the audio.
-    if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:
+        raise AudioTooShortError(f"audio is {duration:.3f} s long; at least"
+                                 f" {min_duration_s:g} s is needed")
+    if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:  # no |x| copy
         raise SilentAudioError("the audio is silent (peak below -70 dBFS)")
 
 
@@ -497,8 +490,7 @@ def load_audio(
     """
     with AudioReader(source, target_sr=target_sr, max_duration_s=max_duration_s,
                      file_type=file_type) as reader:
-        # Downmix block by block so peak memory stays ~1x the mono result.
-        # (a mono file needs no mixing: a mean over one channel still costs a pass).
+        # Downmix block by block (peak memory ~1x the mono result); mono needs no mean.
         parts = [block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
                  for block in reader.blocks()]
         info = reader.info

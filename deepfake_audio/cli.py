@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from ._version import __version__
 from .batch import analyze_paths, iter_audio_files, without_decoder_noise
-from .config import env_name, env_value, parse_band, parse_bool
+from .config import env_name, env_value, parse_band, parse_bool, parse_float_or_none
 from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
 from .formatting import CSV_FIELDS, human_lines, json_text
 
@@ -152,10 +152,6 @@ class _Parser(argparse.ArgumentParser):
         return parsed, extras
 
 
-def _float_or_none(value: str | None) -> float | None:
-    return None if value in (None, "", "none") else float(value)
-
-
 MODEL = (
     option("--model", metavar="DIR", help="model folder (default: the bundled model)"),
     option("--allow-unverified-model", action="store_true",
@@ -183,9 +179,9 @@ NO_SPEECH_GATE = option("--no-speech-gate", action="store_true",
            help="JSON output (an object for one file, else a list)"),
     option("--csv", action="store_true", exclusive="format", help="CSV output"),
     JOBS,
-    option("--threshold", type=_float_or_none,
+    option("--threshold", type=parse_float_or_none,
            help="decision threshold on raw_score (default: the model's)"),
-    option("--max-duration", type=_float_or_none, default="none",
+    option("--max-duration", type=parse_float_or_none, default="none",
            help="longest audio accepted, seconds (default: no limit; long files are"
                 " analysed block by block in bounded memory)"),
     option("--channels", choices=["auto", "mix", "separate"], default="auto",
@@ -204,11 +200,7 @@ NO_SPEECH_GATE = option("--no-speech-gate", action="store_true",
     quiet_decoder=True,
 )
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        band = parse_band(args.band)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    band = parse_band(args.band)  # ConfigurationError: exit 2 (main)
     files = list(iter_audio_files(args.paths))
     if not files:
         print("error: no audio files found in the given paths", file=sys.stderr)
@@ -242,13 +234,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                     write(line, file=sys.stdout)
                 sys.stdout.flush()
     if args.report:
-        from .model import load_model
-        from .report import render_report
+        from .report import write_report
 
-        calibration = load_model(args.model, allow_unverified=args.allow_unverified_model
-                                 ).metadata.calibration
-        Path(args.report).write_text(render_report(rows, calibration=calibration),
-                                     encoding="utf-8")
+        write_report(args.report, rows, model_dir=args.model,
+                     allow_unverified=args.allow_unverified_model)
     if args.json:
         single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
         print(json_text(rows, single=single, timeline=args.timeline))
@@ -362,17 +351,7 @@ def _serve_options() -> list[Option]:
     except ImportError as exc:
         print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
-    options = []
-    for f in fields(Settings):
-        flag = "--" + f.metadata["env"].lower().replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}
-        if f.type in (bool, "bool"):
-            kwargs.update(action="store_const", const="1")
-        else:
-            kwargs["metavar"] = f.metadata["env"]
-        # No defaults and no variables here: Settings.resolve reads both, in one place.
-        options.append(option(flag, env=False, **kwargs))
-    return options
+    return [option(flag, env=False, **kwargs) for flag, kwargs in Settings.command_line_flags()]
 
 
 @command("serve", "run the HTTP + WebSocket API (needs the [server] extra)",
@@ -408,13 +387,11 @@ def _remote(url: str, files: Sequence[str], *, ws: bool, as_json: bool,
                 rows.append({"path": str(path), **outcome})
                 if not as_json:
                     print("\n".join(human_lines(rows[-1])), flush=True)
-    except (ImportError, ValueError) as exc:  # missing extra, or not a server URL
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except ServerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
-    except RemoteError as exc:  # handshake or API key refused: nothing will work
+    # Missing extra, not a server URL, or handshake / API key refused: nothing will work.
+    except (ImportError, ValueError, RemoteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if as_json:

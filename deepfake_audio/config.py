@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from .exceptions import ConfigurationError
+
 ENV_PREFIX = "DEEPFAKE_AUDIO_"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -38,7 +40,13 @@ def env_value(option: str, environ: Mapping[str, str] | None = None) -> str | No
 
 
 def parse_band(value: str | Sequence[str] | None) -> tuple[float, float] | None:
-    """``--band LOW HIGH`` (or ``DEEPFAKE_AUDIO_BAND="LOW HIGH"``) → ``(low, high)``."""
+    """``--band LOW HIGH`` (or ``DEEPFAKE_AUDIO_BAND="LOW HIGH"``) → ``(low, high)``.
+
+    Raises
+    ------
+    ConfigurationError
+        Not two numbers.
+    """
     if value is None:
         return None
     parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
@@ -47,6 +55,11 @@ def parse_band(value: str | Sequence[str] | None) -> tuple[float, float] | None:
     try:
         low, high = (float(v) for v in parts)
     except ValueError:
-        raise ValueError(f"--band needs two numbers, LOW HIGH (got {' '.join(parts)!r})"
-                         ) from None
+        raise ConfigurationError(
+            f"--band needs two numbers, LOW HIGH (got {' '.join(parts)!r})") from None
     return low, high
+
+
+def parse_float_or_none(value: str | None) -> float | None:
+    """A number, or ``None`` for unset, empty or ``"none"`` (no limit)."""
+    return None if value in (None, "", "none") else float(value)

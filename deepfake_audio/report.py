@@ -11,10 +11,11 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .model import Calibration
+from .model import Calibration, load_model
 
 #: Colour of each verdict (the demo pages use the same: green, red, amber).
 VERDICT_COLOURS = {"real": "#1b7f3b", "deepfake": "#b3261e", "inconclusive": "#b26a00"}
@@ -202,4 +203,11 @@ def render_report(rows: Sequence[Mapping[str, Any]], *, calibration: Calibration
     ])
 
 
-__all__ = ["VERDICT_COLOURS", "render_report", "timeline_svg"]
+__all__ = ["VERDICT_COLOURS", "render_report", "timeline_svg", "write_report"]
+
+
+def write_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *,
+                 model_dir: str | Path | None = None, allow_unverified: bool = False) -> None:
+    """:func:`render_report` with the calibration of the model in ``model_dir``, to ``path``."""
+    calibration = load_model(model_dir, allow_unverified=allow_unverified).metadata.calibration
+    Path(path).write_text(render_report(rows, calibration=calibration), encoding="utf-8")

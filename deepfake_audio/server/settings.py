@@ -229,6 +229,22 @@ class Settings:
         values.update({name: raw for name, raw in flags.items() if raw is not None})
         return cls.from_strings(values)
 
+    @classmethod
+    def command_line_flags(cls) -> list[tuple[str, dict[str, Any]]]:
+        """``(flag, add_argument keywords)`` per field, for ``deepfake-audio serve``.
+
+        No defaults: :meth:`resolve` reads the variables and defaults, in one place.
+        """
+        flags = []
+        for f in dataclasses.fields(cls):
+            kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}
+            if f.type in (bool, "bool"):
+                kwargs.update(action="store_const", const="1")
+            else:
+                kwargs["metavar"] = f.metadata["env"]
+            flags.append(("--" + f.metadata["env"].lower().replace("_", "-"), kwargs))
+        return flags
+
     def to_env(self) -> dict[str, str]:
         """The settings as ``DEEPFAKE_AUDIO_*`` variables (to hand to worker processes)."""
         env: dict[str, str] = {}
