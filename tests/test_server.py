@@ -27,8 +27,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.helpers import ROOT
-from tests.helpers import media
+from tests.helpers import ROOT, media
 from tests.helpers.audio import (
     FAKE_CLIP,
     REAL_CLIP,
