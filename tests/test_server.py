@@ -27,7 +27,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, media
 from tests.helpers.audio import (
     FAKE_CLIP,
     REAL_CLIP,
@@ -178,6 +178,20 @@ def test_analyze_other_formats(http: httpx.Client, fmt: str, subtype: str, name:
     assert response.json()["duration_s"] == pytest.approx(3.0, abs=0.1)
 
 
+@pytest.mark.parametrize(("container", "codec", "video"), [
+    ("ipod", "aac", None), ("webm", "libopus", None), ("amr", "libopencore_amrnb", None),
+    ("mp4", "aac", "mpeg4"),
+], ids=["m4a", "webm", "amr", "mp4-video"])
+def test_analyze_media_containers(http: httpx.Client, container: str, codec: str,
+                                  video: str | None) -> None:
+    rate = 8000 if codec == "libopencore_amrnb" else 48_000
+    data = media.encode(speech(4.0, rate), rate, container, codec, video=video)
+    response = post_file(http, data, "upload")
+    assert response.status_code == 200, response.text
+    assert response.json()["duration_s"] == pytest.approx(4.0, abs=0.15)
+    assert response.json()["channels"] == []
+
+
 def _nan_wav() -> bytes:
     samples = tone(2.0)
     samples[100] = np.nan
@@ -191,8 +205,12 @@ def _nan_wav() -> bytes:
     (encode(tone(0.1), SR, "WAV", "PCM_16"), 400, "audio too short"),
     (_nan_wav(), 400, "invalid audio"),
     (wav_bytes(5.0)[:60], 400, None),  # truncated header
+    (encode(tone(3.0), SR, "WAV", "PCM_16"), 400, "no speech"),
+    (media.encode(tone(2.0), SR, "mp4", "aac", video="mpeg4", audio=False), 400,
+     "could not decode audio"),
     (encode(tone(MAX_DURATION_S + 5, sr=8000), 8000, "WAV", "PCM_U8"), 413, "audio too long"),
-], ids=["garbage", "empty", "silent", "too-short", "nan", "truncated", "too-long"])
+], ids=["garbage", "empty", "silent", "too-short", "nan", "truncated", "no-speech",
+        "video-without-audio", "too-long"])
 def test_analyze_input_errors(http: httpx.Client, data: bytes, status: int,
                               error: str | None) -> None:
     assert_error(post_file(http, data), status, error=error)

@@ -79,7 +79,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.admission = Admission(settings.concurrency, settings.max_queue,
                                 settings.analysis_timeout_s)
     # Workers load their models while this process loads its own (for /ws/stream).
-    workers = launch_workers(settings, state.fault_hook is not None) if settings.isolate else None
+    # A detector handed to create_app() is used as is, in this process.
+    isolate = settings.isolate and state.detector is None
+    workers = launch_workers(settings, state.fault_hook is not None) if isolate else None
     try:
         if state.detector is None:
             state.detector = await anyio.to_thread.run_sync(load_detector, settings)
@@ -121,8 +123,10 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     settings : Settings, optional
         Defaults to :meth:`Settings.from_env`.
     detector : Detector, optional
-        An already loaded detector (its own ``max_duration_s`` applies); by default
-        the model named in ``settings`` is loaded during startup.
+        An already loaded detector (its own ``max_duration_s`` applies), used in this
+        process (no worker isolation); by default the model named in ``settings`` is
+        loaded during startup, and with ``settings.isolate`` uploads are analysed by
+        worker processes that load it too.
 
     Returns
     -------

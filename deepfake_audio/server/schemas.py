@@ -15,9 +15,25 @@ from pydantic import BaseModel, Field
 class WindowScoreModel(BaseModel):
     start_s: float
     end_s: float
+    raw_score: float | None = Field(description="null for a window without speech")
+    probability_deepfake: float | None = Field(ge=0, le=1)
+    classification: Literal["real", "deepfake", "no-speech"]
+
+
+class ChannelResponse(BaseModel):
+    """Verdict for one channel analysed on its own (a call's party)."""
+
+    channel: int = Field(ge=0, description="channel index in the file")
+    classification: Literal["real", "deepfake"]
+    confidence: float = Field(ge=0, le=1)
     raw_score: float
     probability_deepfake: float = Field(ge=0, le=1)
-    classification: Literal["real", "deepfake"]
+    threshold: float
+    duration_s: float
+    sample_rate: int
+    model: str
+    calibrated: bool
+    timeline: list[WindowScoreModel]
 
 
 class SegmentModel(BaseModel):
@@ -50,6 +66,11 @@ class AnalysisResponse(BaseModel):
     segments: list[SegmentModel] = Field(
         description="flagged segments: runs of consecutive deepfake-side windows, in order")
     timeline: list[WindowScoreModel]
+    channel: int | None = Field(
+        description="the channel the verdict comes from when channels were analysed"
+                    " separately (its most suspicious one); null when mixed or mono")
+    channels: list[ChannelResponse] = Field(
+        description="one verdict per channel analysed separately; empty when mixed or mono")
 
 
 class ErrorResponse(BaseModel):
