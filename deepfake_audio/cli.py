@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import cli_scan
 from ._version import __version__
 from .audio import SUPPORTED_EXTENSIONS
 from .exceptions import DeepfakeAudioError, InputError, ModelLoadError
@@ -153,6 +154,10 @@ CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    # --- issue 15: --scheduler / --output / --resume run the archive scan (cli_scan.py) ---
+    if cli_scan.wanted(args):
+        return cli_scan.run(args)
+    # --- end issue 15 ---
     from tqdm.auto import tqdm
 
     files = list(iter_audio_files(args.paths))
@@ -311,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="include per-window scores in --json output")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     model_options(check)
+    cli_scan.add_options(check)  # issue 15: --scheduler, --output, --resume
     check.set_defaults(func=cmd_check)
 
     evaluate = sub.add_parser("evaluate", help="score a labelled dataset: accuracy, EER, ROC-AUC")
