@@ -122,8 +122,6 @@ class _LineFile:
             yield from (_typed(row) for row in reader)
 
     def open_append(self) -> _LineAppender:
-        if self.path.is_file():
-            _cut_partial_line(self.path)
         return _LineAppender(self.path, self.fmt)
 
     def rewrite(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -198,6 +196,8 @@ class ResultSink:
         self._known: set[str] = set()
         self._drop: Counter[str] = Counter()  # older rows of an input to leave out
         if resume:
+            if self._lines.path.is_file():
+                _cut_partial_line(self._lines.path)
             for row in self._old_rows():
                 self._remember(row)
         self._append = self._lines.open_append()

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Archive-scan scaling on Dask (prints the figures quoted in docs/batch.md).
+
+    python benchmarks/bench_scale.py [--files 200] [--seconds 2] [--repeats 2]
+
+On the same generated files (speech-like 16 kHz WAV), in one run:
+
+1. in-process baseline: one :class:`Detector` reading and analysing each file in a loop;
+2. :func:`deepfake_audio.batch.scan` on a local Dask cluster (worker processes, one
+   thread each) with 1 worker, then with 2 workers: files/s and their ratio;
+3. the same scan with one file per task, the batching the scan avoids.
+
+Per-file scheduling overhead = 1/(files/s on 1 worker) - 1/(baseline files/s). The
+model is loaded on every worker before timing (steady state); the best of
+``--repeats`` passes is kept. The 1-minute load average is printed: on a shared
+machine other processes take cores and lower the 2-worker figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread per worker process
+
+
+def speech_like(seconds: float, sr: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 110 + 40 * rng.random() + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voice = sum(np.sin(k * phase) / k for k in range(1, 20))
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)), 0, None) ** 0.5
+    y = 0.2 * voice * envelope + 0.003 * rng.standard_normal(len(t))
+    return (y / np.max(np.abs(y)) * 0.8).astype(np.float32)
+
+
+def make_files(folder: Path, count: int, seconds: float) -> list[str]:
+    paths = []
+    for i in range(count):
+        buffer = io.BytesIO()
+        sf.write(buffer, speech_like(seconds, 16_000, i), 16_000, format="WAV", subtype="PCM_16")
+        path = folder / f"clip{i:05d}.wav"
+        path.write_bytes(buffer.getvalue())
+        paths.append(str(path))
+    return paths
+
+
+def best_rate(run: Callable[[list[str]], int], files: list[str], repeats: int) -> float:
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = run(files)
+        elapsed = time.perf_counter() - started
+        assert done == len(files), (done, len(files))
+        best = max(best, len(files) / elapsed)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each clip")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    from distributed import Client, LocalCluster
+    from threadpoolctl import threadpool_limits
+
+    from deepfake_audio import Detector, batch
+
+    def scan_count(client: Client, **options: Any) -> Callable[[list[str]], int]:
+        def run(files: list[str]) -> int:
+            records = list(batch.scan(files, client=client, **options))
+            assert all(r.status == batch.OK for r in records)
+            return len(records)
+        return run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_files(Path(tmp), args.files, args.seconds)
+        print(f"{args.files} files of {args.seconds:g} s speech-like 16 kHz WAV;"
+              f" {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+
+        threadpool_limits(1)
+        detector = Detector()
+        detector.warm_up()
+
+        def direct(paths: list[str]) -> int:
+            for path in paths:
+                detector.analyze(Path(path).read_bytes(), file_type=".wav")
+            return len(paths)
+
+        baseline = best_rate(direct, files, args.repeats)
+        print(f"in-process baseline (1 core)     : {baseline:7.2f} files/s")
+
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            def warm(n: int) -> None:
+                cluster.scale(n)
+                client.wait_for_workers(n, timeout=120)
+                client.run(batch._model_id, batch.DetectorOptions())  # load the model everywhere
+
+            warm(1)
+            one = best_rate(scan_count(client), files, args.repeats)
+            one_per_task = best_rate(scan_count(client, files_per_task=1), files, args.repeats)
+            warm(2)
+            two = best_rate(scan_count(client), files, args.repeats)
+        print(f"dask, 1 worker                   : {one:7.2f} files/s")
+        print(f"dask, 2 workers                  : {two:7.2f} files/s")
+        print(f"speed-up 2 workers / 1 worker    : {two / one:7.2f}x")
+        print(f"scheduling overhead, batched     : {1e3 * (1 / one - 1 / baseline):7.2f} ms/file")
+        print(f"dask, 1 worker, 1 file per task  : {one_per_task:7.2f} files/s"
+              f" (overhead {1e3 * (1 / one_per_task - 1 / baseline):.2f} ms/file)")
+        print(f"load average at the end          : {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
