@@ -11,14 +11,16 @@ On the same generated files (speech-like 16 kHz WAV), in one run:
 3. the same scan with one file per task, the batching the scan avoids.
 
 Per-file scheduling overhead = 1/(files/s on 1 worker) - 1/(baseline files/s). The
-model is loaded on every worker before timing (steady state); the best of
-``--repeats`` passes is kept. The 1-minute load average is printed: on a shared
-machine other processes take cores and lower the 2-worker figure.
+model is loaded on every worker before timing (steady state). The variants run
+interleaved, ``--repeats`` rounds, and the best pass of each is kept. The 1-minute
+load average is printed: on a shared machine other processes take cores and lower
+the 2-worker figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import tempfile
@@ -55,22 +57,20 @@ def make_files(folder: Path, count: int, seconds: float) -> list[str]:
     return paths
 
 
-def best_rate(run: Callable[[list[str]], int], files: list[str], repeats: int) -> float:
-    best = 0.0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        done = run(files)
-        elapsed = time.perf_counter() - started
-        assert done == len(files), (done, len(files))
-        best = max(best, len(files) / elapsed)
-    return best
+def timed(run: Callable[[], int], expected: int) -> float:
+    """Files per second of one pass."""
+    started = time.perf_counter()
+    done = run()
+    elapsed = time.perf_counter() - started
+    assert done == expected, (done, expected)
+    return expected / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each clip")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -78,14 +78,7 @@ def main() -> None:
 
     from deepfake_audio import Detector, batch
 
-    def scan_count(client: Client, **options: Any) -> Callable[[list[str]], int]:
-        def run(files: list[str]) -> int:
-            records = list(batch.scan(files, client=client, **options))
-            assert all(r.status == batch.OK for r in records)
-            return len(records)
-        return run
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         files = make_files(Path(tmp), args.files, args.seconds)
         print(f"{args.files} files of {args.seconds:g} s speech-like 16 kHz WAV;"
               f" {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
@@ -94,32 +87,39 @@ def main() -> None:
         detector = Detector()
         detector.warm_up()
 
-        def direct(paths: list[str]) -> int:
-            for path in paths:
+        def direct() -> int:
+            for path in files:
                 detector.analyze(Path(path).read_bytes(), file_type=".wav")
-            return len(paths)
+            return len(files)
 
-        baseline = best_rate(direct, files, args.repeats)
+        clients = {}
+        for workers in (1, 2):
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None))
+            client = clients[workers] = stack.enter_context(Client(cluster))
+            client.run(batch._model_id, batch.DetectorOptions())  # load the model everywhere
+
+        def on(workers: int, **options: Any) -> Callable[[], int]:
+            def run() -> int:
+                records = list(batch.scan(files, client=clients[workers], **options))
+                assert all(r.status == batch.OK for r in records)
+                return len(records)
+            return run
+
+        runs = {"baseline": direct, "one": on(1), "two": on(2),
+                "one_per_task": on(1, files_per_task=1)}
+        best = dict.fromkeys(runs, 0.0)
+        for _ in range(args.repeats):  # interleaved, so a burst of load hits every variant
+            for name, run in runs.items():
+                best[name] = max(best[name], timed(run, len(files)))
+        baseline, one, two = best["baseline"], best["one"], best["two"]
         print(f"in-process baseline (1 core)     : {baseline:7.2f} files/s")
-
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
-            def warm(n: int) -> None:
-                cluster.scale(n)
-                client.wait_for_workers(n, timeout=120)
-                client.run(batch._model_id, batch.DetectorOptions())  # load the model everywhere
-
-            warm(1)
-            one = best_rate(scan_count(client), files, args.repeats)
-            one_per_task = best_rate(scan_count(client, files_per_task=1), files, args.repeats)
-            warm(2)
-            two = best_rate(scan_count(client), files, args.repeats)
         print(f"dask, 1 worker                   : {one:7.2f} files/s")
         print(f"dask, 2 workers                  : {two:7.2f} files/s")
         print(f"speed-up 2 workers / 1 worker    : {two / one:7.2f}x")
         print(f"scheduling overhead, batched     : {1e3 * (1 / one - 1 / baseline):7.2f} ms/file")
-        print(f"dask, 1 worker, 1 file per task  : {one_per_task:7.2f} files/s"
-              f" (overhead {1e3 * (1 / one_per_task - 1 / baseline):.2f} ms/file)")
+        print(f"dask, 1 worker, 1 file per task  : {best['one_per_task']:7.2f} files/s (overhead"
+              f" {1e3 * (1 / best['one_per_task'] - 1 / baseline):.2f} ms/file)")
         print(f"load average at the end          : {os.getloadavg()[0]:.1f}")
 
 
