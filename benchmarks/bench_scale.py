@@ -6,8 +6,9 @@
 On the same generated files (speech-like 16 kHz WAV), in one run:
 
 1. in-process baseline: one :class:`Detector` reading and analysing each file in a loop;
-2. :func:`deepfake_audio.batch.scan` on a local Dask cluster (worker processes, one
-   thread each) with 1 worker, then with 2 workers: files/s and their ratio;
+2. :func:`deepfake_audio.batch.scan` on a ``dask scheduler`` with 1 ``dask worker``
+   and on another with 2 (processes on 127.0.0.1, one thread each, started as the
+   tests start them: ``tests/dask_cluster.py``): files/s and their ratio;
 3. the same scan with one file per task, the batching the scan avoids.
 
 Per-file scheduling overhead = 1/(files/s on 1 worker) - 1/(baseline files/s). The
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import io
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +35,8 @@ import numpy as np
 import soundfile as sf
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread per worker process
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from dask_cluster import DaskCluster  # the tests' real scheduler + workers
 
 
 def speech_like(seconds: float, sr: int, seed: int) -> np.ndarray:
@@ -73,13 +77,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from distributed import Client, LocalCluster
     from threadpoolctl import threadpool_limits
 
     from deepfake_audio import Detector, batch
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        files = make_files(Path(tmp), args.files, args.seconds)
+        (Path(tmp) / "audio").mkdir()
+        files = make_files(Path(tmp) / "audio", args.files, args.seconds)
         print(f"{args.files} files of {args.seconds:g} s speech-like 16 kHz WAV;"
               f" {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
 
@@ -94,10 +98,10 @@ def main() -> None:
 
         clients = {}
         for workers in (1, 2):
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None))
-            client = clients[workers] = stack.enter_context(Client(cluster))
-            client.run(batch._model_id, batch.DetectorOptions())  # load the model everywhere
+            cluster = stack.enter_context(
+                DaskCluster(Path(tmp) / f"cluster{workers}", workers=workers))
+            clients[workers] = cluster.client
+            cluster.client.run(batch._model_id, batch.DetectorOptions())  # load the model
 
         def on(workers: int, **options: Any) -> Callable[[], int]:
             def run() -> int:
@@ -113,7 +117,8 @@ def main() -> None:
             for name, run in runs.items():
                 best[name] = max(best[name], timed(run, len(files)))
         baseline, one, two = best["baseline"], best["one"], best["two"]
-        print(f"in-process baseline (1 core)     : {baseline:7.2f} files/s")
+        print(f"in-process baseline (1 core)     : {baseline:7.2f} files/s"
+              f" = {baseline * args.seconds:.1f} s of audio per core-second")
         print(f"dask, 1 worker                   : {one:7.2f} files/s")
         print(f"dask, 2 workers                  : {two:7.2f} files/s")
         print(f"speed-up 2 workers / 1 worker    : {two / one:7.2f}x")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -27,13 +26,12 @@ import pytest
 
 pytest.importorskip("distributed", reason='needs the [dask] extra')
 
-from distributed import Client
+from dask_cluster import DaskCluster
 
 from deepfake_audio import batch, batch_output
 
 pytestmark = [pytest.mark.dask, pytest.mark.timeout(180)]
 
-DASK = str(Path(sys.executable).parent / "dask")
 N_FILES = 200
 
 
@@ -62,66 +60,10 @@ def _listing(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*.wav"))
 
 
-class DaskCluster:
-    """``dask scheduler`` + ``dask worker`` subprocesses (no nanny: kill -9 kills the worker)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        self.workers: dict[str, subprocess.Popen[bytes]] = {}
-        scheduler_file = workdir / "scheduler.json"
-        self.scheduler = self._spawn("scheduler", [
-            DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-            "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)])
-        deadline = time.monotonic() + 60
-        while not scheduler_file.is_file() or not scheduler_file.read_text().strip():
-            assert self.scheduler.poll() is None and time.monotonic() < deadline, \
-                (workdir / "scheduler.log").read_text()
-            time.sleep(0.1)
-        time.sleep(0.2)  # the file may still be being written
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        self.client = Client(self.address, timeout=60, set_as_default=False)
-
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-        with open(self.workdir / f"{name}.log", "ab") as log:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-
-    def add_worker(self, name: str) -> None:
-        self.workers[name] = self._spawn(name, [
-            DASK, "worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny",
-            "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60",
-            "--local-directory", str(self.workdir / name)])
-
-    def wait_for_workers(self, n: int) -> None:
-        self.client.wait_for_workers(n, timeout=120)
-
-    def address_of(self, name: str) -> str:
-        return next(addr for addr, info in self.client.scheduler_info()["workers"].items()
-                    if info["name"] == name)
-
-    def close(self) -> None:
-        self.client.close()
-        for proc in [*self.workers.values(), self.scheduler]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*self.workers.values(), self.scheduler]:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[DaskCluster]:
-    dask_cluster = DaskCluster(tmp_path_factory.mktemp("dask"))
-    try:
-        for name in ("w1", "w2"):
-            dask_cluster.add_worker(name)
-        dask_cluster.wait_for_workers(2)
+    with DaskCluster(tmp_path_factory.mktemp("dask"), workers=2) as dask_cluster:
         yield dask_cluster
-    finally:
-        dask_cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -303,6 +245,15 @@ def test_cli_output_without_scheduler_uses_local_processes(archive, cli_env, tmp
     again = _cli(*paths, "--output", str(out), env=cli_env)
     _, stderr = again.communicate(timeout=60)
     assert again.returncode == 2 and "--resume" in stderr  # a finished scan is not overwritten
+
+
+def test_a_model_the_workers_cannot_load_exits_4(cluster, archive, cli_env, tmp_path):
+    out = tmp_path / "r.jsonl"
+    proc = _cli(str(archive / "calls"), "--scheduler", cluster.address, "--output", str(out),
+                "--model", str(tmp_path / "no_model_here"), env=cli_env)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4 and "cannot load model" in stderr
+    assert list(batch_output.read_rows(out)) == []  # not a single file was read
 
 
 def test_resume_needs_an_output(archive, cli_env):
