@@ -117,7 +117,7 @@ class ScanRecord:
     size: int | None = None
     sha256: str | None = None
     model: str | None = None
-    result: Mapping[str, Any] | None = field(default=None, compare=False)
+    result: Mapping[str, Any] | None = field(default=None, hash=False)
     error: str | None = None
     error_type: str | None = None
 

@@ -221,7 +221,8 @@ def test_cli_resumes_an_interrupted_run(cluster, archive, cli_env, tmp_path, suf
     assert 4 <= len(before) < N_FILES // 2 + 1, "the run was not interrupted"
     if how == signal.SIGINT:
         assert proc.returncode == 130 and not growing.exists()  # journal folded in
-    resumed = _cli(*args, "--resume", env=cli_env)
+    resume = (["--resume"], {}) if suffix == ".jsonl" else ([], {"DEEPFAKE_AUDIO_RESUME": "1"})
+    resumed = _cli(*args, *resume[0], env={**cli_env, **resume[1]})
     _, stderr = resumed.communicate(timeout=120)
     rows = list(batch_output.read_rows(out))
     broken_before = any("broken" in r["source"] for r in before)
