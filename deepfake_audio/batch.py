@@ -65,7 +65,7 @@ from .exceptions import DeepfakeAudioError, InputError
 
 logger = logging.getLogger("deepfake_audio")
 
-DASK_HINT = 'this needs the [dask] extra: pip install "deepfake-audio[dask]"'
+DASK_HINT = 'needs the [dask] extra: pip install "deepfake-audio[dask]"'
 
 OK = "ok"
 ERROR = "error"

@@ -85,9 +85,6 @@ def run(args: argparse.Namespace) -> int:
         if args.scheduler:
             try:
                 client = batch.connect(args.scheduler)
-            except ImportError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_USAGE
             except OSError as exc:
                 print(f"error: cannot reach the scheduler {args.scheduler}: {exc}",
                       file=sys.stderr)
@@ -118,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
                     counts["internal"] += 1
                 if record.status in (batch.ERROR, batch.FAILED) and not args.quiet:
                     tqdm.write(f"error: {record.source}: {record.error}", file=sys.stderr)
+    except ImportError as exc:  # no [dask] extra here: a scheduler, or URLs to list
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         if sink is not None:
             sink.close()
