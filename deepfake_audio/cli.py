@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from ._version import __version__
-from .batch import analyze_paths, iter_audio_files, without_decoder_noise
 from .config import env_name, env_value, parse_bool
 from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
+from .pool import analyze_paths, iter_audio_files, without_decoder_noise
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -245,10 +245,26 @@ CSV_FIELDS = ("path", "classification", "verdict", "confidence", "raw_score",
            help="also write a self-contained HTML report of every file to HTML"),
     option("-q", "--quiet", action="store_true",
            help="no progress bar; human output gives only each file's verdict"),
+    option("--scheduler", metavar="ADDR",
+           help="run on this Dask scheduler, e.g. tcp://host:8786; paths must be visible to"
+                " the workers, URLs (s3://, gs://, http(s)://, file://) are read by them"
+                " (needs the [dask] extra)"),
+    option("--output", metavar="FILE",
+           help="write one row per file to FILE (.jsonl, .csv or .parquet) as results arrive"),
+    option("--resume", action="store_true",
+           help="continue --output FILE: skip inputs already in it with the same content"
+                " hash and model id"),
     *MODEL,
     quiet_decoder=True,
 )
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.scheduler or args.output or args.resume:
+        from . import cli_scan
+
+        return cli_scan.run(
+            args.paths, scheduler=args.scheduler, output=args.output, resume=args.resume,
+            jobs=args.jobs, quiet=args.quiet, model_dir=args.model, threshold=args.threshold,
+            max_duration_s=args.max_duration, allow_unverified=args.allow_unverified_model)
     try:
         band = _band(args.band)
     except ValueError as exc:
