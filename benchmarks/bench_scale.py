@@ -8,7 +8,7 @@ On the same generated files (speech-like 16 kHz WAV), in one run:
 1. in-process baseline: one :class:`Detector` reading and analysing each file in a loop;
 2. :func:`deepfake_audio.batch.scan` on a ``dask scheduler`` with 1 ``dask worker``
    and on another with 2 (processes on 127.0.0.1, one thread each, started as the
-   tests start them: ``tests/dask_cluster.py``): files/s and their ratio;
+   tests start them: ``tests/helpers/dask_cluster.py``): files/s and their ratio;
 3. the same scan with one file per task, the batching the scan avoids.
 
 Throughput is wall clock (best pass). Cost is CPU time (lowest pass) summed over the
@@ -37,8 +37,8 @@ import numpy as np
 import soundfile as sf
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread per worker process
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from dask_cluster import DaskCluster  # the tests' real scheduler + workers
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers.dask_cluster import DaskCluster  # the tests' real scheduler + workers
 
 
 def speech_like(seconds: float, sr: int, seed: int) -> np.ndarray:

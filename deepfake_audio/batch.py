@@ -46,6 +46,7 @@ Scanning on a cluster or from URLs needs the ``[dask]`` extra
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -81,11 +82,27 @@ RESULT_FIELDS: tuple[str, ...] = tuple(
 RECORD_FIELDS: tuple[str, ...] = (
     "source", "status", "size", "sha256", "model", *RESULT_FIELDS, "error", "error_type",
 )
-_RESULT_HINTS = typing.get_type_hints(AnalysisResult)
+_SCALARS = (str, int, float, bool)
+
+
+def _column_type(hint: Any) -> type:
+    """A result field's column type: its scalar type (``None`` allowed), else ``str``
+    holding JSON (band, segments, channels, speaker...), so every output stays flat."""
+    options = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    return options[0] if len(options) == 1 and options[0] in _SCALARS else str
+
+
+_RESULT_TYPES = {name: _column_type(hint)
+                 for name, hint in typing.get_type_hints(AnalysisResult).items()}
+#: Fields stored as JSON text.
+JSON_FIELDS = frozenset(
+    name for name, hint in typing.get_type_hints(AnalysisResult).items()
+    if name in RESULT_FIELDS and _RESULT_TYPES[name] is str and hint is not str
+)
 #: Python type of each column (values may also be ``None``).
 FIELD_TYPES: dict[str, type] = {
     "size": int,
-    **{name: _RESULT_HINTS[name] for name in RESULT_FIELDS},
+    **{name: _RESULT_TYPES[name] for name in RESULT_FIELDS},
     **{name: str for name in RECORD_FIELDS if name not in RESULT_FIELDS and name != "size"},
 }
 
@@ -127,7 +144,8 @@ class ScanRecord:
         return {
             "source": self.source, "status": self.status, "size": self.size,
             "sha256": self.sha256, "model": self.model,
-            **{name: result.get(name) for name in RESULT_FIELDS},
+            **{name: (json.dumps(result[name]) if name in JSON_FIELDS and name in result
+                      else result.get(name)) for name in RESULT_FIELDS},
             "error": self.error, "error_type": self.error_type,
         }
 

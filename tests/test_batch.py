@@ -26,9 +26,8 @@ import pytest
 
 pytest.importorskip("distributed", reason='needs the [dask] extra')
 
-from dask_cluster import DaskCluster
-
 from deepfake_audio import batch, batch_output
+from tests.helpers.dask_cluster import DaskCluster
 
 pytestmark = [pytest.mark.dask, pytest.mark.timeout(180)]
 
