@@ -25,9 +25,11 @@ from .exceptions import (
     ModelIntegrityError,
     ModelLoadError,
     SilentAudioError,
+    SpeakerReferenceError,
     UnsupportedFormatError,
 )
 from .features import FeatureConfig
+from .speaker import SpeakerProfile, SpeakerResult
 
 logging.getLogger("deepfake_audio").addHandler(logging.NullHandler())
 
@@ -48,6 +50,9 @@ __all__ = [
     "ModelIntegrityError",
     "ModelLoadError",
     "SilentAudioError",
+    "SpeakerProfile",
+    "SpeakerReferenceError",
+    "SpeakerResult",
     "UnsupportedFormatError",
     "WindowScore",
     "__version__",

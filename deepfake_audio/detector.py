@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .audio import (
 )
 from .features import FeatureConfig, extract
 from .model import LoadedModel, ModelMetadata, load_model
+
+if TYPE_CHECKING:
+    from .speaker import SpeakerProfile, SpeakerResult, SpeakerVerifier
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -77,6 +81,10 @@ class AnalysisResult:
         False for legacy models without calibration data.
     timeline : tuple of WindowScore
         Per-window scores in time order.
+    speaker : SpeakerResult or None
+        The speaker-reference check when references were given; then
+        ``probability_deepfake``, ``classification`` and ``confidence`` are the
+        fused ones and ``speaker.probability_artefacts`` is the detector's alone.
     """
 
     classification: str
@@ -89,6 +97,7 @@ class AnalysisResult:
     model: str
     calibrated: bool
     timeline: tuple[WindowScore, ...]
+    speaker: SpeakerResult | None = None
 
     @property
     def is_deepfake(self) -> bool:
@@ -107,6 +116,8 @@ class AnalysisResult:
             "model": self.model,
             "calibrated": self.calibrated,
         }
+        if self.speaker is not None:
+            data["speaker"] = self.speaker.to_dict()
         if timeline:
             data["timeline"] = [w.to_dict() for w in self.timeline]
         return data
@@ -153,6 +164,7 @@ class Detector:
         )
         self.max_duration_s = max_duration_s
         self.min_duration_s = min_duration_s
+        self._speaker_verifier: SpeakerVerifier | None = None  # loaded on first use
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
 
     @classmethod
@@ -186,7 +198,13 @@ class Detector:
             file_type=file_type,
         )
 
-    def analyze(self, source: AudioSource, *, file_type: str | None = None) -> AnalysisResult:
+    def analyze(
+        self,
+        source: AudioSource,
+        *,
+        file_type: str | None = None,
+        references: SpeakerProfile | Sequence[AudioSource] | None = None,
+    ) -> AnalysisResult:
         """Classify one recording.
 
         Parameters
@@ -196,6 +214,10 @@ class Detector:
             raw samples with their sample rate.
         file_type : str, optional
             Declared extension (e.g. ``".mp3"``), as the WebSocket API sends it.
+        references : SpeakerProfile or sequence of audio sources, optional
+            Genuine recordings of the person supposedly speaking (or a saved
+            profile of them): adds ``speaker`` to the result and fuses identity
+            mismatch into ``probability_deepfake`` (see :mod:`deepfake_audio.speaker`).
 
         Returns
         -------
@@ -204,9 +226,53 @@ class Detector:
         Raises
         ------
         InputError
-            The audio cannot be analysed (a specific subclass says why).
+            The audio cannot be analysed (a specific subclass says why);
+            :class:`SpeakerReferenceError` for unusable references.
         """
-        return self.analyze_audio(self.load(source, file_type=file_type))
+        audio = self.load(source, file_type=file_type)
+        result = self.analyze_audio(audio)
+        if references is None:
+            return result
+        return self._with_speaker(audio, result, references)
+
+    # ------------------------------------------------------------------ speaker references
+    def speaker_profile(self, references: SpeakerProfile | Sequence[AudioSource],
+                        *, name: str | None = None) -> SpeakerProfile:
+        """Build (or pass through) a profile, scoring each reference for synthesis artefacts."""
+        from .speaker import as_profile
+
+        profile = as_profile(references, verifier=self._verifier(),
+                             artefact_score=lambda a: self.analyze_audio(
+                                 self._at_model_rate(a)).probability_deepfake)
+        return replace(profile, name=name) if name else profile
+
+    def _verifier(self) -> SpeakerVerifier:
+        if self._speaker_verifier is None:
+            from .speaker import SpeakerVerifier
+
+            self._speaker_verifier = SpeakerVerifier()
+        return self._speaker_verifier
+
+    def _at_model_rate(self, audio: Audio) -> Audio:
+        sr = self.feature_config.sample_rate
+        if audio.sample_rate == sr:
+            return audio
+        from .audio import resample
+
+        return replace(audio, samples=resample(audio.samples, audio.sample_rate, sr),
+                       sample_rate=sr)
+
+    def _with_speaker(self, audio: Audio, result: AnalysisResult,
+                      references: SpeakerProfile | Sequence[AudioSource]) -> AnalysisResult:
+        profile = self.speaker_profile(references)
+        speaker, p_fused = self._verifier().check(audio, profile, result.probability_deepfake)
+        # The verdict moves where the fused probability crosses the probability at the
+        # threshold, so without identity evidence it is exactly the detector's verdict.
+        p_threshold = float(self._model.metadata.calibration.probability_deepfake(self.threshold))
+        label = DEEPFAKE if p_fused > p_threshold or result.is_deepfake else REAL
+        return replace(result, speaker=speaker, probability_deepfake=p_fused,
+                       classification=label,
+                       confidence=p_fused if label == DEEPFAKE else 1.0 - p_fused)
 
     def analyze_audio(self, audio: Audio) -> AnalysisResult:
         """Classify already-decoded :class:`~deepfake_audio.audio.Audio`."""

@@ -1,0 +1,60 @@
+"""Held-out artefact scores of every corpus clip, for fitting the speaker fusion.
+
+The bundled model was trained on the whole corpus, so its scores on corpus clips
+are in-sample and too confident. The fusion (``scripts/fit_speaker.py``) is fitted
+on the scores a deployed model actually meets: genuine clips scored by models
+trained without their corpus, fakes by models trained without their generator
+family (the ``unseen`` protocol the bundled calibration uses). Writes
+``{path relative to DATA: raw score}`` as JSON::
+
+    python scripts/heldout_artefact_scores.py /work/shared/data -o cache/heldout.json \\
+        --cache cache/features
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_audio import training
+from deepfake_audio.model import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=None, help="window-feature cache folder")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+
+    clips = training.load_dataset(args.data)
+    model = load_model(None)
+    stored = model.metadata.training.get("settings", {})
+    fields = training.TrainSettings.__dataclass_fields__
+    settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in fields})
+    table = training.extract_dataset(
+        clips, model.metadata.features, augment_copies=settings.augment_copies,
+        max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
+        cache_dir=args.cache,
+    )
+    folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
+    oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs)
+    held = training.unseen_scores(clips, table, settings, jobs=args.jobs)
+    raw = np.where(np.isnan(held), oof, held)
+    root = args.data if args.data.is_dir() else args.data.parent
+    scores = {
+        str(clip.path.relative_to(root)): float(score)
+        for clip, score in zip(clips, raw, strict=True)
+        if np.isfinite(score)
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(scores, indent=0) + "\n")
+    print(f"{len(scores)} held-out scores -> {args.output} (model {model.metadata.model_id})")
+
+
+if __name__ == "__main__":
+    main()
