@@ -235,16 +235,18 @@ def score_trials(trials: Sequence[Trial], embeddings: ClipEmbeddings, p_artefact
                  verifier: SpeakerVerifier) -> TrialScores:
     """Compare each trial's clip with the mean of its references and fuse."""
     art = np.array([p_artefacts[t.index] for t in trials])
-    same = np.array([verifier.probability_same(similarity(embeddings.vectors, t))
+    same = np.array([verifier.probability_same(embeddings.vectors[t.index],
+                                               centroid(embeddings.vectors, t))
                      for t in trials])
-    fused = np.array([verifier.fuse(a, s) for a, s in zip(art, same, strict=True)])
+    speech = [float(embeddings.speech_s[t.index]) for t in trials]
+    fused = np.array([verifier.fuse(a, s, sp) for a, s, sp in zip(art, same, speech, strict=True)])
     return TrialScores(art, 1.0 - same, fused)
 
 
-def similarity(vectors: np.ndarray, trial: Trial) -> float:
-    """Cosine between a trial's clip and the normalised mean of its references."""
-    centroid = vectors[list(trial.references)].mean(axis=0)
-    return float(vectors[trial.index] @ centroid / np.linalg.norm(centroid))
+def centroid(vectors: np.ndarray, trial: Trial) -> np.ndarray:
+    """Normalised mean embedding of a trial's references (as a profile's centroid)."""
+    mean = vectors[list(trial.references)].mean(axis=0)
+    return mean / np.linalg.norm(mean)
 
 
 def evaluate_reference(

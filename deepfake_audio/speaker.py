@@ -60,10 +60,15 @@ class SpeakerParams:
     Attributes
     ----------
     slope, intercept : float
-        ``probability_same_speaker = sigmoid(slope * similarity + intercept)``.
-    weight, margin : float
-        Fusion: ``logit(p_fused) = logit(p_artefacts) + weight * max(0, logit(p_different)
-        - margin)`` where ``p_different = 1 - probability_same_speaker``.
+        ``probability_same_speaker = sigmoid(slope * score + intercept)`` where ``score``
+        is the cosine similarity symmetrically normalised against a cohort of other
+        speakers (s-norm: how unusual the similarity is for each side).
+    cohort_sha256 : str
+        SHA-256 of ``cohort.npz`` (GE2E embeddings of 90 LibriSpeech speakers).
+    weight, margin, full_speech_s : float
+        Fusion: ``logit(p_fused) = logit(p_artefacts) + r * weight * max(0, logit(p_different)
+        - margin)`` where ``p_different = 1 - probability_same_speaker`` and
+        ``r = min(1, speech seconds / full_speech_s)`` (1 when ``full_speech_s`` is 0).
     voices_threshold : float
         Cosine between the two voice clusters of one reference below which it
         probably holds several voices.
@@ -74,17 +79,42 @@ class SpeakerParams:
     intercept: float
     weight: float
     margin: float
+    full_speech_s: float
     voices_threshold: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"encoder_id": self.encoder_id, "slope": self.slope, "intercept": self.intercept,
-                "weight": self.weight, "margin": self.margin,
-                "voices_threshold": self.voices_threshold}
+    cohort_sha256: str
 
 
 def params_digest(params: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the fitted parameters."""
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+@lru_cache(maxsize=2)
+def load_cohort(directory: Path = ENCODER_DIR) -> np.ndarray:
+    """The s-norm cohort, ``(n, 256)``, checked against ``speaker.json``.
+
+    Raises
+    ------
+    ModelIntegrityError, ModelLoadError
+        As :func:`load_params`.
+    """
+    params = load_params(directory)
+    path = directory / "cohort.npz"
+    try:
+        if hashlib.sha256(path.read_bytes()).hexdigest() != params.cohort_sha256:
+            raise ModelIntegrityError(f"{path} does not match the SHA-256 in speaker.json")
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data["embeddings"], dtype=np.float32)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the speaker cohort from {directory}: {exc}") from exc
+
+
+def snorm(vector: np.ndarray, centroid: np.ndarray, cohort: np.ndarray) -> float:
+    """Cosine of ``vector`` and ``centroid``, s-normalised against ``cohort``."""
+    cosine = float(vector @ centroid)
+    a, b = cohort @ vector, cohort @ centroid
+    return 0.5 * ((cosine - float(a.mean())) / float(a.std())
+                  + (cosine - float(b.mean())) / float(b.std()))
 
 
 @lru_cache(maxsize=2)
@@ -373,6 +403,7 @@ class SpeakerVerifier:
     def __init__(self, directory: Path = ENCODER_DIR) -> None:
         self.encoder: GE2EEncoder = load_encoder(directory)
         self.params: SpeakerParams = load_params(directory)
+        self.cohort = load_cohort(directory)
         if self.params.encoder_id != self.encoder.encoder_id:
             raise ModelLoadError(
                 f"speaker.json was fitted for {self.params.encoder_id}, "
@@ -396,8 +427,10 @@ class SpeakerVerifier:
                             "references must be genuine recordings")
         return warnings
 
-    def probability_same(self, similarity: float) -> float:
-        return _sigmoid(self.params.slope * similarity + self.params.intercept)
+    def probability_same(self, vector: np.ndarray, centroid: np.ndarray) -> float:
+        """Calibrated probability that ``vector`` and ``centroid`` are the same speaker."""
+        score = snorm(vector, centroid, self.cohort)
+        return _sigmoid(self.params.slope * score + self.params.intercept)
 
     def compare(self, embedding: Embedding, profile: SpeakerProfile,
                 probability_artefacts: float) -> SpeakerResult:
@@ -413,14 +446,15 @@ class SpeakerVerifier:
                 f"profile {profile.name!r} was made with encoder {profile.encoder_id}, "
                 f"this library uses {self.encoder.encoder_id}; create it again"
             )
-        similarity = float(embedding.vector @ profile.centroid)
+        centroid = profile.centroid
+        similarity = float(embedding.vector @ centroid)
         warnings = list(profile.warnings)
         if embedding.speech_s < 1.0:
             warnings.append(f"the recording holds only {embedding.speech_s:.1f} s of speech; "
                             "the voice comparison is unreliable")
         return SpeakerResult(
             similarity=round(similarity, 4),
-            probability_same_speaker=round(self.probability_same(similarity), 4),
+            probability_same_speaker=round(self.probability_same(embedding.vector, centroid), 4),
             probability_artefacts=round(probability_artefacts, 4),
             speech_seconds=round(embedding.speech_s, 3),
             references={"count": profile.count, "speech_seconds": profile.speech_seconds},
@@ -429,10 +463,16 @@ class SpeakerVerifier:
             warnings=tuple(warnings),
         )
 
-    def fuse(self, probability_artefacts: float, probability_same_speaker: float) -> float:
+    def reliability(self, speech_s: float) -> float:
+        """How much identity evidence counts for a recording with ``speech_s`` of speech."""
+        full = self.params.full_speech_s
+        return 1.0 if full <= 0 else min(1.0, speech_s / full)
+
+    def fuse(self, probability_artefacts: float, probability_same_speaker: float,
+             speech_s: float) -> float:
         """Deepfake probability with identity evidence (see the module docstring)."""
         return fuse(probability_artefacts, probability_same_speaker, self.params.weight,
-                    self.params.margin)
+                    self.params.margin, self.reliability(speech_s))
 
     def check(self, audio: Audio, profile: SpeakerProfile,
               probability_artefacts: float) -> tuple[SpeakerResult, float]:
@@ -449,13 +489,18 @@ class SpeakerVerifier:
 
             samples = resample(samples, audio.sample_rate, SAMPLE_RATE)
         result = self.compare(self.embed(samples), profile, probability_artefacts)
-        return result, self.fuse(probability_artefacts, result.probability_same_speaker)
+        return result, self.fuse(probability_artefacts, result.probability_same_speaker,
+                                 result.speech_seconds)
 
 
-def fuse(p_artefacts: float, p_same: float, weight: float, margin: float) -> float:
-    """``sigmoid(logit(p_artefacts) + weight * max(0, logit(1 - p_same) - margin))``."""
+def fuse(p_artefacts: float, p_same: float, weight: float, margin: float,
+         reliability: float = 1.0) -> float:
+    """``sigmoid(logit(p_artefacts) + reliability * weight * max(0, logit(1 - p_same) - margin))``.
+
+    ``reliability`` (0–1) scales identity evidence down for recordings with little speech.
+    """
     mismatch = max(0.0, _logit(1.0 - p_same) - margin)
-    return _sigmoid(_logit(p_artefacts) + weight * mismatch)
+    return _sigmoid(_logit(p_artefacts) + reliability * weight * mismatch)
 
 
 def as_profile(references: SpeakerProfile | Sequence[AudioSource], *,
@@ -486,5 +531,7 @@ __all__ = [
     "SpeakerVerifier",
     "as_profile",
     "fuse",
+    "load_cohort",
     "load_params",
+    "snorm",
 ]

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -41,13 +42,15 @@ from deepfake_audio.ge2e import ENCODER_DIR, SAMPLE_RATE, load_encoder
 from deepfake_audio.reference_eval import (
     ClipEmbeddings,
     Trial,
+    TrialScores,
+    artefact_probabilities,
     build_report,
+    centroid,
     embed_clips,
     reference_trials,
-    similarity,
     synthesis_kind,
 )
-from deepfake_audio.speaker import _two_voice_cosine, fuse, params_digest
+from deepfake_audio.speaker import _two_voice_cosine, fuse, params_digest, snorm
 
 KINDS_PROTECTED = ("neural vocoder", "neural TTS")
 
@@ -63,9 +66,10 @@ def logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 
-def calibration_pairs(clips: list[training.Clip], trials: list[Trial],
-                      emb: ClipEmbeddings) -> tuple[np.ndarray, np.ndarray]:
-    """Cosines of genuine trials to their own (1) and to other speakers' (0) references."""
+def calibration_pairs(clips: list[training.Clip], trials: list[Trial], emb: ClipEmbeddings,
+                      cohort: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """S-norm scores of genuine trials against their own (1) and other speakers' (0)
+    references."""
     genuine = [t for t in trials if clips[t.index].label == 0]
     by_speaker: dict[str, tuple[int, ...]] = {}
     for t in trials:
@@ -74,11 +78,12 @@ def calibration_pairs(clips: list[training.Clip], trials: list[Trial],
             by_speaker[speaker] = t.references
     sims, same = [], []
     for t in genuine:
-        sims.append(similarity(emb.vectors, t))
+        vector = emb.vectors[t.index]
+        sims.append(snorm(vector, centroid(emb.vectors, t), cohort))
         same.append(1)
         for speaker, refs in by_speaker.items():
             if speaker != clips[t.index].speaker:
-                sims.append(similarity(emb.vectors, Trial(t.index, refs)))
+                sims.append(snorm(vector, centroid(emb.vectors, Trial(t.index, refs)), cohort))
                 same.append(0)
     return np.array(sims), np.array(same)
 
@@ -120,7 +125,12 @@ def main() -> None:
     args = parser.parse_args()
 
     root = args.data if args.data.is_dir() else args.data.parent
-    clips = [c for c in training.load_dataset(args.data)
+    everything = training.load_dataset(args.data)
+    # s-norm cohort: every other LibriSpeech speaker (no LibriSpeech speaker has trials)
+    cohort_clips = [c for c in everything if c.source == "librispeech"][::2]
+    cohort = embed_clips(cohort_clips, cache=args.embeddings).vectors
+    cohort = cohort[~np.isnan(cohort[:, 0])]
+    clips = [c for c in everything
              if not c.source.startswith("librispeech") and c.speaker != "libritts"]
     trials = reference_trials(clips, np.ones(len(clips), bool))
     needed = sorted({i for t in trials for i in (t.index, *t.references)})
@@ -136,8 +146,6 @@ def main() -> None:
         p_art[np.isnan(raw)] = np.nan
         source = f"held-out scores ({args.heldout.name}), calibrated by {detector.model_id}"
     else:
-        from deepfake_audio.reference_eval import artefact_probabilities
-
         p_art = artefact_probabilities(clips, detector)
         source = f"bundled model {detector.model_id} (IN-SAMPLE: optimistic)"
     valid = ~np.isnan(p_art) & ~np.isnan(emb.vectors[:, 0])
@@ -151,29 +159,38 @@ def main() -> None:
           f"{len({clips[t.index].speaker for t in trials})} speakers")
 
     # 2. same-speaker calibration
-    sims, same = calibration_pairs(clips, trials, emb)
+    sims, same = calibration_pairs(clips, trials, emb, cohort)
     slope, intercept = logistic(sims, same)
     print(f"same-speaker calibration: {int(same.sum())} same / {int((1 - same).sum())} "
-          f"different-speaker pairs; EER {eer(1 - same, -sims) * 100:.1f}%; "
-          f"p_same = sigmoid({slope:.3f} * cos + {intercept:.3f})")
+          f"different-speaker pairs, cohort of {len(cohort)} LibriSpeech speakers; EER "
+          f"{eer(1 - same, -sims) * 100:.1f}%; p_same = sigmoid({slope:.3f} * snorm "
+          f"+ {intercept:.3f})")
 
-    cos = np.array([similarity(emb.vectors, t) for t in trials])
-    p_same = 1 / (1 + np.exp(-(slope * cos + intercept)))
+    cents = [centroid(emb.vectors, t) for t in trials]
+    cos = np.array([float(emb.vectors[t.index] @ c) for t, c in zip(trials, cents, strict=True)])
+    score = np.array([snorm(emb.vectors[t.index], c, cohort)
+                      for t, c in zip(trials, cents, strict=True)])
+    p_same = 1 / (1 + np.exp(-(slope * score + intercept)))
     art = np.array([p_art[t.index] for t in trials])
-    clone = (kinds == "voice cloning") | (labels == 0)
-    print(f"speaker signal alone, voice cloning vs genuine: EER "
-          f"{eer(labels[clone], -cos[clone]) * 100:.1f}% (artefacts alone "
-          f"{eer(labels[clone], art[clone]) * 100:.1f}%)")
-    for kind in KINDS_PROTECTED:
+    for kind in ("voice cloning", *KINDS_PROTECTED):
         sel = (kinds == kind) | (labels == 0)
-        print(f"speaker signal alone, {kind} vs genuine: EER "
-              f"{eer(labels[sel], -cos[sel]) * 100:.1f}%")
+        print(f"{kind} vs genuine of the same speakers: EER speaker signal "
+              f"{eer(labels[sel], -score[sel]) * 100:.1f}% (raw cosine "
+              f"{eer(labels[sel], -cos[sel]) * 100:.1f}%), artefacts alone "
+              f"{eer(labels[sel], art[sel]) * 100:.1f}%")
 
     # 3. fusion grid
     p_thr = float(calibration.probability_deepfake(detector.threshold))
 
-    def figures(weight: float, margin: float) -> dict[str, float]:
-        fused = np.array([fuse(a, s, weight, margin) for a, s in zip(art, p_same, strict=True)])
+    speech = np.array([emb.speech_s[t.index] for t in trials])
+
+    def fused_scores(weight: float, margin: float, full: float) -> np.ndarray:
+        reliability = np.ones(len(speech)) if full <= 0 else np.minimum(1.0, speech / full)
+        return np.array([fuse(a, s, weight, margin, r)
+                         for a, s, r in zip(art, p_same, reliability, strict=True)])
+
+    def figures(weight: float, margin: float, full: float) -> dict[str, float]:
+        fused = fused_scores(weight, margin, full)
         out = {"pooled": eer(labels, fused),
                "genuine_real": float(np.mean(fused[labels == 0] <= p_thr))}
         for kind in ("voice cloning", *KINDS_PROTECTED):
@@ -181,17 +198,19 @@ def main() -> None:
             out[kind] = eer(labels[sel], fused[sel])
         return out
 
-    base = figures(0.0, 0.0)
-    best = (0.0, 0.0, base)
-    for weight in np.arange(0.25, 4.01, 0.25):
-        for margin in np.arange(-3.0, 4.01, 0.25):
-            fig = figures(float(weight), float(margin))
-            ok = fig["genuine_real"] >= 0.8 and all(
-                fig[k] <= base[k] + 0.02 for k in KINDS_PROTECTED)
-            if ok and fig["pooled"] < best[2]["pooled"] - 1e-9:
-                best = (float(weight), float(margin), fig)
-    weight, margin, fig = best
-    print(f"fusion: weight {weight:.2f}, margin {margin:.2f}")
+    base = figures(0.0, 0.0, 0.0)
+    best = (0.0, 0.0, 0.0, base)
+    for full in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0):
+        for weight in np.arange(0.25, 3.01, 0.25):
+            for margin in np.arange(-3.0, 3.01, 0.5):
+                fig = figures(float(weight), float(margin), full)
+                ok = fig["genuine_real"] >= 0.8 and all(
+                    fig[k] <= base[k] + 0.02 for k in KINDS_PROTECTED)
+                if ok and fig["pooled"] < best[3]["pooled"] - 1e-9:
+                    best = (float(weight), float(margin), full, fig)
+    weight, margin, full, fig = best
+    print(f"fusion: weight {weight:.2f}, margin {margin:.2f}, full weight from {full:.0f} s "
+          "of speech")
     print(f"{'':<22}{'without references':>20}{'with references':>17}")
     for key in ("pooled", "voice cloning", *KINDS_PROTECTED):
         print(f"EER {key:<18}{base[key] * 100:>19.1f}%{fig[key] * 100:>16.1f}%")
@@ -200,9 +219,13 @@ def main() -> None:
 
     threshold = voices_threshold(clips, trials)
     if args.write:
+        cohort_path = ENCODER_DIR / "cohort.npz"
+        np.savez(cohort_path, embeddings=cohort.astype(np.float32))
         params = {"encoder_id": load_encoder().encoder_id, "slope": round(slope, 6),
                   "intercept": round(intercept, 6), "weight": weight, "margin": margin,
-                  "voices_threshold": round(threshold, 4)}
+                  "full_speech_s": full,
+                  "voices_threshold": round(threshold, 4),
+                  "cohort_sha256": hashlib.sha256(cohort_path.read_bytes()).hexdigest()}
         out = ENCODER_DIR / "speaker.json"
         out.write_text(json.dumps({
             "format": 1,
@@ -214,9 +237,7 @@ def main() -> None:
         }, indent=2) + "\n")
         print(f"wrote {out}")
     # the full per-family table, as evaluate --protocol reference prints it
-    from deepfake_audio.reference_eval import TrialScores
-
-    fused = np.array([fuse(a, s, weight, margin) for a, s in zip(art, p_same, strict=True)])
+    fused = fused_scores(weight, margin, full)
     print(build_report(clips, trials, TrialScores(art, 1 - p_same, fused), p_thr).format())
 
 

@@ -2,10 +2,11 @@
 
 The bundled model was trained on the whole corpus, so its scores on corpus clips
 are in-sample and too confident. The fusion (``scripts/fit_speaker.py``) is fitted
-on the scores a deployed model actually meets: genuine clips scored by models
-trained without their corpus, fakes by models trained without their generator
-family (the ``unseen`` protocol the bundled calibration uses). Writes
-``{path relative to DATA: raw score}`` as JSON::
+on scores closer to what a deployed model meets: 5-fold cross-validation grouped
+by genuine corpus and by generator family, so each genuine clip is scored by a
+model that never saw its corpus and each synthetic clip by one that never saw its
+generator family (the ``unseen`` protocol's idea in 5 fits instead of one per
+group). Writes ``{path relative to DATA: raw score}`` as JSON::
 
     python scripts/heldout_artefact_scores.py /work/shared/data -o cache/heldout.json \\
         --cache cache/features
@@ -41,10 +42,15 @@ def main() -> None:
         max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
         cache_dir=args.cache,
     )
-    folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
-    oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs)
-    held = training.unseen_scores(clips, table, settings, jobs=args.jobs)
-    raw = np.where(np.isnan(held), oof, held)
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.array([c.label for c in clips])
+    groups = np.array([f"fake:{c.family}" if c.label else f"real:{c.corpus}" for c in clips])
+    folds = np.zeros(len(clips), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=settings.seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(clips)), labels, groups)):
+        folds[test] = k
+    raw = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs)
     root = args.data if args.data.is_dir() else args.data.parent
     scores = {
         str(clip.path.relative_to(root)): float(score)
