@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_fusion_only_raises_and_only_on_clear_mismatch():
         assert fuse(p_art, 0.99, params.weight, params.margin) == pytest.approx(p_art)
         assert fuse(p_art, 0.01, params.weight, params.margin) >= p_art
     values = [fuse(0.2, p, params.weight, params.margin) for p in np.linspace(0.01, 0.99, 30)]
-    assert all(a >= b - 1e-12 for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(values))
 
 
 def test_short_references_warn_and_a_fragment_is_an_error(halves):
