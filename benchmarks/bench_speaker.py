@@ -60,7 +60,7 @@ def main() -> int:
     plain = best_cpu(lambda: detector.analyze(data))
     checked = best_cpu(lambda: detector.analyze(data, references=profile))
     verifier = detector._verifier()
-    audio = detector.load(data)
+    audio = detector.decode(data)
     embed = best_cpu(lambda: verifier.embed(audio.samples))
     build = best_cpu(lambda: SpeakerProfile.from_sources([REFERENCE], verifier=verifier), 3)
     for label, cpu in (("10 s check, no references", plain),
