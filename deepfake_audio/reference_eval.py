@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import load_audio
+from .datasets import Clip
 from .exceptions import InputError
 from .ge2e import SAMPLE_RATE, load_encoder
-from .training import Clip, equal_error_rate
+from .metrics import equal_error_rate
 
 if TYPE_CHECKING:
     from .detector import Detector

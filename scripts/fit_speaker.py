@@ -35,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio import training
 from deepfake_audio.audio import load_audio
+from deepfake_audio.datasets import Clip, load_dataset
 from deepfake_audio.detector import Detector
 from deepfake_audio.ge2e import ENCODER_DIR, SAMPLE_RATE, load_encoder
+from deepfake_audio.metrics import equal_error_rate
 from deepfake_audio.reference_eval import (
     ClipEmbeddings,
     Trial,
@@ -56,7 +57,7 @@ KINDS_PROTECTED = ("neural vocoder", "neural TTS")
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:
-    return training.equal_error_rate(labels, scores)[0]
+    return equal_error_rate(labels, scores)[0]
 
 
 def logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -66,7 +67,7 @@ def logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 
-def calibration_pairs(clips: list[training.Clip], trials: list[Trial], emb: ClipEmbeddings,
+def calibration_pairs(clips: list[Clip], trials: list[Trial], emb: ClipEmbeddings,
                       cohort: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """S-norm scores of genuine trials against their own (1) and other speakers' (0)
     references."""
@@ -88,7 +89,7 @@ def calibration_pairs(clips: list[training.Clip], trials: list[Trial], emb: Clip
     return np.array(sims), np.array(same)
 
 
-def voices_threshold(clips: list[training.Clip], trials: list[Trial]) -> float:
+def voices_threshold(clips: list[Clip], trials: list[Trial]) -> float:
     """2nd percentile of the two-voice cosine on genuine clips; prints the catch rate."""
     encoder = load_encoder()
     rng = np.random.default_rng(0)
@@ -125,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = args.data if args.data.is_dir() else args.data.parent
-    everything = training.load_dataset(args.data)
+    everything = load_dataset(args.data)
     # s-norm cohort: every other LibriSpeech speaker (no LibriSpeech speaker has trials)
     cohort_clips = [c for c in everything if c.source == "librispeech"][::2]
     cohort = embed_clips(cohort_clips, cache=args.embeddings).vectors

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_audio import training
+from deepfake_audio.datasets import load_dataset
 from deepfake_audio.model import load_model
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
 
-    clips = training.load_dataset(args.data)
+    clips = load_dataset(args.data)
     model = load_model(None)
     stored = model.metadata.training.get("settings", {})
     fields = training.TrainSettings.__dataclass_fields__

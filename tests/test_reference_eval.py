@@ -9,13 +9,13 @@ import pytest
 import soundfile as sf
 
 from deepfake_audio import DeepfakeAudioError
+from deepfake_audio.datasets import Clip, load_dataset
 from deepfake_audio.reference_eval import (
     evaluate_reference,
     recording_key,
     reference_trials,
     synthesis_kind,
 )
-from deepfake_audio.training import Clip, load_dataset
 
 DATA = Path(__file__).parent / "data"
 
