@@ -1,4 +1,4 @@
-"""Command line: ``deepfake-audio check | evaluate | train | serve | remote``.
+"""Command line: ``deepfake-audio check | profile | evaluate | train | serve | remote``.
 
 The only module that parses arguments and prints: each sub-command is a handler
 registered with :func:`command`, its options declared beside it; the handler calls
@@ -173,8 +173,10 @@ CACHE = option("--cache", metavar="DIR", help="cache window features here betwee
 
 
 def _human_line(row: dict[str, Any]) -> str:
-    return (f"{row['path']}: {row['classification']} (confidence {row['confidence']:.3f},"
+    line = (f"{row['path']}: {row['classification']} (confidence {row['confidence']:.3f},"
             f" raw_score {row['raw_score']:+.3f}, {row.get('duration_s', 0.0):.1f} s)")
+    speaker = row.get("speaker")
+    return f"{line}; {speaker['summary']}" if speaker else line
 
 
 CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_deepfake",
@@ -193,6 +195,9 @@ CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_
     option("--max-duration", type=float, default="600",
            help="longest audio accepted, seconds (default 600)"),
     option("--timeline", action="store_true", help="include per-window scores in --json output"),
+    option("--reference", "-r", action="append", metavar="REF_OR_PROFILE",
+           help="genuine recording of the claimed speaker, or a saved .profile (repeatable;"
+                " variable: comma-separated): adds the speaker check and fuses it"),
     option("-q", "--quiet", action="store_true", help="no progress bar"),
     *MODEL,
     quiet_decoder=True,
@@ -206,8 +211,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     options = {"model_dir": args.model, "threshold": args.threshold,
                "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model}
+    profile = _speaker_profile(args.reference, options) if args.reference else None
     rows: list[dict[str, Any]] = []
-    with analyze_paths(files, options, jobs=args.jobs) as results:
+    with analyze_paths(files, options, jobs=args.jobs, profile=profile) as results:
         csv_writer = None
         if args.csv:
             csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -232,6 +238,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     if any(row.get("internal") for row in rows):
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if any("error" in row for row in rows) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- speaker profiles
+
+
+def _speaker_profile(references: Sequence[str], options: dict[str, Any],
+                     name: str | None = None) -> Any:
+    """Build the profile once (recordings scored for artefacts too); warnings to stderr."""
+    from .detector import Detector
+
+    profile = Detector(**options).speaker_profile(list(references), name=name)
+    for warning in profile.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return profile
+
+
+@command(
+    "profile", "create a speaker profile from genuine recordings (for check --reference)",
+    option("action", choices=["create"], help="what to do"),
+    option("name", help="who the recordings are of"),
+    option("references", nargs="+", metavar="REF", help="genuine recordings of that person"),
+    option("-o", "--output", metavar="FILE", help="where to write it (default: NAME.profile)"),
+    *MODEL,
+    quiet_decoder=True,
+)
+def cmd_profile(args: argparse.Namespace) -> int:
+    options = {"model_dir": args.model, "allow_unverified": args.allow_unverified_model,
+               "max_duration_s": None}
+    profile = _speaker_profile(args.references, options, name=args.name)
+    path = profile.save(args.output or f"{args.name}.profile")
+    print(f"profile {profile.name!r}: {profile.count} reference(s), "
+          f"{profile.speech_seconds:.1f} s of speech -> {path}")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- train / evaluate
@@ -286,8 +325,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     DATA,
     option("--protocol", default="model",
            choices=["model", "leave-one-generator-out", "leave-one-corpus-out", "unseen",
-                    "speaker-cv"],
-           help="'model' scores the given model; the others retrain fold models with the"
+                    "speaker-cv", "reference"],
+           help="'model' scores the given model; 'reference' runs the speaker-reference"
+                " check leave-one-recording-out; the others retrain fold models with the"
                 " model's settings"),
     option("--plot", metavar="PNG", help="write a ROC plot (needs matplotlib)"),
     option("--json", action="store_true",
@@ -304,6 +344,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
+    # --- speaker-reference protocol (deepfake_audio/reference_eval.py) -------------------
+    if args.protocol == "reference":
+        return _evaluate_reference(clips, args)
+    # --------------------------------------------------------------------------------------
     report = evaluate(clips, args.protocol, model_dir=args.model,
                       allow_unverified=args.allow_unverified_model, jobs=args.jobs,
                       cache_dir=Path(args.cache) if args.cache else None,
@@ -318,6 +362,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         plot_roc(args.plot, report.labels, report.scores, report.title)
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    if args.output:
+        Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+def _evaluate_reference(clips: Any, args: argparse.Namespace) -> int:
+    from .detector import Detector
+    from .reference_eval import evaluate_reference
+
+    detector = Detector(args.model, allow_unverified=args.allow_unverified_model,
+                        max_duration_s=None)
+    cache = Path(args.cache) / "speaker-embeddings.npz" if args.cache else None
+    report = evaluate_reference(clips, detector, cache=cache, progress=not args.quiet)
+    figures = {**report.to_dict(), "data": args.data, "model": detector.model_id}
+    print(json.dumps(figures, indent=2) if args.json else report.format())
     if args.output:
         Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK

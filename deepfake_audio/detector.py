@@ -245,9 +245,10 @@ class Detector:
         file_type : str, optional
             Declared extension (e.g. ``".mp3"``), as the WebSocket API sends it.
         references : SpeakerProfile or sequence of audio sources, optional
-            Genuine recordings of the person supposedly speaking (or a saved
-            profile of them): adds ``speaker`` to the result and fuses identity
-            mismatch into ``probability_deepfake`` (see :mod:`deepfake_audio.speaker`).
+            Genuine recordings of the person supposedly speaking, paths of saved
+            profiles among them, or a loaded profile: adds ``speaker`` to the result and
+            fuses identity mismatch into ``probability_deepfake`` (see
+            :mod:`deepfake_audio.speaker`).
 
         Returns
         -------

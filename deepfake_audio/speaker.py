@@ -281,6 +281,29 @@ class SpeakerProfile:
         return cls(name, np.stack(vectors).astype(np.float32), tuple(infos),
                    verifier.encoder.encoder_id, tuple(warnings))
 
+    @classmethod
+    def combine(cls, profiles: Sequence[SpeakerProfile], *, name: str | None = None
+                ) -> SpeakerProfile:
+        """One profile holding every reference of ``profiles`` (same encoder required).
+
+        Raises
+        ------
+        SpeakerReferenceError
+            No profiles, or profiles made with different encoders.
+        """
+        if not profiles:
+            raise SpeakerReferenceError("no reference recordings given")
+        if len({p.encoder_id for p in profiles}) > 1:
+            raise SpeakerReferenceError("the profiles were made with different speaker encoders")
+        if len(profiles) == 1 and name is None:
+            return profiles[0]
+        warnings = [w for p in profiles for w in p.warnings
+                    if "of speech; the voice comparison" not in w]
+        references = tuple(r for p in profiles for r in p.references)
+        warnings.extend(_amount_warnings(sum(r.speech_s for r in references)))
+        return cls(name or profiles[0].name, np.concatenate([p.embeddings for p in profiles]),
+                   references, profiles[0].encoder_id, tuple(warnings))
+
     def to_dict(self) -> dict[str, Any]:
         """The saved form (embeddings as lists of floats)."""
         return {
@@ -374,6 +397,7 @@ class SpeakerResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "summary": self.summary(),
             "similarity": self.similarity,
             "probability_same_speaker": self.probability_same_speaker,
             "probability_artefacts": self.probability_artefacts,
@@ -503,6 +527,16 @@ def fuse(p_artefacts: float, p_same: float, weight: float, margin: float,
     return _sigmoid(_logit(p_artefacts) + reliability * weight * mismatch)
 
 
+def is_profile_file(path: str | Path) -> bool:
+    """Whether ``path`` is a saved :class:`SpeakerProfile` (sniffs the JSON header)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"{") and PROFILE_FORMAT.encode() in head
+
+
 def as_profile(references: SpeakerProfile | Sequence[AudioSource], *,
                artefact_score: Callable[[Audio], float] | None = None,
                verifier: SpeakerVerifier | None = None) -> SpeakerProfile:
@@ -517,10 +551,17 @@ def as_profile(references: SpeakerProfile | Sequence[AudioSource], *,
         return references
     if isinstance(references, (str, Path, bytes, bytearray, tuple)):
         raise InputError("references must be a list of recordings or a SpeakerProfile")
-    labels = [Path(s).name if isinstance(s, (str, Path)) else f"reference {i + 1}"
-              for i, s in enumerate(references)]
-    return SpeakerProfile.from_sources(list(references), name="references", labels=labels,
-                                       artefact_score=artefact_score, verifier=verifier)
+    saved = [SpeakerProfile.load(r) for r in references
+             if isinstance(r, (str, Path)) and is_profile_file(r)]
+    recordings = [r for r in references
+                  if not (isinstance(r, (str, Path)) and is_profile_file(r))]
+    if recordings:
+        labels = [Path(r).name if isinstance(r, (str, Path)) else f"reference {i + 1}"
+                  for i, r in enumerate(recordings)]
+        saved.append(SpeakerProfile.from_sources(recordings, name="references", labels=labels,
+                                                 artefact_score=artefact_score,
+                                                 verifier=verifier))
+    return SpeakerProfile.combine(saved)
 
 
 __all__ = [
@@ -531,6 +572,7 @@ __all__ = [
     "SpeakerVerifier",
     "as_profile",
     "fuse",
+    "is_profile_file",
     "load_cohort",
     "load_params",
     "snorm",
