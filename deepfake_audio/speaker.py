@@ -270,7 +270,11 @@ class SpeakerProfile:
             f"reference {i + 1}" for i in range(len(sources))]
         vectors, infos, warnings = [], [], []
         for source, label in zip(sources, labels, strict=True):
-            audio = load_audio(source, target_sr=SAMPLE_RATE, max_duration_s=None)
+            try:
+                audio = load_audio(source, target_sr=SAMPLE_RATE, max_duration_s=None)
+            except InputError as exc:  # say which input was bad: the reference, not the clip
+                name = label if label.startswith("reference") else f"reference {label}"
+                raise type(exc)(f"{name}: {exc}") from exc
             embedding = verifier.embed(audio.samples)
             p_fake = artefact_score(audio) if artefact_score is not None else None
             vectors.append(embedding.vector)
