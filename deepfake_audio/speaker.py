@@ -555,10 +555,16 @@ def as_profile(references: SpeakerProfile | Sequence[AudioSource], *,
         return references
     if isinstance(references, (str, Path, bytes, bytearray, tuple)):
         raise InputError("references must be a list of recordings or a SpeakerProfile")
-    saved = [SpeakerProfile.load(r) for r in references
-             if isinstance(r, (str, Path)) and is_profile_file(r)]
-    recordings = [r for r in references
-                  if not (isinstance(r, (str, Path)) and is_profile_file(r))]
+    def saved_profile(ref: Any) -> SpeakerProfile | None:
+        if isinstance(ref, SpeakerProfile):
+            return ref
+        if isinstance(ref, (str, Path)) and is_profile_file(ref):
+            return SpeakerProfile.load(ref)
+        return None
+
+    loaded = [(ref, saved_profile(ref)) for ref in references]
+    saved = [profile for _, profile in loaded if profile is not None]
+    recordings = [ref for ref, profile in loaded if profile is None]
     if recordings:
         labels = [Path(r).name if isinstance(r, (str, Path)) else f"reference {i + 1}"
                   for i, r in enumerate(recordings)]
