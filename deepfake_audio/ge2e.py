@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import librosa
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 from .exceptions import ModelIntegrityError, ModelLoadError
+from .filterbanks import mel_filterbank
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -94,7 +93,10 @@ def trim_long_silences(wav: np.ndarray) -> np.ndarray:
     summed = np.cumsum(padded)
     summed[VAD_AVERAGE_WIDTH:] = summed[VAD_AVERAGE_WIDTH:] - summed[:-VAD_AVERAGE_WIDTH]
     mask = np.round(summed[VAD_AVERAGE_WIDTH - 1 :] / VAD_AVERAGE_WIDTH).astype(bool)
-    mask = binary_dilation(mask, np.ones(VAD_MAX_SILENCE + 1))
+    # Binary dilation by VAD_MAX_SILENCE + 1 windows (odd, centred; no scipy.ndimage import).
+    width = VAD_MAX_SILENCE + 1
+    full = np.convolve(mask, np.ones(width))
+    mask = full[width // 2 : width // 2 + len(mask)] > 0
     return wav[np.repeat(mask, VAD_WINDOW)]
 
 
@@ -133,10 +135,10 @@ class GE2EEncoder:
         self._bias = biases
         self._proj_w = np.ascontiguousarray(weights["linear_weight"].T)
         self._proj_b = weights["linear_bias"]
-        self._mel_basis = librosa.filters.mel(
-            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS
-        ).astype(np.float32)
-        self._window = librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+        # librosa's defaults, as Resemblyzer calls it (no librosa import: see features.py).
+        self._mel_basis = mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS)
+        self._window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(
+            np.float32)
 
     def mel(self, wav: np.ndarray) -> np.ndarray:
         """Power mel spectrogram, ``(frames, 40)``, as ``librosa.feature.melspectrogram``."""
