@@ -185,7 +185,7 @@ class ReferenceInfo:
                 "probability_deepfake": self.probability_deepfake}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: identity, not element-wise, equality
 class SpeakerProfile:
     """Embeddings of genuine recordings of one speaker.
 
