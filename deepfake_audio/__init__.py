@@ -25,9 +25,11 @@ from .exceptions import (
     ModelIntegrityError,
     ModelLoadError,
     SilentAudioError,
+    SpeakerReferenceError,
     UnsupportedFormatError,
 )
 from .features import FeatureConfig
+from .speaker import SpeakerProfile, SpeakerResult
 
 logging.getLogger("deepfake_audio").addHandler(logging.NullHandler())
 
@@ -49,6 +51,9 @@ __all__ = [
     "ModelLoadError",
     "Segment",
     "SilentAudioError",
+    "SpeakerProfile",
+    "SpeakerReferenceError",
+    "SpeakerResult",
     "UnsupportedFormatError",
     "WindowScore",
     "__version__",

@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from .audio import (
 from .exceptions import ConfigurationError
 from .features import FeatureConfig, WindowFeatures, extract, extract_blocks
 from .model import AGGREGATIONS, Calibration, LoadedModel, ModelMetadata, load_model
+
+if TYPE_CHECKING:
+    from .speaker import SpeakerProfile, SpeakerResult, SpeakerVerifier
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -197,6 +200,10 @@ class AnalysisResult:
         Per-window scores in time order.
     segments : tuple of Segment
         Runs of consecutive windows above the threshold, in time order.
+    speaker : SpeakerResult or None
+        The speaker-reference check when references were given; then
+        ``probability_deepfake``, ``classification`` and ``confidence`` are the
+        fused ones and ``speaker.probability_artefacts`` is the detector's alone.
     """
 
     classification: str
@@ -212,6 +219,7 @@ class AnalysisResult:
     calibrated: bool
     timeline: tuple[WindowScore, ...]
     segments: tuple[Segment, ...] = ()
+    speaker: SpeakerResult | None = None
 
     @property
     def is_deepfake(self) -> bool:
@@ -233,6 +241,8 @@ class AnalysisResult:
             "calibrated": self.calibrated,
             "segments": [s.to_dict() for s in self.segments],
         }
+        if self.speaker is not None:
+            data["speaker"] = self.speaker.to_dict()
         if timeline:
             data["timeline"] = [w.to_dict() for w in self.timeline]
         return data
@@ -292,6 +302,7 @@ class Detector:
         self.band = self._resolve_band(band)
         self.max_duration_s = max_duration_s
         self.min_duration_s = min_duration_s
+        self._speaker_verifier: SpeakerVerifier | None = None  # loaded on first use
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
 
     def _resolve_band(self, band: tuple[float, float] | None) -> tuple[float, float]:
@@ -335,7 +346,13 @@ class Detector:
             file_type=file_type,
         )
 
-    def analyze(self, source: AudioSource, *, file_type: str | None = None) -> AnalysisResult:
+    def analyze(
+        self,
+        source: AudioSource,
+        *,
+        file_type: str | None = None,
+        references: SpeakerProfile | Sequence[AudioSource] | None = None,
+    ) -> AnalysisResult:
         """Classify one recording.
 
         Parameters
@@ -345,6 +362,11 @@ class Detector:
             raw samples with their sample rate.
         file_type : str, optional
             Declared extension (e.g. ``".mp3"``), as the WebSocket API sends it.
+        references : SpeakerProfile or sequence of audio sources, optional
+            Genuine recordings of the person supposedly speaking, paths of saved
+            profiles among them, or a loaded profile: adds ``speaker`` to the result and
+            fuses identity mismatch into ``probability_deepfake`` (see
+            :mod:`deepfake_audio.speaker`).
 
         Returns
         -------
@@ -353,9 +375,55 @@ class Detector:
         Raises
         ------
         InputError
-            The audio cannot be analysed (a specific subclass says why).
+            The audio cannot be analysed (a specific subclass says why);
+            :class:`SpeakerReferenceError` for unusable references.
         """
-        return self.analyze_audio(self.decode(source, file_type=file_type))
+        audio = self.decode(source, file_type=file_type)
+        result = self.analyze_audio(audio)
+        if references is None:
+            return result
+        return self._with_speaker(audio, result, references)
+
+    # ------------------------------------------------------------------ speaker references
+    def speaker_profile(self, references: SpeakerProfile | Sequence[AudioSource],
+                        *, name: str | None = None) -> SpeakerProfile:
+        """Build (or pass through) a profile, scoring each reference for synthesis artefacts."""
+        from .speaker import as_profile
+
+        profile = as_profile(references, verifier=self._verifier(),
+                             artefact_score=lambda a: self.analyze_audio(
+                                 self._at_model_rate(a)).probability_deepfake)
+        return replace(profile, name=name) if name else profile
+
+    def _verifier(self) -> SpeakerVerifier:
+        if self._speaker_verifier is None:
+            from .speaker import SpeakerVerifier
+
+            self._speaker_verifier = SpeakerVerifier()
+        return self._speaker_verifier
+
+    def _at_model_rate(self, audio: Audio) -> Audio:
+        sr = self.feature_config.sample_rate
+        if audio.sample_rate == sr:
+            return audio
+        from .audio import resample
+
+        return replace(audio, samples=resample(audio.samples, audio.sample_rate, sr),
+                       sample_rate=sr)
+
+    def _with_speaker(self, audio: Audio, result: AnalysisResult,
+                      references: SpeakerProfile | Sequence[AudioSource]) -> AnalysisResult:
+        profile = self.speaker_profile(references)
+        speaker, p_fused = self._verifier().check(audio, profile, result.probability_deepfake)
+        # One verdict rule: the fused probability goes back through the calibration to the
+        # raw score it stands for, and that score meets the threshold, band and segments.
+        # Identity evidence only ever adds suspicion to what the artefacts already say.
+        fused_raw = self._model.metadata.calibration.raw_score_at(p_fused)
+        verdict = self.verdict(max(fused_raw, result.raw_score) if result.is_deepfake
+                               else fused_raw, result.segments)
+        return replace(result, speaker=speaker, probability_deepfake=verdict.probability_deepfake,
+                       classification=verdict.classification, confidence=verdict.confidence,
+                       verdict=verdict.verdict)
 
     def analyze_audio(self, audio: Audio) -> AnalysisResult:
         """Classify already-decoded :class:`~deepfake_audio.audio.Audio`."""

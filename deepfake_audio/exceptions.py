@@ -54,6 +54,10 @@ class InvalidAudioError(InputError):
     """The decoded samples are unusable: NaN or infinite values, or an absurd sample rate."""
 
 
+class SpeakerReferenceError(InputError):
+    """Speaker references cannot be used: none given, too little speech, a bad profile file."""
+
+
 class ModelLoadError(DeepfakeAudioError):
     """Model artefacts are missing, fail verification, or do not match this library."""
 
@@ -89,6 +93,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelLoadError",
     "SilentAudioError",
+    "SpeakerReferenceError",
     "TrainingError",
     "UnsupportedFormatError",
 ]

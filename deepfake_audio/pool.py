@@ -13,10 +13,13 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audio import SUPPORTED_EXTENSIONS
 from .exceptions import DeepfakeAudioError, InputError
+
+if TYPE_CHECKING:
+    from .speaker import SpeakerProfile
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -35,21 +38,23 @@ def iter_audio_files(paths: Sequence[str]) -> Iterator[Path]:
 
 
 _worker_detector: Any = None
+_worker_profile: Any = None  # SpeakerProfile every file is checked against, if any
 
 
-def _init_worker(options: dict[str, Any], quiet: bool = False) -> None:
-    global _worker_detector
+def _init_worker(options: dict[str, Any], quiet: bool = False, profile: Any = None) -> None:
+    global _worker_detector, _worker_profile
     from .detector import Detector
 
     if quiet:  # pool workers: the parent already logged the model's warnings once
         logging.getLogger("deepfake_audio").setLevel(logging.ERROR)
     _worker_detector = Detector(**options)
+    _worker_profile = profile
 
 
 def _analyze_one(path: Path) -> dict[str, Any]:
     """One file → a JSON-ready row; expected input problems become an ``error`` row."""
     try:
-        result = _worker_detector.analyze(path)
+        result = _worker_detector.analyze(path, references=_worker_profile)
     except InputError as exc:
         return {"path": str(path), "error": str(exc), "error_type": type(exc).__name__}
     except DeepfakeAudioError as exc:
@@ -64,7 +69,8 @@ def _analyze_one(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def analyze_paths(files: Sequence[Path], detector_options: Mapping[str, Any], *,
-                  jobs: int = 1) -> Iterator[Iterator[dict[str, Any]]]:
+                  jobs: int = 1, profile: SpeakerProfile | None = None
+                  ) -> Iterator[Iterator[dict[str, Any]]]:
     """Rows of :func:`_analyze_one` for ``files``, in order, from up to ``jobs`` processes.
 
     Parameters
@@ -75,13 +81,15 @@ def analyze_paths(files: Sequence[Path], detector_options: Mapping[str, Any], *,
         Keyword arguments of :class:`~deepfake_audio.detector.Detector`.
     jobs : int
         Worker processes; 0 means one per CPU. Never more than there are files.
+    profile : SpeakerProfile, optional
+        Check every file against these speaker references too.
 
     Raises
     ------
     ModelLoadError
         On entry, before any worker starts: the model cannot be loaded.
     """
-    _init_worker(dict(detector_options))
+    _init_worker(dict(detector_options), profile=profile)
     jobs = min(jobs if jobs > 0 else (os.cpu_count() or 1), len(files))
     if jobs <= 1:
         yield map(_analyze_one, files)
@@ -89,7 +97,7 @@ def analyze_paths(files: Sequence[Path], detector_options: Mapping[str, Any], *,
     from concurrent.futures import ProcessPoolExecutor  # not needed by one-job runs
 
     executor = ProcessPoolExecutor(jobs, initializer=_init_worker,
-                                   initargs=(dict(detector_options), True))
+                                   initargs=(dict(detector_options), True, profile))
     try:
         yield executor.map(_analyze_one, files, chunksize=1)
     finally:

@@ -12,6 +12,7 @@ from ..exceptions import (
     InputError,
     InvalidAudioError,
     SilentAudioError,
+    SpeakerReferenceError,
     UnsupportedFormatError,
 )
 
@@ -20,6 +21,7 @@ TIMEOUT_MESSAGE = "analysis timed out"
 
 # Most specific first: the first isinstance match decides.
 _INPUT_ERRORS: tuple[tuple[type[InputError], int, str], ...] = (
+    (SpeakerReferenceError, 422, "unusable speaker references"),
     (UnsupportedFormatError, 415, "unsupported audio format"),
     (AudioTooLongError, 413, "audio too long"),
     (EmptyAudioError, 400, "empty audio"),
