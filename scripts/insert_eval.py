@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fit_band import DEFAULT_SCORES, load_scores  # noqa: E402
 
 from deepfake_audio import Detector  # noqa: E402
-from deepfake_audio.audio import load_audio  # noqa: E402
+from deepfake_audio.audio import load_audio, probe  # noqa: E402
 from deepfake_audio.batch import without_decoder_noise  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.detector import (  # noqa: E402
@@ -70,6 +70,13 @@ def _samples(clip: Clip) -> np.ndarray | None:
     return samples * (0.05 / rms)  # same loudness for every piece: no level cue at a splice
 
 
+def _seconds(clip: Clip) -> float:
+    try:
+        return probe(clip.path).duration_s
+    except InputError:
+        return 0.0
+
+
 def build_calls(clips: list[Clip], *, n_calls: int, min_call_s: float, max_call_s: float,
                 seed: int) -> list[tuple[str, bool, np.ndarray, np.ndarray]]:
     """``(speaker, new_speaker, call, call_with_insert)`` tuples."""
@@ -85,6 +92,8 @@ def build_calls(clips: list[Clip], *, n_calls: int, min_call_s: float, max_call_
     generators = sorted(by_generator)
     calls = []
     for (corpus, speaker), members in sorted(by_speaker.items()):
+        if sum(_seconds(c) for _, c in members) < min_call_s:  # header only: cheap
+            continue
         decoded = [(i, s) for i, c in members if (s := _samples(c)) is not None]
         if sum(len(s) for _, s in decoded) < min_call_s * SR:
             continue
