@@ -68,6 +68,10 @@ def test_remote_json_and_rejected_files(server: ServerProcess, files: dict[str, 
     assert code == 0, err
     single = json.loads(out)
     assert single["path"] == str(files["good"]) and single["classification"] in ("real", "deepfake")
+    # the three-way verdict and the flagged segments travel with the result
+    assert single["verdict"] in ("real", "deepfake", "inconclusive")
+    assert single["verdict"] in (single["classification"], "inconclusive")
+    assert isinstance(single["segments"], list) and len(single["band"]) == 2
 
     code, out, err = _run(capsys, "remote", server.url, str(files["bad"]), str(files["good"]),
                           "--json", "--api-key", KEY, *transport)
