@@ -4,8 +4,9 @@
     python scripts/insert_eval.py ../shared/data --scores build/unseen-windows.npz
 
 1. **Calls.** For every genuine speaker of DATA with at least ``--min-call`` seconds of
-   speech (FSDD's single digits left out), ``--calls`` calls are built by joining that
-   speaker's clips in a seeded random order (at most ``--max-call`` seconds). Each call
+   speech (FSDD's single digits left out; a LibriSpeech speaker's clips are one utterance
+   and its resampled copies), ``--calls`` calls are built by joining that speaker's clips
+   in a seeded random order (at most ``--max-call`` seconds). Each call
    also gets a copy with a 5–15 s synthetic insert (excerpts of one fake clip of DATA, or
    of several of the same generator, loudness-matched) spliced in at a clip boundary.
    Every call is scored by the model (default: bundled) through ``Detector.analyze``.
