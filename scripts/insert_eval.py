@@ -43,7 +43,7 @@ from fit_band import DEFAULT_SCORES, load_scores  # noqa: E402
 
 from deepfake_audio import Detector  # noqa: E402
 from deepfake_audio.audio import load_audio, probe  # noqa: E402
-from deepfake_audio.batch import without_decoder_noise  # noqa: E402
+from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.detector import (  # noqa: E402
     REAL,
