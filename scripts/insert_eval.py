@@ -43,7 +43,6 @@ from fit_band import DEFAULT_SCORES, load_scores  # noqa: E402
 
 from deepfake_audio import Detector  # noqa: E402
 from deepfake_audio.audio import load_audio, probe  # noqa: E402
-from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.detector import (  # noqa: E402
     REAL,
@@ -54,6 +53,7 @@ from deepfake_audio.detector import (  # noqa: E402
 )
 from deepfake_audio.exceptions import InputError  # noqa: E402
 from deepfake_audio.metrics import equal_error_rate  # noqa: E402
+from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
 SR = 16_000
 CANDIDATE_MIN_S = (4.5, 6.0, 7.5, 9.0)
