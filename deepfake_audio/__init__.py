@@ -28,9 +28,11 @@ from .exceptions import (
     NoSpeechError,
     NotMediaError,
     SilentAudioError,
+    SpeakerReferenceError,
     UnsupportedFormatError,
 )
 from .features import FeatureConfig
+from .speaker import SpeakerProfile, SpeakerResult
 
 logging.getLogger("deepfake_audio").addHandler(logging.NullHandler())
 
@@ -56,6 +58,9 @@ __all__ = [
     "NotMediaError",
     "Segment",
     "SilentAudioError",
+    "SpeakerProfile",
+    "SpeakerReferenceError",
+    "SpeakerResult",
     "UnsupportedFormatError",
     "WindowScore",
     "__version__",

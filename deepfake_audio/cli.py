@@ -1,4 +1,4 @@
-"""Command line: ``deepfake-audio check | evaluate | train | serve | remote``.
+"""Command line: ``deepfake-audio check | profile | evaluate | train | serve | remote``.
 
 The only module that parses arguments and prints: each sub-command is a handler
 registered with :func:`command`, its options declared beside it; the handler calls
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from ._version import __version__
-from .batch import analyze_paths, iter_audio_files, without_decoder_noise
 from .config import env_name, env_value, parse_band, parse_bool, parse_float_or_none
 from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
 from .formatting import CSV_FIELDS, human_lines, json_text
+from .pool import analyze_paths, iter_audio_files, without_decoder_noise
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -196,10 +196,29 @@ NO_SPEECH_GATE = option("--no-speech-gate", action="store_true",
            help="also write a self-contained HTML report of every file to HTML"),
     option("-q", "--quiet", action="store_true",
            help="no progress bar; human output gives only each file's verdict"),
+    option("--scheduler", metavar="ADDR",
+           help="run on this Dask scheduler, e.g. tcp://host:8786; paths must be visible to"
+                " the workers, URLs (s3://, gs://, http(s)://, file://) are read by them"
+                " (needs the [dask] extra)"),
+    option("--output", metavar="FILE",
+           help="write one row per file to FILE (.jsonl, .csv or .parquet) as results arrive"),
+    option("--resume", action="store_true",
+           help="continue --output FILE: skip inputs already in it with the same content"
+                " hash and model id"),
+    option("--reference", "-r", action="append", metavar="REF_OR_PROFILE",
+           help="genuine recording of the claimed speaker, or a saved .profile (repeatable;"
+                " variable: comma-separated): adds the speaker check and fuses it"),
     *MODEL,
     quiet_decoder=True,
 )
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.scheduler or args.output or args.resume:
+        from . import cli_scan
+
+        return cli_scan.run(
+            args.paths, scheduler=args.scheduler, output=args.output, resume=args.resume,
+            jobs=args.jobs, quiet=args.quiet, model_dir=args.model, threshold=args.threshold,
+            max_duration_s=args.max_duration, allow_unverified=args.allow_unverified_model)
     band = parse_band(args.band)  # ConfigurationError: exit 2 (main)
     files = list(iter_audio_files(args.paths))
     if not files:
@@ -210,8 +229,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                "channels": args.channels, "speech_gate": not args.no_speech_gate}
     # Decided before stderr went through the decoder-noise pipe, which is never a terminal.
     show_progress = len(files) > 1 and not args.quiet and args.stderr_is_terminal
+    profile = _speaker_profile(args.reference, options) if args.reference else None
     rows: list[dict[str, Any]] = []
-    with analyze_paths(files, options, jobs=args.jobs) as results:
+    with analyze_paths(files, options, jobs=args.jobs, profile=profile) as results:
         csv_writer = None
         if args.csv:
             csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -244,6 +264,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     if any(row.get("internal") for row in rows):
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if any("error" in row for row in rows) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- speaker profiles
+
+
+def _speaker_profile(references: Sequence[str], options: dict[str, Any],
+                     name: str | None = None) -> Any:
+    """Build the profile once (recordings scored for artefacts too); warnings to stderr."""
+    from .detector import Detector
+
+    profile = Detector(**options).speaker_profile(list(references), name=name)
+    for warning in profile.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return profile
+
+
+@command(
+    "profile", "create a speaker profile from genuine recordings (for check --reference)",
+    option("action", choices=["create"], help="what to do"),
+    option("name", help="who the recordings are of"),
+    option("references", nargs="+", metavar="REF", help="genuine recordings of that person"),
+    option("-o", "--output", metavar="FILE", help="where to write it (default: NAME.profile)"),
+    *MODEL,
+    quiet_decoder=True,
+)
+def cmd_profile(args: argparse.Namespace) -> int:
+    options = {"model_dir": args.model, "allow_unverified": args.allow_unverified_model,
+               "max_duration_s": None}
+    profile = _speaker_profile(args.references, options, name=args.name)
+    path = profile.save(args.output or f"{args.name}.profile")
+    print(f"profile {profile.name!r}: {profile.count} reference(s), "
+          f"{profile.speech_seconds:.1f} s of speech -> {path}")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- train / evaluate
@@ -298,8 +351,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     DATA,
     option("--protocol", default="model",
            choices=["model", "leave-one-generator-out", "leave-one-corpus-out", "unseen",
-                    "speaker-cv"],
-           help="'model' scores the given model; the others retrain fold models with the"
+                    "speaker-cv", "reference"],
+           help="'model' scores the given model; 'reference' runs the speaker-reference"
+                " check leave-one-recording-out; the others retrain fold models with the"
                 " model's settings"),
     option("--plot", metavar="PNG", help="write a ROC plot (needs matplotlib)"),
     option("--json", action="store_true",
@@ -316,6 +370,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
+    # --- speaker-reference protocol (deepfake_audio/reference_eval.py) -------------------
+    if args.protocol == "reference":
+        return _evaluate_reference(clips, args)
+    # --------------------------------------------------------------------------------------
     report = evaluate(clips, args.protocol, model_dir=args.model,
                       allow_unverified=args.allow_unverified_model, jobs=args.jobs,
                       speech_gate=not args.no_speech_gate,
@@ -331,6 +389,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         plot_roc(args.plot, report.labels, report.scores, report.title)
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    if args.output:
+        Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+def _evaluate_reference(clips: Any, args: argparse.Namespace) -> int:
+    from .detector import Detector
+    from .reference_eval import evaluate_reference
+
+    detector = Detector(args.model, allow_unverified=args.allow_unverified_model,
+                        max_duration_s=None)
+    cache = Path(args.cache) / "speaker-embeddings.npz" if args.cache else None
+    report = evaluate_reference(clips, detector, cache=cache, progress=not args.quiet)
+    figures = {**report.to_dict(), "data": args.data, "model": detector.model_id}
+    print(json.dumps(figures, indent=2) if args.json else report.format())
     if args.output:
         Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK

@@ -12,8 +12,9 @@ Command line (parsed and printed by :mod:`deepfake_audio.cli`)::
 'real'
 
 HTTP goes through ``httpx`` and WebSocket through ``websockets`` — both from the
-``[server]`` extra and imported only when used. A busy server (429, or the
-WebSocket's ``"server busy"`` answer) is retried a few times after ``Retry-After``.
+``[server]`` extra and imported only when used. A busy server (HTTP 429,
+or a WebSocket connection over the server's cap, answered ``"server busy"`` and closed)
+is retried a few times: after ``Retry-After``, or on a new connection a second later.
 
 Exit codes of the command line: 0 every file analysed; 1 the server could not be
 reached or failed (5xx); 2 usage error or API key refused; 3 at least one file was
@@ -23,6 +24,7 @@ rejected (bad audio) or could not be read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import mimetypes
 import os
@@ -36,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 INSTALL_HINT = 'pip install "deepfake-audio[server]"'
 DEFAULT_URL = "http://localhost:8000"
 BUSY_RETRIES = 5
+BUSY_MESSAGE = "server busy, retry later"
 
 
 class RemoteError(Exception):
@@ -173,7 +176,8 @@ def _retry_after(value: str | None) -> float:
 def analyze_files_ws(url: str, paths: Iterable[str | os.PathLike[str]], *,
                      api_key: str | None = None, timeout: float = 120.0,
                      ) -> Iterator[tuple[Path, dict[str, Any] | RemoteError]]:
-    """Send files one after another over a single ``/ws`` connection.
+    """Send files one after another over a single ``/ws`` connection (a new one when the
+    server's connection cap turned it away).
 
     Yields
     ------
@@ -189,26 +193,15 @@ def analyze_files_ws(url: str, paths: Iterable[str | os.PathLike[str]], *,
         The handshake was refused (bad API key, origin).
     """
     _require("websockets")
-    from websockets.exceptions import InvalidStatus, WebSocketException
-    from websockets.sync.client import connect
+    from websockets.exceptions import WebSocketException
 
     base, _ = _base_url(url)
     target = _ws_url(base)
     headers = {"X-API-Key": api_key} if api_key else None
-    try:
-        ws = connect(target, additional_headers=headers, open_timeout=timeout,
-                     max_size=16 * 1024 * 1024)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        try:
-            body = json.loads(exc.response.body or b"{}")
-        except ValueError:
-            body = {}
-        message = _error_message(body) if body else f"handshake refused with HTTP {status}"
-        raise RemoteError(message, status, body) from None
-    except (OSError, WebSocketException, TimeoutError) as exc:
-        raise ServerUnavailable(f"cannot open {target}: {exc}") from exc
-    with ws:
+    # One connection at a time, entered as its context manager (as websockets requires).
+    connection = contextlib.ExitStack()
+    ws = connection.enter_context(_open_ws(target, headers, timeout))
+    with connection:
         for item in paths:
             path = Path(item)
             try:
@@ -220,18 +213,49 @@ def analyze_files_ws(url: str, paths: Iterable[str | os.PathLike[str]], *,
                                   "file_type": path.suffix.lower() or ".wav"})
             for attempt in range(BUSY_RETRIES + 1):
                 try:
-                    ws.send(message)
-                    answer = json.loads(ws.recv(timeout=timeout))
+                    answer = _ask_ws(ws, message, timeout)
                 except (WebSocketException, TimeoutError, OSError) as exc:
                     raise ServerUnavailable(f"WebSocket to {target} failed: {exc}") from exc
-                if answer.get("error") == "server busy, retry later" and attempt < BUSY_RETRIES:
-                    time.sleep(1.0)
-                    continue
-                break
+                if answer.get("error") != BUSY_MESSAGE or attempt == BUSY_RETRIES:
+                    break
+                # Over the server's connection cap: it said so and closed; come back later.
+                connection.close()
+                time.sleep(1.0)
+                ws = connection.enter_context(_open_ws(target, headers, timeout))
             if "error" in answer:
                 yield path, RemoteError(_error_message(answer), None, answer)
             else:
                 yield path, answer
+
+
+def _open_ws(target: str, headers: dict[str, str] | None, timeout: float) -> Any:
+    from websockets.exceptions import InvalidStatus, WebSocketException
+    from websockets.sync.client import connect
+
+    try:
+        return connect(target, additional_headers=headers, open_timeout=timeout,
+                       max_size=16 * 1024 * 1024)
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        try:
+            body = json.loads(exc.response.body or b"{}")
+        except ValueError:
+            body = {}
+        message = _error_message(body) if body else f"handshake refused with HTTP {status}"
+        raise RemoteError(message, status, body) from None
+    except (OSError, WebSocketException, TimeoutError) as exc:
+        raise ServerUnavailable(f"cannot open {target}: {exc}") from exc
+
+
+def _ask_ws(ws: Any, message: str, timeout: float) -> dict[str, Any]:
+    from websockets.exceptions import ConnectionClosed
+
+    # A server over its connection cap answers "busy" and closes before reading anything:
+    # the send may then fail, but that answer is still there to read.
+    with contextlib.suppress(ConnectionClosed):
+        ws.send(message)
+    answer: dict[str, Any] = json.loads(ws.recv(timeout=timeout))
+    return answer
 
 
 def analyze_files(url: str, files: Iterable[str | os.PathLike[str]], *, ws: bool = False,

@@ -29,9 +29,9 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,6 +59,9 @@ from .verdict import (
     flagged_segments,
     sustained,
 )
+
+if TYPE_CHECKING:
+    from .speaker import SpeakerProfile, SpeakerResult, SpeakerVerifier
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -127,6 +130,10 @@ class AnalysisResult:
     channels : tuple of AnalysisResult
         One result per channel analysed separately (each with its ``channel``);
         empty when the channels were mixed or the audio is mono.
+    speaker : SpeakerResult or None
+        The speaker-reference check when references were given; then
+        ``probability_deepfake``, ``classification`` and ``confidence`` are the
+        fused ones and ``speaker.probability_artefacts`` is the detector's alone.
     """
 
     classification: str
@@ -144,6 +151,7 @@ class AnalysisResult:
     segments: tuple[Segment, ...] = ()
     channel: int | None = None
     channels: tuple[AnalysisResult, ...] = ()
+    speaker: SpeakerResult | None = None
 
     @property
     def is_deepfake(self) -> bool:
@@ -165,6 +173,8 @@ class AnalysisResult:
             "calibrated": self.calibrated,
             "segments": [s.to_dict() for s in self.segments],
         }
+        if self.speaker is not None:
+            data["speaker"] = self.speaker.to_dict()
         if timeline:
             data["timeline"] = [w.to_dict() for w in self.timeline]
         data["channel"] = self.channel
@@ -240,6 +250,7 @@ class Detector:
         self.min_duration_s = min_duration_s
         self.channels = check_mode(channels)
         self.speech_gate = speech_gate
+        self._speaker_verifier: SpeakerVerifier | None = None  # loaded on first use
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
 
     def _resolve_band(self, band: tuple[float, float] | None) -> tuple[float, float]:
@@ -283,8 +294,14 @@ class Detector:
             file_type=file_type,
         )
 
-    def analyze(self, source: AudioSource, *, file_type: str | None = None,
-                channels: str | None = None) -> AnalysisResult:
+    def analyze(
+        self,
+        source: AudioSource,
+        *,
+        file_type: str | None = None,
+        channels: str | None = None,
+        references: SpeakerProfile | Sequence[AudioSource] | None = None,
+    ) -> AnalysisResult:
         """Classify one recording, decoding and scoring it block by block.
 
         Parameters
@@ -297,6 +314,11 @@ class Detector:
             Declared extension (e.g. ``".mp3"``), as the WebSocket API sends it.
         channels : {"auto", "mix", "separate"}, optional
             Overrides the detector's ``channels`` setting for this call.
+        references : SpeakerProfile or sequence of audio sources, optional
+            Genuine recordings of the person supposedly speaking, paths of saved
+            profiles among them, or a loaded profile: adds ``speaker`` to the result and
+            fuses identity mismatch into ``probability_deepfake`` (see
+            :mod:`deepfake_audio.speaker`).
 
         Returns
         -------
@@ -306,8 +328,15 @@ class Detector:
         ------
         InputError
             The audio cannot be analysed (a specific subclass says why;
-            :class:`~deepfake_audio.exceptions.NoSpeechError` when it holds no speech).
+            :class:`~deepfake_audio.exceptions.NoSpeechError` when it holds no speech;
+            :class:`SpeakerReferenceError` for unusable references).
         """
+        if references is not None:
+            if hasattr(source, "read"):  # read once: the speaker check decodes it again
+                source = source.read()
+            result = self.analyze(source, file_type=file_type, channels=channels)
+            return self._with_speaker(self.decode(source, file_type=file_type), result,
+                                      references)
         mode = check_mode(channels or self.channels)
         sample_rate = self.feature_config.sample_rate
         with AudioReader(source, target_sr=sample_rate, max_duration_s=self.max_duration_s,
@@ -331,6 +360,47 @@ class Detector:
                     lane.feed(block[:, 0] if block.shape[1] == 1
                               else block.mean(axis=1, dtype=np.float32))
             return self._combine([lane.finish() for lane in lanes], info.sample_rate)
+
+    # ------------------------------------------------------------------ speaker references
+    def speaker_profile(self, references: SpeakerProfile | Sequence[AudioSource],
+                        *, name: str | None = None) -> SpeakerProfile:
+        """Build (or pass through) a profile, scoring each reference for synthesis artefacts."""
+        from .speaker import as_profile
+
+        profile = as_profile(references, verifier=self._verifier(),
+                             artefact_score=lambda a: self.analyze_audio(
+                                 self._at_model_rate(a)).probability_deepfake)
+        return replace(profile, name=name) if name else profile
+
+    def _verifier(self) -> SpeakerVerifier:
+        if self._speaker_verifier is None:
+            from .speaker import SpeakerVerifier
+
+            self._speaker_verifier = SpeakerVerifier()
+        return self._speaker_verifier
+
+    def _at_model_rate(self, audio: Audio) -> Audio:
+        sr = self.feature_config.sample_rate
+        if audio.sample_rate == sr:
+            return audio
+        from .audio import resample
+
+        return replace(audio, samples=resample(audio.samples, audio.sample_rate, sr),
+                       sample_rate=sr)
+
+    def _with_speaker(self, audio: Audio, result: AnalysisResult,
+                      references: SpeakerProfile | Sequence[AudioSource]) -> AnalysisResult:
+        profile = self.speaker_profile(references)
+        speaker, p_fused = self._verifier().check(audio, profile, result.probability_deepfake)
+        # One verdict rule: the fused probability goes back through the calibration to the
+        # raw score it stands for, and that score meets the threshold, band and segments.
+        # Identity evidence only ever adds suspicion to what the artefacts already say.
+        fused_raw = self._model.metadata.calibration.raw_score_at(p_fused)
+        verdict = self.verdict(max(fused_raw, result.raw_score) if result.is_deepfake
+                               else fused_raw, result.segments)
+        return replace(result, speaker=speaker, probability_deepfake=verdict.probability_deepfake,
+                       classification=verdict.classification, confidence=verdict.confidence,
+                       verdict=verdict.verdict)
 
     def analyze_audio(self, audio: Audio) -> AnalysisResult:
         """Classify already-decoded mono :class:`~deepfake_audio.audio.Audio`."""

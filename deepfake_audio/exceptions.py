@@ -66,6 +66,10 @@ class InvalidAudioError(InputError):
     """The decoded samples are unusable: NaN or infinite values, or an absurd sample rate."""
 
 
+class SpeakerReferenceError(InputError):
+    """Speaker references cannot be used: none given, too little speech, a bad profile file."""
+
+
 class ModelLoadError(DeepfakeAudioError):
     """Model artefacts are missing, fail verification, or do not match this library."""
 
@@ -104,6 +108,7 @@ __all__ = [
     "NoSpeechError",
     "NotMediaError",
     "SilentAudioError",
+    "SpeakerReferenceError",
     "TrainingError",
     "UnsupportedFormatError",
 ]

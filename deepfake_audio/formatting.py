@@ -29,7 +29,8 @@ def summary(row: dict[str, Any]) -> str:
         text += f"  {flagged} of {len(timeline)} windows flagged"
     if row.get("segments"):
         text += f" ({spans_text(row['segments'])})"
-    return text
+    speaker = row.get("speaker")
+    return f"{text}  {speaker['summary']}" if speaker else text
 
 
 def _window_line(window: dict[str, Any]) -> str:

@@ -155,6 +155,11 @@ class Calibration:
         z = np.clip(self.a * np.asarray(raw_score, dtype=np.float64) + self.b, -60, 60)
         return np.asarray(1.0 / (1.0 + np.exp(z)))
 
+    def raw_score_at(self, probability_deepfake: float) -> float:
+        """The raw score this calibration maps to ``probability_deepfake`` (its inverse)."""
+        p = min(max(float(probability_deepfake), 1e-12), 1 - 1e-12)
+        return (float(np.log((1 - p) / p)) - self.b) / self.a
+
 
 #: Used for legacy models, which carry no calibration: a logistic squash, flagged uncalibrated.
 UNCALIBRATED = Calibration(a=-1.0, b=0.0, method="none")

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepfake_audio import metrics  # noqa: E402
-from deepfake_audio.batch import without_decoder_noise  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
 from deepfake_audio.evaluation import WindowScores, unseen_window_scores  # noqa: E402
 from deepfake_audio.model import METADATA_FILE, load_model  # noqa: E402
+from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
 DEFAULT_SCORES = ROOT / "build" / "unseen-windows.npz"
 

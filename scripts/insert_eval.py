@@ -4,8 +4,9 @@
     python scripts/insert_eval.py ../shared/data --scores build/unseen-windows.npz
 
 1. **Calls.** For every genuine speaker of DATA with at least ``--min-call`` seconds of
-   speech (FSDD's single digits left out), ``--calls`` calls are built by joining that
-   speaker's clips in a seeded random order (at most ``--max-call`` seconds). Each call
+   speech (FSDD's single digits left out; a LibriSpeech speaker's clips are one utterance
+   and its resampled copies), ``--calls`` calls are built by joining that speaker's clips
+   in a seeded random order (at most ``--max-call`` seconds). Each call
    also gets a copy with a 5–15 s synthetic insert (excerpts of one fake clip of DATA, or
    of several of the same generator, loudness-matched) spliced in at a clip boundary.
    Every call is scored by the model (default: bundled) through ``Detector.analyze``.
@@ -41,8 +42,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fit_band import DEFAULT_SCORES, load_scores  # noqa: E402
 
 from deepfake_audio import Detector  # noqa: E402
-from deepfake_audio.audio import load_audio  # noqa: E402
-from deepfake_audio.batch import without_decoder_noise  # noqa: E402
+from deepfake_audio.audio import load_audio, probe  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.detector import (  # noqa: E402
     REAL,
@@ -53,6 +53,7 @@ from deepfake_audio.detector import (  # noqa: E402
 )
 from deepfake_audio.exceptions import InputError  # noqa: E402
 from deepfake_audio.metrics import equal_error_rate  # noqa: E402
+from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
 SR = 16_000
 CANDIDATE_MIN_S = (4.5, 6.0, 7.5, 9.0)
@@ -70,6 +71,13 @@ def _samples(clip: Clip) -> np.ndarray | None:
     return samples * (0.05 / rms)  # same loudness for every piece: no level cue at a splice
 
 
+def _seconds(clip: Clip) -> float:
+    try:
+        return probe(clip.path).duration_s
+    except InputError:
+        return 0.0
+
+
 def build_calls(clips: list[Clip], *, n_calls: int, min_call_s: float, max_call_s: float,
                 seed: int) -> list[tuple[str, bool, np.ndarray, np.ndarray]]:
     """``(speaker, new_speaker, call, call_with_insert)`` tuples."""
@@ -85,6 +93,8 @@ def build_calls(clips: list[Clip], *, n_calls: int, min_call_s: float, max_call_
     generators = sorted(by_generator)
     calls = []
     for (corpus, speaker), members in sorted(by_speaker.items()):
+        if sum(_seconds(c) for _, c in members) < min_call_s:  # header only: cheap
+            continue
         decoded = [(i, s) for i, c in members if (s := _samples(c)) is not None]
         if sum(len(s) for _, s in decoded) < min_call_s * SR:
             continue

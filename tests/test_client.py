@@ -54,7 +54,9 @@ def test_remote_prints_one_line_per_file(server: ServerProcess, files: dict[str,
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(f"{files['good']}: ") and "confidence" in lines[0]
+    assert lines[0].startswith(f"{files['good']}: ") and " p=" in lines[0]
+    verdict = lines[0].split(": ", 1)[1].split()[0]
+    assert verdict in {"real", "deepfake", "inconclusive"} and "windows flagged" in lines[0]
 
 
 @pytest.mark.parametrize("transport", [[], ["--ws"]], ids=["http", "ws"])
@@ -66,6 +68,10 @@ def test_remote_json_and_rejected_files(server: ServerProcess, files: dict[str, 
     assert code == 0, err
     single = json.loads(out)
     assert single["path"] == str(files["good"]) and single["classification"] in ("real", "deepfake")
+    # the three-way verdict and the flagged segments travel with the result
+    assert single["verdict"] in ("real", "deepfake", "inconclusive")
+    assert single["verdict"] in (single["classification"], "inconclusive")
+    assert isinstance(single["segments"], list) and len(single["band"]) == 2
 
     code, out, err = _run(capsys, "remote", server.url, str(files["bad"]), str(files["good"]),
                           "--json", "--api-key", KEY, *transport)

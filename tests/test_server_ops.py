@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,8 +113,25 @@ def test_websockets_over_the_connection_cap_are_told_busy(servers: tuple[ServerP
     with connect(server.ws_url + "/ws") as again:
         again.send(message)
         assert "classification" in json.loads(again.recv(timeout=30))
-    metrics = httpx.get(server.url + "/metrics").text
-    assert re.search(r'deepfake_audio_rejected_total\{reason="ws_connections"\} 2', metrics)
+    assert _gauge(server.url, 'rejected_total{reason="ws_connections"}') == 2
+
+
+def test_python_client_comes_back_when_the_connection_cap_frees(
+        servers: tuple[ServerProcess, ...], tmp_path: Path) -> None:
+    from deepfake_audio.client import analyze_files_ws
+
+    server = servers[0]  # MAX_WS_CONNECTIONS=2
+    path = tmp_path / "a.wav"
+    path.write_bytes(wav_bytes(1.0))
+    turned_away = 'rejected_total{reason="ws_connections"}'
+    before = _gauge(server.url, turned_away)
+    with connect(server.ws_url + "/ws"), ThreadPoolExecutor(1) as pool:
+        with connect(server.ws_url + "/ws"):
+            answers = pool.submit(lambda: list(analyze_files_ws(server.ws_url + "/ws", [path])))
+            _wait_until(lambda: _gauge(server.url, turned_away) > before)
+        # A place is free now, while the client waits to retry.
+        [(_, answer)] = answers.result(timeout=60)
+    assert isinstance(answer, dict) and answer["classification"] in ("real", "deepfake")
 
 
 def test_concurrent_burst_gets_429s_not_a_backlog(servers: tuple[ServerProcess, ...]) -> None:

@@ -142,11 +142,11 @@ def test_manifest_label_synonyms(tmp_path):
 
 def test_train_writes_a_model_the_detector_loads(tiny_model):
     out, metadata = tiny_model
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "scaler.pkl",
+    assert sorted(p.name for p in out.iterdir()) == ["compiled.npz", "model.json", "scaler.pkl",
                                                      "svm_model.pkl"]  # no plot
     detector = Detector(out)
     assert detector.model_id == "tiny-test"
-    assert detector._model.verified
+    assert detector._model.verified and detector._model.compiled is not None
     saved = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert saved["metrics"]["out_of_fold"]["n"] == 24
     assert saved["training"]["settings"]["augment_copies"] == 0

@@ -13,6 +13,7 @@ from ..exceptions import (
     InvalidAudioError,
     NoSpeechError,
     SilentAudioError,
+    SpeakerReferenceError,
     UnsupportedFormatError,
 )
 
@@ -24,6 +25,7 @@ TIMEOUT_MESSAGE = "analysis timed out"
 
 # Most specific first: the first isinstance match decides.
 _INPUT_ERRORS: tuple[tuple[type[InputError], int, str], ...] = (
+    (SpeakerReferenceError, 422, "unusable speaker references"),
     (UnsupportedFormatError, 415, "unsupported audio format"),
     (AudioTooLongError, 413, "audio too long"),
     (EmptyAudioError, 400, "empty audio"),

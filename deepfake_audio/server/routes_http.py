@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +40,9 @@ _ANALYZE_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {**_ERROR, "description": "Invalid or missing API key"},
     413: {**_ERROR, "description": "Upload or audio duration over the limit"},
     415: {**_ERROR, "description": "Unsupported audio format"},
-    422: {**_ERROR, "description": "Missing form field 'file'"},
+    404: {**_ERROR, "description": "Unknown speaker profile"},
+    422: {**_ERROR, "description": "Missing form field 'file', unusable speaker references or"
+                                   " an invalid profile name"},
     429: {**_ERROR, "description": "Server busy; retry after the Retry-After header"},
 }
 _ANALYZE_OPENAPI: dict[str, Any] = {
@@ -47,8 +50,17 @@ _ANALYZE_OPENAPI: dict[str, Any] = {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "WAV, MP3, FLAC or OGG audio"}},
+            "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "WAV, MP3, FLAC or OGG audio"},
+                "reference": {"type": "array", "maxItems": 8,
+                              "items": {"type": "string", "format": "binary"},
+                              "description": "genuine recordings of the claimed speaker"
+                                             " (optional; adds the speaker check)"},
+                "profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                            "description": "name of a saved profile in the server's"
+                                           " --profiles folder (optional)"},
+            },
         }}},
     },
 }
@@ -99,10 +111,33 @@ async def metrics(request: Request) -> Response:
     return Response(service(request).metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
 
-def _analyze_file(state: ServiceState, handle: IO[bytes]) -> AnalysisResult:
+def _analyze_file(state: ServiceState, handle: IO[bytes],
+                  references: list[IO[bytes] | Path]) -> AnalysisResult:
     handle.seek(0)
+    # Bytes (or a saved profile's path) only: the analysis may run in a worker process.
+    refs: list[bytes | str] = [str(r) if isinstance(r, Path) else r.read() for r in references]
     # The content decides the format; a browser blob's file name ("blob") says nothing.
-    return state.analyze_bytes(handle.read())
+    return state.analyze_bytes(handle.read(), references=refs)
+
+
+MAX_REFERENCES = 8
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _profile_path(profiles_dir: str | None, name: str) -> Path | JSONResponse:
+    """The saved profile ``name`` names, or the error response to send instead."""
+    if profiles_dir is None:
+        return JSONResponse(error_body(
+            "no speaker profiles", "this server has no profile folder (serve --profiles DIR)"),
+            422)
+    if not _PROFILE_NAME.fullmatch(name) or ".." in name:
+        return JSONResponse(error_body(
+            "invalid profile name", "letters, digits, '_', '-' and '.', at most 64"), 422)
+    folder = Path(profiles_dir).resolve()
+    path = (folder / f"{name}.profile").resolve()
+    if path.parent != folder or not path.is_file():
+        return JSONResponse(error_body("unknown profile", f"no profile named {name!r}"), 404)
+    return path
 
 
 @router.post("/analyze", summary="Analyse an uploaded audio file",
@@ -110,7 +145,8 @@ def _analyze_file(state: ServiceState, handle: IO[bytes]) -> AnalysisResult:
 async def analyze(request: Request) -> Response:
     state = service(request)
     try:
-        form = await request.form(max_files=1, max_fields=16, max_part_size=64 * 1024)
+        form = await request.form(max_files=1 + MAX_REFERENCES, max_fields=16,
+                                  max_part_size=64 * 1024)
     except MultiPartException as exc:
         return JSONResponse(error_body("malformed multipart body", exc.message), 400)
     try:
@@ -124,8 +160,25 @@ async def analyze(request: Request) -> Response:
                 "upload too large",
                 f"the file exceeds the {state.settings.max_upload_mb:g} MB limit"
                 f" ({UPLOAD_SETTING})"), 413)
+        references: list[IO[bytes] | Path] = []
+        profile = form.get("profile")
+        if isinstance(profile, str) and profile:
+            found = _profile_path(state.settings.profiles_dir, profile)
+            if isinstance(found, JSONResponse):
+                return found
+            references.append(found)
+        for ref in form.getlist("reference"):
+            if not isinstance(ref, UploadFile):
+                continue
+            if ref.size is not None and ref.size > state.settings.max_upload_bytes:
+                return JSONResponse(error_body(
+                    "upload too large",
+                    f"a reference exceeds the {state.settings.max_upload_mb:g} MB limit"
+                    f" ({UPLOAD_SETTING})"), 413)
+            references.append(ref.file)
         file = upload.file
-        result = await state.run_analysis("http", lambda: _analyze_file(state, file))
+        result = await state.run_analysis(
+            "http", lambda: _analyze_file(state, file, references))
         return JSONResponse(result.to_dict())
     finally:
         await form.close()

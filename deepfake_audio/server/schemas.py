@@ -45,6 +45,27 @@ class SegmentModel(BaseModel):
     probability_deepfake: float = Field(ge=0, le=1)
 
 
+class SpeakerReferences(BaseModel):
+    count: int
+    speech_seconds: float
+
+
+class SpeakerModel(BaseModel):
+    """The speaker-reference check (only when references or a profile were sent)."""
+
+    summary: str = Field(description="'voice matches the references: 0.91 · synthesis"
+                                     " artefacts: 0.12'")
+    similarity: float = Field(description="cosine to the references' mean embedding")
+    probability_same_speaker: float = Field(ge=0, le=1)
+    probability_artefacts: float = Field(ge=0, le=1,
+                                         description="the artefact detector's own probability")
+    speech_seconds: float
+    references: SpeakerReferences
+    profile: str
+    encoder: str
+    warnings: list[str]
+
+
 class AnalysisResponse(BaseModel):
     """Verdict for one recording; the first three keys are the original service's."""
 
@@ -65,6 +86,9 @@ class AnalysisResponse(BaseModel):
     calibrated: bool
     segments: list[SegmentModel] = Field(
         description="flagged segments: runs of consecutive deepfake-side windows, in order")
+    speaker: SpeakerModel | None = Field(
+        None, description="present when references were sent; probability_deepfake and the"
+                          " verdict are then the fused ones")
     timeline: list[WindowScoreModel]
     channel: int | None = Field(
         description="the channel the verdict comes from when channels were analysed"

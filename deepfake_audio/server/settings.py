@@ -101,6 +101,10 @@ class Settings:
         2.0, "SHUTDOWN_DRAIN", "seconds between SIGTERM and closing the listener (ready = 503)")
     graceful_timeout_s: float = _setting(
         10.0, "GRACEFUL_TIMEOUT", "seconds in-flight requests get to finish once shutdown starts")
+    profiles_dir: str | None = _setting(
+        None, "PROFILES",
+        "folder of saved speaker profiles (NAME.profile) that POST /analyze may name with"
+        " profile=NAME")
     stream_window_s: float = _setting(3.0, "STREAM_WINDOW", "/ws/stream window length, seconds")
     stream_hop_s: float = _setting(1.0, "STREAM_HOP", "/ws/stream verdict interval, seconds")
 
@@ -111,6 +115,7 @@ class Settings:
         object.__setattr__(self, "cors_origins", _origins(self.cors_origins))
         object.__setattr__(self, "api_key", self.api_key or None)
         object.__setattr__(self, "model", (self.model or "").strip() or None)
+        object.__setattr__(self, "profiles_dir", (self.profiles_dir or "").strip() or None)
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"port {self.port} is not in 1-65535")
@@ -136,6 +141,8 @@ class Settings:
             problems.append("log_format must be 'text' or 'json'")
         if self.shutdown_drain_s < 0 or self.graceful_timeout_s < 0:
             problems.append("shutdown_drain and graceful_timeout must be >= 0")
+        if self.profiles_dir is not None and not os.path.isdir(self.profiles_dir):
+            problems.append(f"profiles {self.profiles_dir!r} is not a folder")
         if not 0 < self.stream_hop_s <= self.stream_window_s:
             problems.append("stream_hop must be > 0 and <= stream_window")
         if problems:

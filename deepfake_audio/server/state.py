@@ -74,9 +74,11 @@ class ServiceState:
         finally:
             self.websocket_connections -= 1
 
-    def analyze_bytes(self, data: bytes, file_type: str | None = None) -> AnalysisResult:
+    def analyze_bytes(self, data: bytes, file_type: str | None = None,
+                      references: list[bytes | str] | None = None) -> AnalysisResult:
         """Analyse an upload: in a worker process when isolated, else in this thread
-        (blocking; runs under :meth:`run_analysis`).
+        (blocking; runs under :meth:`run_analysis`). ``references`` (bytes, or paths of
+        saved profiles) add the speaker check.
 
         Raises
         ------
@@ -86,10 +88,11 @@ class ServiceState:
             The worker died or hung (it has been replaced).
         """
         if self.workers is not None:
-            return self.workers.analyze(data, file_type)
+            return self.workers.analyze(data, file_type, references)
         if self.fault_hook is not None:
             self.fault_hook(data[:256])
-        return self.loaded_detector.analyze(data, file_type=file_type)
+        return self.loaded_detector.analyze(data, file_type=file_type,
+                                            references=references or None)
 
     async def run_analysis(self, source: str, func: Callable[[], AnalysisResult], *,
                            wait: bool = False) -> AnalysisResult:

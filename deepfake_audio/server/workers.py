@@ -108,11 +108,12 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: WorkerConf
             return
         if job is None:
             return
-        data, file_type = job
+        data, file_type, references = job
         try:
             if config.faults:
                 faults.inject(data[:256])
-            conn.send(("ok", detector.analyze(data, file_type=file_type)))
+            conn.send(("ok", detector.analyze(data, file_type=file_type,
+                                              references=references or None)))
         except InputError as exc:
             conn.send(("input", exc))
         except MemoryError:
@@ -233,8 +234,10 @@ class WorkerPool:
 
         threading.Thread(target=start_successor, name="worker-replacer", daemon=True).start()
 
-    def analyze(self, data: bytes, file_type: str | None = None) -> Any:
-        """Analyse ``data`` in a worker (blocking: call from a thread).
+    def analyze(self, data: bytes, file_type: str | None = None,
+                references: list[bytes | str] | None = None) -> Any:
+        """Analyse ``data`` in a worker (blocking: call from a thread); ``references``
+        (bytes, or paths of saved profiles) add the speaker check.
 
         Returns
         -------
@@ -256,7 +259,7 @@ class WorkerPool:
         except queue.Empty:
             raise WorkerTimeout(f"no analysis worker free within {self.timeout_s:g} s") from None
         try:
-            worker.conn.send((bytes(data), file_type))
+            worker.conn.send((bytes(data), file_type, references))
             if not worker.conn.poll(self.timeout_s):
                 self._replace(worker)
                 raise WorkerTimeout(f"analysis exceeded {self.timeout_s:g} s")

@@ -1,0 +1,67 @@
+"""Held-out artefact scores of every corpus clip, for fitting the speaker fusion.
+
+The bundled model was trained on the whole corpus, so its scores on corpus clips
+are in-sample and too confident. The fusion (``scripts/fit_speaker.py``) is fitted
+on scores closer to what a deployed model meets: 5-fold cross-validation grouped
+by genuine corpus and by generator family, so each genuine clip is scored by a
+model that never saw its corpus and each synthetic clip by one that never saw its
+generator family (the ``unseen`` protocol's idea in 5 fits instead of one per
+group). Writes ``{path relative to DATA: raw score}`` as JSON::
+
+    python scripts/heldout_artefact_scores.py /work/shared/data -o cache/heldout.json \\
+        --cache cache/features
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_audio import training
+from deepfake_audio.datasets import load_dataset
+from deepfake_audio.model import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=None, help="window-feature cache folder")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+
+    clips = load_dataset(args.data)
+    model = load_model(None)
+    stored = model.metadata.training.get("settings", {})
+    fields = training.TrainSettings.__dataclass_fields__
+    settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in fields})
+    table = training.extract_dataset(
+        clips, model.metadata.features, augment_copies=settings.augment_copies,
+        max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
+        cache_dir=args.cache,
+    )
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.array([c.label for c in clips])
+    groups = np.array([f"fake:{c.family}" if c.label else f"real:{c.corpus}" for c in clips])
+    folds = np.zeros(len(clips), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=settings.seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(clips)), labels, groups)):
+        folds[test] = k
+    raw = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs)
+    root = args.data if args.data.is_dir() else args.data.parent
+    scores = {
+        str(clip.path.relative_to(root)): float(score)
+        for clip, score in zip(clips, raw, strict=True)
+        if np.isfinite(score)
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(scores, indent=0) + "\n")
+    print(f"{len(scores)} held-out scores -> {args.output} (model {model.metadata.model_id})")
+
+
+if __name__ == "__main__":
+    main()
