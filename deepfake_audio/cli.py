@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import logging
 import os
@@ -30,8 +29,7 @@ from typing import Any, cast
 from ._version import __version__
 from .config import env_name, env_value, parse_band, parse_bool, parse_float_or_none
 from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
-from .formatting import CSV_FIELDS, human_lines, json_text
-from .pool import analyze_paths, iter_audio_files, without_decoder_noise
+from .pool import iter_audio_files, without_decoder_noise
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -229,55 +227,16 @@ def cmd_check(args: argparse.Namespace) -> int:
                "channels": args.channels, "speech_gate": not args.no_speech_gate}
     # Decided before stderr went through the decoder-noise pipe, which is never a terminal.
     show_progress = len(files) > 1 and not args.quiet and args.stderr_is_terminal
-    profile = _speaker_profile(args.reference, options) if args.reference else None
-    rows: list[dict[str, Any]] = []
-    with analyze_paths(files, options, jobs=args.jobs, profile=profile) as results:
-        csv_writer = None
-        if args.csv:
-            csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            csv_writer.writeheader()
-        write: Callable[..., None] = print
-        if show_progress:  # tqdm is imported only here: it costs a one-file run's cold start
-            from tqdm.auto import tqdm
+    from .cli_tasks import check_files, speaker_profile
 
-            bar = tqdm(results, total=len(files), unit="file", file=sys.stderr, leave=False)
-            results, write = bar, bar.write
-        for row in results:
-            rows.append(row)
-            if "error" in row:
-                write(f"error: {row['path']}: {row['error']}", file=sys.stderr)
-            if csv_writer is not None:
-                csv_writer.writerow(row)
-                sys.stdout.flush()
-            elif not args.json and "error" not in row:
-                for line in human_lines(row, timeline=args.timeline, brief=args.quiet):
-                    write(line, file=sys.stdout)
-                sys.stdout.flush()
-    if args.report:
-        from .report import write_report
-
-        write_report(args.report, rows, model_dir=args.model,
-                     allow_unverified=args.allow_unverified_model)
-    if args.json:
-        single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
-        print(json_text(rows, single=single, timeline=args.timeline))
-    if any(row.get("internal") for row in rows):
-        return EXIT_INTERNAL
-    return EXIT_BAD_INPUT if any("error" in row for row in rows) else EXIT_OK
+    profile = speaker_profile(args.reference, options) if args.reference else None
+    single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
+    return check_files(files, options, jobs=args.jobs, profile=profile, as_csv=args.csv,
+                       as_json=args.json, single=single, timeline=args.timeline,
+                       quiet=args.quiet, show_progress=show_progress, report=args.report)
 
 
 # --------------------------------------------------------------------------- speaker profiles
-
-
-def _speaker_profile(references: Sequence[str], options: dict[str, Any],
-                     name: str | None = None) -> Any:
-    """Build the profile once (recordings scored for artefacts too); warnings to stderr."""
-    from .detector import Detector
-
-    profile = Detector(**options).speaker_profile(list(references), name=name)
-    for warning in profile.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return profile
 
 
 @command(
@@ -292,7 +251,9 @@ def _speaker_profile(references: Sequence[str], options: dict[str, Any],
 def cmd_profile(args: argparse.Namespace) -> int:
     options = {"model_dir": args.model, "allow_unverified": args.allow_unverified_model,
                "max_duration_s": None}
-    profile = _speaker_profile(args.references, options, name=args.name)
+    from .cli_tasks import speaker_profile
+
+    profile = speaker_profile(args.references, options, name=args.name)
     path = profile.save(args.output or f"{args.name}.profile")
     print(f"profile {profile.name!r}: {profile.count} reference(s), "
           f"{profile.speech_seconds:.1f} s of speech -> {path}")
@@ -331,18 +292,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,
         cache_dir=Path(args.cache) if args.cache else None, model_id=args.model_id,
     )
-    print(f"model {metadata.model_id} written to {args.output}")
-    for title, key in (("speaker-grouped cross-validation", "out_of_fold"),
-                       ("calibration scores", "calibration")):
-        summary = metadata.metrics[key]
-        print(f"{title}: EER {summary['eer'] * 100:.2f}%  ROC-AUC {summary['roc_auc']:.4f}  "
-              f"accuracy {summary['accuracy'] * 100:.2f}%  Brier {summary['brier']:.4f}")
-    print(f"calibrated on: {metadata.metrics['protocol']}")
-    if args.reliability_plot:
-        from .plots import plot_reliability
+    from .cli_tasks import print_training_summary
 
-        plot_reliability(metadata.metrics["reliability"], args.reliability_plot)
-        print(f"plot written to {args.reliability_plot}")
+    print_training_summary(metadata, args.output, reliability_plot=args.reliability_plot)
     return EXIT_OK
 
 
@@ -370,10 +322,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
-    # --- speaker-reference protocol (deepfake_audio/reference_eval.py) -------------------
     if args.protocol == "reference":
-        return _evaluate_reference(clips, args)
-    # --------------------------------------------------------------------------------------
+        from .cli_tasks import evaluate_reference
+
+        return evaluate_reference(
+            clips, model_dir=args.model, allow_unverified=args.allow_unverified_model,
+            cache_dir=args.cache, quiet=args.quiet, as_json=args.json, output=args.output,
+            data=args.data)
     report = evaluate(clips, args.protocol, model_dir=args.model,
                       allow_unverified=args.allow_unverified_model, jobs=args.jobs,
                       speech_gate=not args.no_speech_gate,
@@ -389,21 +344,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         plot_roc(args.plot, report.labels, report.scores, report.title)
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
-    if args.output:
-        Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    return EXIT_OK
-
-
-def _evaluate_reference(clips: Any, args: argparse.Namespace) -> int:
-    from .detector import Detector
-    from .reference_eval import evaluate_reference
-
-    detector = Detector(args.model, allow_unverified=args.allow_unverified_model,
-                        max_duration_s=None)
-    cache = Path(args.cache) / "speaker-embeddings.npz" if args.cache else None
-    report = evaluate_reference(clips, detector, cache=cache, progress=not args.quiet)
-    figures = {**report.to_dict(), "data": args.data, "model": detector.model_id}
-    print(json.dumps(figures, indent=2) if args.json else report.format())
     if args.output:
         Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK
@@ -443,35 +383,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _remote(url: str, files: Sequence[str], *, ws: bool, as_json: bool,
-            api_key: str | None) -> int:
-    from .client import RemoteError, ServerUnavailable, analyze_files
-
-    rows: list[dict[str, Any]] = []
-    rejected = False
-    try:
-        for path, outcome in analyze_files(url, files, ws=ws, api_key=api_key or None):
-            if isinstance(outcome, RemoteError):
-                rejected = True
-                print(f"error: {path}: {outcome}", file=sys.stderr)
-                rows.append({"path": str(path), **outcome.body,
-                             **({"status": outcome.status} if outcome.status else {})})
-            else:
-                rows.append({"path": str(path), **outcome})
-                if not as_json:
-                    print("\n".join(human_lines(rows[-1])), flush=True)
-    except ServerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
-    # Missing extra, not a server URL, or handshake / API key refused: nothing will work.
-    except (ImportError, ValueError, RemoteError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if as_json:
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
-    return EXIT_BAD_INPUT if rejected else EXIT_OK
-
-
 REMOTE_COMMON = (
     option("--ws", action="store_true", help="use the WebSocket API"),
     option("--json", action="store_true", help="JSON output"),
@@ -488,7 +399,9 @@ REMOTE_COMMON = (
 def cmd_remote(args: argparse.Namespace) -> int:
     """Exit codes: 0 every file analysed; 1 server unreachable or failing (5xx); 2 usage
     error or API key refused; 3 at least one file rejected or unreadable."""
-    return _remote(args.url, args.files, ws=args.ws, as_json=args.json, api_key=args.api_key)
+    from .cli_tasks import remote
+
+    return remote(args.url, args.files, ws=args.ws, as_json=args.json, api_key=args.api_key)
 
 
 def client_main(argv: Sequence[str] | None = None) -> int:
@@ -504,7 +417,9 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     for opt in REMOTE_COMMON:
         parser.add(opt)
     args = parser.parse_args(argv)
-    return _remote(args.url, args.file, ws=args.ws, as_json=args.json, api_key=args.api_key)
+    from .cli_tasks import remote
+
+    return remote(args.url, args.file, ws=args.ws, as_json=args.json, api_key=args.api_key)
 
 
 # --------------------------------------------------------------------------- main

@@ -368,8 +368,8 @@ class Detector:
         from .speaker import as_profile
 
         profile = as_profile(references, verifier=self._verifier(),
-                             artefact_score=lambda a: self.analyze_audio(
-                                 self._at_model_rate(a)).probability_deepfake)
+                             artefact_score=lambda a: self.analyze(
+                                 (a.samples, a.sample_rate)).probability_deepfake)
         return replace(profile, name=name) if name else profile
 
     def _verifier(self) -> SpeakerVerifier:
@@ -378,15 +378,6 @@ class Detector:
 
             self._speaker_verifier = SpeakerVerifier()
         return self._speaker_verifier
-
-    def _at_model_rate(self, audio: Audio) -> Audio:
-        sr = self.feature_config.sample_rate
-        if audio.sample_rate == sr:
-            return audio
-        from .audio import resample
-
-        return replace(audio, samples=resample(audio.samples, audio.sample_rate, sr),
-                       sample_rate=sr)
 
     def _with_speaker(self, audio: Audio, result: AnalysisResult,
                       references: SpeakerProfile | Sequence[AudioSource]) -> AnalysisResult:

@@ -14,21 +14,27 @@ recording of the person should not mismatch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .audio import Audio, AudioSource, load_audio
-from .exceptions import InputError, ModelIntegrityError, ModelLoadError, SpeakerReferenceError
+from .exceptions import InputError, ModelLoadError, SpeakerReferenceError
 from .ge2e import ENCODER_DIR, SAMPLE_RATE, Embedding, GE2EEncoder, load_encoder
+from .speaker_scoring import (
+    SpeakerParams,
+    _sigmoid,
+    _unit,
+    fuse,
+    load_cohort,
+    load_params,
+    snorm,
+)
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -38,104 +44,6 @@ PROFILE_VERSION = 1
 MIN_REFERENCE_SPEECH_S = 3.0
 #: Below this it is meaningless: :class:`SpeakerReferenceError`.
 MIN_USABLE_SPEECH_S = 0.5
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-@dataclass(frozen=True)
-class SpeakerParams:
-    """Fitted parameters of the speaker check (``models/speaker/speaker.json``).
-
-    Attributes
-    ----------
-    slope, intercept : float
-        ``probability_same_speaker = sigmoid(slope * score + intercept)`` where ``score``
-        is the cosine similarity symmetrically normalised against a cohort of other
-        speakers (s-norm: how unusual the similarity is for each side).
-    cohort_sha256 : str
-        SHA-256 of ``cohort.npz`` (GE2E embeddings of 90 LibriSpeech speakers).
-    weight, margin, full_speech_s : float
-        Fusion: ``logit(p_fused) = logit(p_artefacts) + r * weight * max(0, logit(p_different)
-        - margin)`` where ``p_different = 1 - probability_same_speaker`` and
-        ``r = min(1, speech seconds / full_speech_s)`` (1 when ``full_speech_s`` is 0).
-    voices_threshold : float
-        Cosine between the two voice clusters of one reference below which it
-        probably holds several voices.
-    """
-
-    encoder_id: str
-    slope: float
-    intercept: float
-    weight: float
-    margin: float
-    full_speech_s: float
-    voices_threshold: float
-    cohort_sha256: str
-
-
-def params_digest(params: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the fitted parameters."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-
-
-@lru_cache(maxsize=2)
-def load_cohort(directory: Path = ENCODER_DIR) -> np.ndarray:
-    """The s-norm cohort, ``(n, 256)``, checked against ``speaker.json``.
-
-    Raises
-    ------
-    ModelIntegrityError, ModelLoadError
-        As :func:`load_params`.
-    """
-    params = load_params(directory)
-    path = directory / "cohort.npz"
-    try:
-        if hashlib.sha256(path.read_bytes()).hexdigest() != params.cohort_sha256:
-            raise ModelIntegrityError(f"{path} does not match the SHA-256 in speaker.json")
-        with np.load(path, allow_pickle=False) as data:
-            return np.asarray(data["embeddings"], dtype=np.float32)
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the speaker cohort from {directory}: {exc}") from exc
-
-
-def snorm(vector: np.ndarray, centroid: np.ndarray, cohort: np.ndarray) -> float:
-    """Cosine of ``vector`` and ``centroid``, s-normalised against ``cohort``."""
-    cosine = float(vector @ centroid)
-    a, b = cohort @ vector, cohort @ centroid
-    return 0.5 * ((cosine - float(a.mean())) / float(a.std())
-                  + (cosine - float(b.mean())) / float(b.std()))
-
-
-@lru_cache(maxsize=2)
-def load_params(directory: Path = ENCODER_DIR) -> SpeakerParams:
-    """Read and hash-check ``speaker.json``.
-
-    Raises
-    ------
-    ModelIntegrityError
-        The parameters differ from the digest stored beside them.
-    ModelLoadError
-        The file is missing or malformed.
-    """
-    try:
-        data = json.loads((directory / "speaker.json").read_text())
-        params = data["params"]
-        if params_digest(params) != data["sha256"]:
-            raise ModelIntegrityError(f"{directory}/speaker.json: parameters fail their SHA-256")
-        return SpeakerParams(**params)
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load speaker parameters from {directory}: {exc}") from exc
 
 
 def _amount_warnings(speech_s: float) -> list[str]:
@@ -519,16 +427,6 @@ class SpeakerVerifier:
         result = self.compare(self.embed(samples), profile, probability_artefacts)
         return result, self.fuse(probability_artefacts, result.probability_same_speaker,
                                  result.speech_seconds)
-
-
-def fuse(p_artefacts: float, p_same: float, weight: float, margin: float,
-         reliability: float = 1.0) -> float:
-    """``sigmoid(logit(p_artefacts) + reliability * weight * max(0, logit(1 - p_same) - margin))``.
-
-    ``reliability`` (0–1) scales identity evidence down for recordings with little speech.
-    """
-    mismatch = max(0.0, _logit(1.0 - p_same) - margin)
-    return _sigmoid(_logit(p_artefacts) + reliability * weight * mismatch)
 
 
 def is_profile_file(path: str | Path) -> bool:

@@ -51,7 +51,8 @@ from deepfake_audio.reference_eval import (
     reference_trials,
     synthesis_kind,
 )
-from deepfake_audio.speaker import _two_voice_cosine, fuse, params_digest, snorm
+from deepfake_audio.speaker import _two_voice_cosine
+from deepfake_audio.speaker_scoring import fuse, params_digest, snorm
 
 KINDS_PROTECTED = ("neural vocoder", "neural TTS")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_audio import cli
+from deepfake_audio import cli, formatting
 
 TIMEOUT = 120
 
@@ -100,7 +100,7 @@ def test_json_folder_is_a_list_and_csv_with_two_jobs_agrees(cli_commands, cli_en
                    "--jobs", "2", env=cli_env)
     assert parallel.returncode == 0, parallel.stderr
     table = list(csv.DictReader(io.StringIO(parallel.stdout)))
-    assert list(table[0]) == list(cli.CSV_FIELDS)
+    assert list(table[0]) == list(formatting.CSV_FIELDS)
     assert len(table) == 7
     for row in table:
         assert row["classification"] in {"real", "deepfake"}
