@@ -91,8 +91,9 @@ class ServiceState:
             return self.workers.analyze(data, file_type, references)
         if self.fault_hook is not None:
             self.fault_hook(data[:256])
-        return self.loaded_detector.analyze(data, file_type=file_type,
-                                            references=references or None)
+        if references:
+            return self.loaded_detector.analyze(data, file_type=file_type, references=references)
+        return self.loaded_detector.analyze(data, file_type=file_type)
 
     async def run_analysis(self, source: str, func: Callable[[], AnalysisResult], *,
                            wait: bool = False) -> AnalysisResult:
