@@ -41,9 +41,12 @@ SUPPORTED_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3
 
 DEFAULT_MAX_DURATION_S = 600.0
 DEFAULT_MIN_DURATION_S = 0.3
-MAX_CHANNELS = 16
-MIN_SAMPLE_RATE = 1_000
-MAX_SAMPLE_RATE = 384_000
+#: Most channels :func:`load_audio` accepts in a file or an array (all are mixed to mono).
+MAX_INPUT_CHANNELS = 16
+#: Sample-rate range :func:`load_audio` accepts in a file header or with an array;
+#: anything outside is a corrupt header, not audio (the WebSocket stream has its own limits).
+MIN_INPUT_SAMPLE_RATE = 1_000
+MAX_INPUT_SAMPLE_RATE = 384_000
 # Peak below -70 dBFS: nothing a microphone or a generator would produce as speech.
 SILENCE_PEAK = 10 ** (-70 / 20)
 _BLOCK_FRAMES = 1 << 16
@@ -186,15 +189,17 @@ def _info_from_soundfile(handle: sf.SoundFile, fmt: str) -> AudioInfo:
 
 
 def _check_header(info: AudioInfo, max_duration_s: float | None) -> None:
-    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+    """Refuse what the header (or an array's shape and rate) alone shows to be unusable."""
+    if not MIN_INPUT_SAMPLE_RATE <= info.sample_rate <= MAX_INPUT_SAMPLE_RATE:
         raise InvalidAudioError(
-            f"sample rate {info.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+            f"sample rate {info.sample_rate} Hz is outside"
+            f" {MIN_INPUT_SAMPLE_RATE}-{MAX_INPUT_SAMPLE_RATE} Hz"
         )
     if info.channels < 1:
         raise InvalidAudioError("the header declares no audio channels")
-    if info.channels > MAX_CHANNELS:
+    if info.channels > MAX_INPUT_CHANNELS:
         raise UnsupportedFormatError(
-            f"{info.channels} channels; at most {MAX_CHANNELS} are supported"
+            f"{info.channels} channels; at most {MAX_INPUT_CHANNELS} are supported"
         )
     if info.frames == 0:
         raise EmptyAudioError("the file holds no audio samples")
@@ -298,11 +303,11 @@ def _array_to_mono(samples: np.ndarray) -> tuple[np.ndarray, int]:
         raise InvalidAudioError(f"samples must be a numeric array, not dtype {arr.dtype}")
     if arr.ndim == 2:
         # soundfile layout is (frames, channels); librosa's is (channels, frames).
-        if arr.shape[0] <= MAX_CHANNELS < arr.shape[1] or arr.shape[0] < arr.shape[1] <= 2:
+        if arr.shape[0] <= MAX_INPUT_CHANNELS < arr.shape[1] or arr.shape[0] < arr.shape[1] <= 2:
             arr = arr.T
-        if arr.shape[1] > MAX_CHANNELS:
+        if arr.shape[1] > MAX_INPUT_CHANNELS:
             raise UnsupportedFormatError(
-                f"{arr.shape[1]} channels; at most {MAX_CHANNELS} are supported"
+                f"{arr.shape[1]} channels; at most {MAX_INPUT_CHANNELS} are supported"
             )
         channels = int(arr.shape[1])
         arr = arr.mean(axis=1)

@@ -1,12 +1,16 @@
-"""Command line: ``deepfake-audio check | evaluate | train | serve``.
+"""Command line: ``deepfake-audio check | evaluate | train | serve | remote``.
+
+The only module that parses arguments and prints: each sub-command is a handler
+registered with :func:`command`, its options declared beside it; the handler calls
+the library and prints what it returns.
 
 Every option can also come from an environment variable named
 ``DEEPFAKE_AUDIO_<OPTION>`` (e.g. ``DEEPFAKE_AUDIO_MODEL``, ``DEEPFAKE_AUDIO_JOBS``,
 ``DEEPFAKE_AUDIO_API_KEY``); a flag on the command line wins.
 
 Exit codes: 0 success; 1 internal error (a bug: please report it); 2 usage
-error; 3 at least one input could not be analysed; 4 the model could not be
-loaded.
+error, or data that cannot support a training/evaluation run; 3 at least one input
+could not be analysed; 4 the model could not be loaded.
 """
 
 from __future__ import annotations
@@ -16,17 +20,16 @@ import contextlib
 import csv
 import json
 import logging
-import os
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ._version import __version__
-from .audio import SUPPORTED_EXTENSIONS
-from .exceptions import DeepfakeAudioError, InputError, ModelLoadError
+from .batch import analyze_paths, iter_audio_files, without_decoder_noise
+from .config import env_name, env_value, parse_bool
+from .exceptions import DeepfakeAudioError, ModelLoadError, TrainingError
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -38,120 +41,162 @@ EXIT_MODEL = 4
 SERVER_HINT = 'the server needs the [server] extra: pip install "deepfake-audio[server]"'
 
 
-def env(name: str, default: Any = None) -> Any:
-    """Default for option ``name`` from ``DEEPFAKE_AUDIO_<NAME>``."""
-    return os.environ.get("DEEPFAKE_AUDIO_" + name.upper().replace("-", "_"), default)
+Handler = Callable[[argparse.Namespace], int]
 
 
-def env_flag(name: str) -> bool:
-    return str(env(name, "")).strip().lower() in {"1", "true", "yes", "on"}
+# --------------------------------------------------------------------------- registry
 
 
-# --------------------------------------------------------------------------- stderr hygiene
+@dataclass(frozen=True)
+class Option:
+    """One ``add_argument`` call; options (not positionals) default to ``DEEPFAKE_AUDIO_<DEST>``."""
 
-# What libmpg123 prints while resyncing after a damaged MP3 frame.
-_DECODER_NOISE = (b"[src/libmpg123", b"Note: Illegal Audio-MPEG-Header", b"Note: Trying to resync",
-                  b"Note: Skipped ", b"Warning: Encountered more data", b"Warning: Big change")
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+    env: bool = True
+    #: Options sharing this name exclude each other.
+    exclusive: str | None = None
 
 
-@contextlib.contextmanager
-def _without_decoder_noise() -> Iterator[None]:
-    """Drop libmpg123's own warnings (printed by C code inside libsndfile) from fd 2.
+def option(*flags: str, env: bool = True, exclusive: str | None = None, **kwargs: Any) -> Option:
+    """An option of a sub-command: ``add_argument``'s arguments, plus where its default
+    may come from (``env``) and which options it excludes (``exclusive``)."""
+    return Option(flags, kwargs, env, exclusive)
 
-    They look like our ``error:`` lines but are only the MP3 decoder resyncing after a
-    damaged frame; the CLI promises one clear line per bad file. Everything else on
-    stderr (our messages, progress bars, workers' output) passes through unchanged.
-    """
-    try:
-        sys.stderr.flush()
-        original = os.dup(2)
-        read_fd, write_fd = os.pipe()
-    except (OSError, ValueError):
-        yield
-        return
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
 
-    def pump() -> None:
-        pending = b""
-        with os.fdopen(read_fd, "rb", buffering=0) as source:
-            while chunk := source.read(65536):
-                *lines, pending = (pending + chunk).split(b"\n")
-                out = b"".join(line + b"\n" for line in lines
-                               if not line.startswith(_DECODER_NOISE))
-                # Hold back only what could still become a noise line (keeps \r bars live).
-                if pending and not any(noise.startswith(pending[: len(noise)])
-                                       for noise in _DECODER_NOISE):
-                    out, pending = out + pending, b""
-                if out:
-                    os.write(original, out)
-        if pending and not pending.startswith(_DECODER_NOISE):
-            os.write(original, pending)
+@dataclass(frozen=True)
+class Command:
+    """A registered sub-command (see :func:`command`)."""
 
-    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(original, 2)  # closes our last write end of the pipe: the pump sees EOF
-        thread.join(timeout=2)
-        os.close(original)
+    name: str
+    help: str
+    handler: Handler
+    options: tuple[Option, ...]
+    #: Builds options that need an optional extra, on first use of this sub-command only.
+    lazy_options: Callable[[], Sequence[Option]] | None = None
+    #: Filter the MP3 decoder's own warnings off stderr while it runs.
+    quiet_decoder: bool = False
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, *options: Option,
+            lazy_options: Callable[[], Sequence[Option]] | None = None,
+            quiet_decoder: bool = False) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as sub-command ``name`` with ``options``."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = Command(name, help, handler, options, lazy_options, quiet_decoder)
+        return handler
+
+    return register
+
+
+def _dest(opt: Option) -> str:
+    if "dest" in opt.kwargs:
+        return str(opt.kwargs["dest"])
+    long = next((f for f in opt.flags if f.startswith("--")), opt.flags[0])
+    return long.lstrip("-").replace("-", "_")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Adds a sub-command's lazy options on first use (so ``check`` never imports the server)
+    and turns the raw ``DEEPFAKE_AUDIO_*`` defaults of yes/no flags into booleans."""
+
+    lazy: Callable[[], Sequence[Option]] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bools: set[str] = set()
+        self.exclusive_groups: dict[str, Any] = {}
+
+    def add(self, opt: Option) -> None:
+        kwargs = dict(opt.kwargs)
+        dest = _dest(opt)
+        raw = env_value(dest) if opt.env and opt.flags[0].startswith("-") else None
+        action = kwargs.get("action")
+        if action == "store_true":
+            self.bools.add(dest)  # a raw variable is checked by parse_bool after parsing
+            if raw is not None:
+                kwargs["default"] = raw
+        elif action == "append":
+            if raw:
+                kwargs["default"] = [item.strip() for item in raw.split(",") if item.strip()]
+            kwargs.setdefault("default", [])
+        elif raw is not None:
+            kwargs["default"] = raw  # argparse applies ``type`` to string defaults
+            kwargs.pop("required", None)
+        target: Any = self
+        if opt.exclusive is not None:
+            if opt.exclusive not in self.exclusive_groups:
+                self.exclusive_groups[opt.exclusive] = self.add_mutually_exclusive_group()
+            target = self.exclusive_groups[opt.exclusive]
+        target.add_argument(*opt.flags, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self.lazy is not None:
+            lazy, self.lazy = self.lazy, None
+            for opt in lazy():
+                self.add(opt)
+        parsed, extras = super().parse_known_args(args, namespace)
+        for dest in self.bools:
+            value = getattr(parsed, dest, None)
+            if isinstance(value, str):
+                try:
+                    setattr(parsed, dest, parse_bool(value))
+                except ValueError as exc:
+                    self.error(f"{env_name(dest)}: {exc}")
+        return parsed, extras
+
+
+def _float_or_none(value: str | None) -> float | None:
+    return None if value in (None, "", "none") else float(value)
+
+
+MODEL = (
+    option("--model", metavar="DIR", help="model folder (default: the bundled model)"),
+    option("--allow-unverified-model", action="store_true",
+           help="load a legacy model folder without model.json (unverified pickles)"),
+)
+JOBS = option("--jobs", "-j", type=int, default="1",
+              help="parallel worker processes (0: one per CPU)")
+QUIET = option("-q", "--quiet", action="store_true", help="no progress bars")
+DATA = option("data", nargs="+", metavar="DATA",
+              help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
+EXCLUDE = option("--exclude-generator", action="append", metavar="NAME",
+                 help="leave out clips of this generator (repeatable; variable: comma-separated)")
+CACHE = option("--cache", metavar="DIR", help="cache window features here between runs")
 
 
 # --------------------------------------------------------------------------- check
 
 
-def iter_audio_files(paths: Sequence[str]) -> Iterator[Path]:
-    """Expand folders recursively (sorted); files are passed through as given."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-            )
-        else:
-            yield path
-
-
-_worker_detector: Any = None
-
-
-def _init_worker(options: dict[str, Any], quiet: bool = False) -> None:
-    global _worker_detector
-    from .detector import Detector
-
-    if quiet:  # pool workers: the parent already logged the model's warnings once
-        logging.getLogger("deepfake_audio").setLevel(logging.ERROR)
-    _worker_detector = Detector(**options)
-
-
-def _analyze_one(path: Path) -> dict[str, Any]:
-    """One file → a JSON-ready row; expected input problems become an ``error`` row."""
-    try:
-        result = _worker_detector.analyze(path)
-    except InputError as exc:
-        return {"path": str(path), "error": str(exc), "error_type": type(exc).__name__}
-    except DeepfakeAudioError as exc:
-        return {"path": str(path), "error": str(exc), "error_type": type(exc).__name__,
-                "internal": True}
-    except Exception as exc:  # a bug in us, not in the input: keep the batch going
-        logger.debug("unexpected error on %s", path, exc_info=True)
-        return {"path": str(path), "error": f"internal error: {type(exc).__name__}: {exc}",
-                "error_type": type(exc).__name__, "internal": True}
-    return {"path": str(path), **result.to_dict(timeline=True)}
-
-
 def _human_line(row: dict[str, Any]) -> str:
     return (f"{row['path']}: {row['classification']} (confidence {row['confidence']:.3f},"
-            f" raw_score {row['raw_score']:+.3f}, {row['duration_s']:.1f} s)")
+            f" raw_score {row['raw_score']:+.3f}, {row.get('duration_s', 0.0):.1f} s)")
 
 
 CSV_FIELDS = ("path", "classification", "confidence", "raw_score", "probability_deepfake",
               "duration_s", "sample_rate", "model", "error")
 
 
+@command(
+    "check", "classify audio files or folders",
+    option("paths", nargs="+", metavar="PATH", help="audio files or folders"),
+    option("--json", action="store_true", exclusive="format",
+           help="JSON output (an object for one file, else a list)"),
+    option("--csv", action="store_true", exclusive="format", help="CSV output"),
+    JOBS,
+    option("--threshold", type=_float_or_none,
+           help="decision threshold on raw_score (default: the model's)"),
+    option("--max-duration", type=float, default="600",
+           help="longest audio accepted, seconds (default 600)"),
+    option("--timeline", action="store_true", help="include per-window scores in --json output"),
+    option("-q", "--quiet", action="store_true", help="no progress bar"),
+    *MODEL,
+    quiet_decoder=True,
+)
 def cmd_check(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -159,33 +204,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not files:
         print("error: no audio files found in the given paths", file=sys.stderr)
         return EXIT_BAD_INPUT
-    options: dict[str, Any] = {
-        "model_dir": args.model, "threshold": args.threshold,
-        "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model,
-    }
-    try:
-        _init_worker(options)  # also proves the model loads before any worker starts
-    except ModelLoadError as exc:
-        print(f"error: cannot load model: {exc}", file=sys.stderr)
-        return EXIT_MODEL
-    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-    jobs = min(jobs, len(files))
-    show_progress = len(files) > 1 and not args.quiet
-    if jobs > 1:
-        executor = ProcessPoolExecutor(jobs, initializer=_init_worker,
-                                       initargs=(options, True))
-        rows_iter: Iterator[dict[str, Any]] = executor.map(_analyze_one, files, chunksize=1)
-    else:
-        executor = None
-        rows_iter = map(_analyze_one, files)
+    options = {"model_dir": args.model, "threshold": args.threshold,
+               "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model}
     rows: list[dict[str, Any]] = []
-    csv_writer = None
-    if args.csv:
-        csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        csv_writer.writeheader()
-    try:
-        for row in tqdm(rows_iter, total=len(files), unit="file", disable=not show_progress or None,
-                        file=sys.stderr, leave=False):
+    with analyze_paths(files, options, jobs=args.jobs) as results:
+        csv_writer = None
+        if args.csv:
+            csv_writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            csv_writer.writeheader()
+        show_progress = len(files) > 1 and not args.quiet
+        for row in tqdm(results, total=len(files), unit="file",
+                        disable=not show_progress or None, file=sys.stderr, leave=False):
             rows.append(row)
             if "error" in row:
                 print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
@@ -194,16 +223,12 @@ def cmd_check(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             elif not args.json and "error" not in row:
                 print(_human_line(row), flush=True)
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
     if args.json:
         single = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
-        payload: Any = rows[0] if single else rows
         if not args.timeline:
             for row in rows:
                 row.pop("timeline", None)
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(rows[0] if single else rows, indent=2))
     if any(row.get("internal") for row in rows):
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if any("error" in row for row in rows) else EXIT_OK
@@ -212,13 +237,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train / evaluate
 
 
+@command(
+    "train", "train a model from labelled data",
+    DATA,
+    option("-o", "--output", required=True, metavar="DIR", help="where to write the model"),
+    option("--C", type=float, default="10.0", help="SVM C"),
+    option("--augment", type=int, default="1", help="augmented copies per clip"),
+    option("--seed", type=int, default="0"),
+    option("--calibration", choices=["unseen", "speaker-cv"], default="unseen",
+           help="scores the threshold and Platt calibration are fitted on: genuine clips"
+                " leave-one-corpus-out and fakes leave-one-generator-out (default), or"
+                " speaker-grouped cross-validation"),
+    JOBS, CACHE,
+    option("--model-id"),
+    option("--reliability-plot", metavar="PNG",
+           help="also write a reliability diagram of the calibration scores (needs matplotlib)"),
+    EXCLUDE, QUIET,
+    quiet_decoder=True,
+)
 def cmd_train(args: argparse.Namespace) -> int:
     from . import training
+    from .datasets import load_datasets
 
-    clips = [clip for data in args.data for clip in training.load_dataset(data)
-             if clip.generator not in args.exclude_generator]
     settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed,
                                       calibration=args.calibration)
+    clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
     metadata = training.train(
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,
         cache_dir=Path(args.cache) if args.cache else None, model_id=args.model_id,
@@ -230,16 +273,57 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{title}: EER {summary['eer'] * 100:.2f}%  ROC-AUC {summary['roc_auc']:.4f}  "
               f"accuracy {summary['accuracy'] * 100:.2f}%  Brier {summary['brier']:.4f}")
     print(f"calibrated on: {metadata.metrics['protocol']}")
+    if args.reliability_plot:
+        from .plots import plot_reliability
+
+        plot_reliability(metadata.metrics["reliability"], args.reliability_plot)
+        print(f"plot written to {args.reliability_plot}")
     return EXIT_OK
 
 
+@command(
+    "evaluate", "score a labelled dataset: accuracy, EER, ROC-AUC",
+    DATA,
+    option("--protocol", default="model",
+           choices=["model", "leave-one-generator-out", "leave-one-corpus-out", "unseen",
+                    "speaker-cv"],
+           help="'model' scores the given model; the others retrain fold models with the"
+                " model's settings"),
+    option("--plot", metavar="PNG", help="write a ROC plot (needs matplotlib)"),
+    option("--json", action="store_true",
+           help="print all figures as JSON instead of the text report"),
+    option("-o", "--output", metavar="FILE", help="also write all figures as JSON to FILE"),
+    EXCLUDE, JOBS,
+    option("--cache", metavar="DIR",
+           help="cache window features here between runs (held-out protocols)"),
+    QUIET, *MODEL,
+    quiet_decoder=True,
+)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import run_evaluation
+    from .datasets import load_datasets
+    from .evaluation import evaluate
 
-    return run_evaluation(args)
+    clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
+    report = evaluate(clips, args.protocol, model_dir=args.model,
+                      allow_unverified=args.allow_unverified_model, jobs=args.jobs,
+                      cache_dir=Path(args.cache) if args.cache else None,
+                      progress=not args.quiet)
+    figures = {**report.to_dict(), "data": args.data}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(report.to_text())
+    if args.plot:
+        from .plots import plot_roc
+
+        plot_roc(args.plot, report.labels, report.scores, report.title)
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    if args.output:
+        Path(args.output).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
 
 
-# --------------------------------------------------------------------------- serve
+# --------------------------------------------------------------------------- serve / remote
 
 
 def _missing_extra_message(exc: ImportError) -> str:
@@ -247,38 +331,114 @@ def _missing_extra_message(exc: ImportError) -> str:
     return text if "deepfake-audio[server]" in text else f"{SERVER_HINT} ({text})"
 
 
+def _serve_options() -> list[Option]:
+    """``serve``'s flags, one per :class:`~deepfake_audio.server.settings.Settings` field."""
+    try:
+        from .server.settings import Settings
+    except ImportError as exc:
+        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    options = []
+    for f in fields(Settings):
+        flag = "--" + f.metadata["env"].lower().replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}
+        if f.type in (bool, "bool"):
+            kwargs.update(action="store_const", const="1")
+        else:
+            kwargs["metavar"] = f.metadata["env"]
+        # No defaults and no variables here: Settings.resolve reads both, in one place.
+        options.append(option(flag, env=False, **kwargs))
+    return options
+
+
+@command("serve", "run the HTTP + WebSocket API (needs the [server] extra)",
+         lazy_options=_serve_options)
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.run import serve
+    from .server.settings import Settings
+
+    flags = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
     try:
-        from .server.run import serve
-    except ImportError as exc:
-        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
+        settings = Settings.resolve(flags)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return serve(args)
+    serve(settings)
+    return EXIT_OK
 
 
+def _remote(url: str, files: Sequence[str], *, ws: bool, as_json: bool,
+            api_key: str | None) -> int:
+    from .client import RemoteError, ServerUnavailable, analyze_files
+
+    rows: list[dict[str, Any]] = []
+    rejected = False
+    try:
+        for path, outcome in analyze_files(url, files, ws=ws, api_key=api_key or None):
+            if isinstance(outcome, RemoteError):
+                rejected = True
+                print(f"error: {path}: {outcome}", file=sys.stderr)
+                rows.append({"path": str(path), **outcome.body,
+                             **({"status": outcome.status} if outcome.status else {})})
+            else:
+                rows.append({"path": str(path), **outcome})
+                if not as_json:
+                    print(_human_line(rows[-1]), flush=True)
+    except (ImportError, ValueError) as exc:  # missing extra, or not a server URL
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except RemoteError as exc:  # handshake or API key refused: nothing will work
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+    return EXIT_BAD_INPUT if rejected else EXIT_OK
+
+
+REMOTE_COMMON = (
+    option("--ws", action="store_true", help="use the WebSocket API"),
+    option("--json", action="store_true", help="JSON output"),
+    option("--api-key", help="API key (X-API-Key header)"),
+)
+
+
+@command(
+    "remote", "send files to a running server",
+    option("url", help="server base URL, e.g. http://127.0.0.1:8000"),
+    option("files", nargs="+", metavar="FILE"),
+    *REMOTE_COMMON,
+)
 def cmd_remote(args: argparse.Namespace) -> int:
-    try:
-        from .client import run_remote
-    except ImportError as exc:
-        print(f"error: {_missing_extra_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    return run_remote(args)
+    """Exit codes: 0 every file analysed; 1 server unreachable or failing (5xx); 2 usage
+    error or API key refused; 3 at least one file rejected or unreadable."""
+    return _remote(args.url, args.files, ws=args.ws, as_json=args.json, api_key=args.api_key)
 
 
-# --------------------------------------------------------------------------- parser
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m deepfake_audio.client --file X [--url URL] [--ws] [--json]``."""
+    from .client import DEFAULT_URL
+
+    parser = _Parser(prog="python -m deepfake_audio.client",
+                     description="Send audio files to a deepfake-audio server.")
+    parser.add(option("--file", "-f", action="append", required=True, metavar="FILE",
+                      env=False, help="audio file to analyse (repeat for several)"))
+    parser.add(option("--url", default=DEFAULT_URL,
+                      help=f"server base URL (default {DEFAULT_URL})"))
+    for opt in REMOTE_COMMON:
+        parser.add(opt)
+    args = parser.parse_args(argv)
+    return _remote(args.url, args.file, ws=args.ws, as_json=args.json, api_key=args.api_key)
 
 
-def _env_list(name: str) -> list[str]:
-    value = env(name)
-    return [item.strip() for item in value.split(",") if item.strip()] if value else []
-
-
-def _float_or_none(value: str | None) -> float | None:
-    return None if value in (None, "", "none") else float(value)
+# --------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The parser of every registered sub-command."""
+    parser = _Parser(
         prog="deepfake-audio",
         description="Tell genuine speech from synthetic speech.",
         epilog="Every option can also be set with DEEPFAKE_AUDIO_<OPTION> environment variables."
@@ -286,123 +446,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", metavar="DIR", default=env("model"),
-                       help="model folder (default: the bundled model)")
-        p.add_argument("--allow-unverified-model", action="store_true",
-                       default=env_flag("allow_unverified_model"),
-                       help="load a legacy model folder without model.json (unverified pickles)")
-
-    check = sub.add_parser("check", help="classify audio files or folders")
-    check.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
-    fmt = check.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", default=env_flag("json"),
-                     help="JSON output (an object for one file, else a list)")
-    fmt.add_argument("--csv", action="store_true", default=env_flag("csv"), help="CSV output")
-    check.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"),
-                       help="parallel worker processes (0: one per CPU)")
-    check.add_argument("--threshold", type=_float_or_none, default=env("threshold"),
-                       help="decision threshold on raw_score (default: the model's)")
-    check.add_argument("--max-duration", type=float, default=env("max_duration", "600"),
-                       help="longest audio accepted, seconds (default 600)")
-    check.add_argument("--timeline", action="store_true", default=env_flag("timeline"),
-                       help="include per-window scores in --json output")
-    check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    model_options(check)
-    check.set_defaults(func=cmd_check)
-
-    evaluate = sub.add_parser("evaluate", help="score a labelled dataset: accuracy, EER, ROC-AUC")
-    evaluate.add_argument("data", nargs="+", metavar="DATA",
-                          help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
-    evaluate.add_argument("--protocol", default=env("protocol", "model"),
-                          choices=["model", "leave-one-generator-out", "leave-one-corpus-out",
-                                   "unseen", "speaker-cv"],
-                          help="'model' scores the given model; the others retrain fold models"
-                               " with the model's settings")
-    evaluate.add_argument("--plot", metavar="PNG", default=env("plot"),
-                          help="write a ROC/DET plot (needs matplotlib)")
-    evaluate.add_argument("--json", metavar="FILE", default=env("json_out"),
-                          help="also write all figures as JSON")
-    evaluate.add_argument("--exclude-generator", action="append", metavar="NAME",
-                          default=_env_list("exclude_generator"),
-                          help="leave out clips of this generator (repeatable)")
-    evaluate.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
-    evaluate.add_argument("--cache", metavar="DIR", default=env("cache"),
-                          help="cache window features here between runs (held-out protocols)")
-    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    model_options(evaluate)
-    evaluate.set_defaults(func=cmd_evaluate)
-
-    train = sub.add_parser("train", help="train a model from labelled data")
-    train.add_argument("data", nargs="+", metavar="DATA",
-                       help="manifest CSV, folder with manifest.csv, or folder with real/ fake/")
-    train.add_argument("-o", "--output", required=env("output") is None, default=env("output"),
-                       metavar="DIR", help="where to write the model")
-    train.add_argument("--C", type=float, default=env("c", "10.0"), help="SVM C")
-    train.add_argument("--augment", type=int, default=env("augment", "1"),
-                       help="augmented copies per clip")
-    train.add_argument("--seed", type=int, default=env("seed", "0"))
-    train.add_argument("--calibration", choices=["unseen", "speaker-cv"],
-                       default=env("calibration", "unseen"),
-                       help="scores the threshold and Platt calibration are fitted on: genuine"
-                            " clips leave-one-corpus-out and fakes leave-one-generator-out"
-                            " (default), or speaker-grouped cross-validation")
-    train.add_argument("--jobs", "-j", type=int, default=env("jobs", "1"))
-    train.add_argument("--cache", metavar="DIR", default=env("cache"),
-                       help="cache window features here between runs")
-    train.add_argument("--model-id", default=env("model_id"))
-    train.add_argument("--exclude-generator", action="append", metavar="NAME",
-                       default=_env_list("exclude_generator"),
-                       help="leave out clips of this generator (repeatable)")
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(func=cmd_train)
-
-    serve = sub.add_parser("serve", help="run the HTTP + WebSocket API (needs the [server] extra)")
-    serve.add_argument("--host", default=env("host", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=env("port", "8000"))
-    serve.add_argument("--workers", type=int, default=env("workers", "1"))
-    serve.add_argument("--api-key", default=env("api_key"),
-                       help="require this key (X-API-Key header or api_key query parameter)")
-    serve.add_argument("--cors-origins", default=env("cors_origins", ""),
-                       help="comma-separated allowed origins ('*' for any)")
-    serve.add_argument("--max-upload-mb", type=float, default=env("max_upload_mb", "25"))
-    serve.add_argument("--max-duration", type=float, default=env("max_duration", "600"))
-    serve.add_argument("--max-concurrency", type=int, default=env("max_concurrency", "0"),
-                       help="analyses in flight (0: number of CPUs)")
-    serve.add_argument("--max-queue", type=int, default=env("max_queue", "16"),
-                       help="requests allowed to wait before 429")
-    serve.add_argument("--log-level", default=env("log_level", "info"))
-    model_options(serve)
-    serve.set_defaults(func=cmd_serve)
-
-    remote = sub.add_parser("remote", help="send files to a running server")
-    remote.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8000")
-    remote.add_argument("files", nargs="+", metavar="FILE")
-    remote.add_argument("--ws", action="store_true", help="use the WebSocket API")
-    remote.add_argument("--json", action="store_true", help="JSON output")
-    remote.add_argument("--api-key", default=env("api_key"))
-    remote.set_defaults(func=cmd_remote)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    for cmd in COMMANDS.values():
+        child = cast(_Parser, sub.add_parser(cmd.name, help=cmd.help))
+        child.lazy = cmd.lazy_options
+        for opt in cmd.options:
+            child.add(opt)
+        child.set_defaults(func=cmd.handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    noise_filter = (without_decoder_noise() if COMMANDS[args.command].quiet_decoder
+                    else contextlib.nullcontext())
     try:
-        if args.command in ("check", "evaluate", "train"):
-            with _without_decoder_noise():
-                return int(args.func(args))
-        return int(args.func(args))
+        with noise_filter:
+            return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except ModelLoadError as exc:
         print(f"error: cannot load model: {exc}", file=sys.stderr)
         return EXIT_MODEL
+    except TrainingError as exc:  # the data or settings cannot support the run
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

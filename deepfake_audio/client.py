@@ -1,6 +1,6 @@
 """Python client for a running ``deepfake-audio serve``.
 
-Command line::
+Command line (parsed and printed by :mod:`deepfake_audio.cli`)::
 
     deepfake-audio remote http://127.0.0.1:8000 call.wav other.mp3 [--ws] [--json] [--api-key KEY]
     python -m deepfake_audio.client --file call.wav [--url http://localhost:8000] [--ws]
@@ -15,21 +15,19 @@ HTTP goes through ``httpx`` and WebSocket through ``websockets`` — both from t
 ``[server]`` extra and imported only when used. A busy server (429, or the
 WebSocket's ``"server busy"`` answer) is retried a few times after ``Retry-After``.
 
-Exit codes: 0 every file analysed; 1 the server could not be reached or failed
-(5xx); 2 usage error or API key refused; 3 at least one file was rejected (bad
-audio) or could not be read.
+Exit codes of the command line: 0 every file analysed; 1 the server could not be
+reached or failed (5xx); 2 usage error or API key refused; 3 at least one file was
+rejected (bad audio) or could not be read.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import mimetypes
 import os
-import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,7 +36,6 @@ from urllib.parse import urlsplit, urlunsplit
 INSTALL_HINT = 'pip install "deepfake-audio[server]"'
 DEFAULT_URL = "http://localhost:8000"
 BUSY_RETRIES = 5
-EXIT_OK, EXIT_SERVER, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
 
 class RemoteError(Exception):
@@ -237,21 +234,38 @@ def analyze_files_ws(url: str, paths: Iterable[str | os.PathLike[str]], *,
                 yield path, answer
 
 
-# --------------------------------------------------------------------------- command line
+def analyze_files(url: str, files: Iterable[str | os.PathLike[str]], *, ws: bool = False,
+                  api_key: str | None = None, timeout: float = 120.0,
+                  ) -> Iterator[tuple[Path, dict[str, Any] | RemoteError]]:
+    """Analyse files one after another, over HTTP (one pooled client) or one WebSocket.
 
+    A ``ws://`` / ``wss://`` ``url`` selects the WebSocket API too.
 
-def _human_line(path: Path, result: dict[str, Any]) -> str:
-    return (f"{path}: {result['classification']} (confidence {result['confidence']:.3f},"
-            f" raw_score {result['raw_score']:+.3f}, {result.get('duration_s', 0.0):.1f} s)")
+    Yields
+    ------
+    (Path, dict or RemoteError)
+        Each file with the server's result, or the error it answered for that file
+        (files that do not exist become a :class:`RemoteError` without a status).
 
-
-def _results(url: str, files: Sequence[str], use_ws: bool, api_key: str | None,
-             ) -> Iterator[tuple[Path, dict[str, Any] | RemoteError]]:
+    Raises
+    ------
+    ValueError
+        ``url`` is not a server URL.
+    ImportError
+        httpx (HTTP) or websockets (WebSocket) is missing: the message says what to install.
+    ServerUnavailable
+        No connection, or a 5xx answer.
+    RemoteError
+        The API key or the WebSocket handshake was refused (nothing else would work).
+    """
+    _, names_ws = _base_url(url)
+    use_ws = ws or names_ws
+    _require("websockets" if use_ws else "httpx")
     if use_ws:
-        yield from analyze_files_ws(url, files, api_key=api_key)
+        yield from analyze_files_ws(url, files, api_key=api_key, timeout=timeout)
         return
     httpx = _require("httpx")
-    with httpx.Client(timeout=120.0) as client:
+    with httpx.Client(timeout=timeout) as client:
         for item in files:
             path = Path(item)
             if not path.is_file():
@@ -267,68 +281,7 @@ def _results(url: str, files: Sequence[str], use_ws: bool, api_key: str | None,
                 yield path, exc
 
 
-def run_remote(args: argparse.Namespace) -> int:
-    """Entry point of ``deepfake-audio remote URL FILE... [--ws] [--json] [--api-key]``.
-
-    Prints one line per file (or JSON: an object for one file, else a list) and
-    returns the exit code described in the module docstring.
-    """
-    try:
-        _require("websockets" if args.ws else "httpx")
-        _, ws_url = _base_url(args.url)
-    except ImportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    rows: list[dict[str, Any]] = []
-    rejected = False
-    try:
-        for path, outcome in _results(args.url, args.files, bool(args.ws or ws_url),
-                                      args.api_key or None):
-            if isinstance(outcome, RemoteError):
-                rejected = True
-                print(f"error: {path}: {outcome}", file=sys.stderr)
-                rows.append({"path": str(path), **outcome.body,
-                             **({"status": outcome.status} if outcome.status else {})})
-            else:
-                rows.append({"path": str(path), **outcome})
-                if not args.json:
-                    print(_human_line(path, outcome), flush=True)
-    except ServerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_SERVER
-    except RemoteError as exc:  # handshake or API key refused: nothing will work
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
-    return EXIT_REJECTED if rejected else EXIT_OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Parser of ``python -m deepfake_audio.client`` (the spec's ``python_client.py``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m deepfake_audio.client",
-        description="Send audio files to a deepfake-audio server.")
-    parser.add_argument("--file", "-f", action="append", required=True, metavar="FILE",
-                        help="audio file to analyse (repeat for several)")
-    parser.add_argument("--url", default=os.environ.get("DEEPFAKE_AUDIO_URL", DEFAULT_URL),
-                        help=f"server base URL (default {DEFAULT_URL})")
-    parser.add_argument("--ws", action="store_true", help="use the WebSocket API")
-    parser.add_argument("--json", action="store_true", help="JSON output")
-    parser.add_argument("--api-key", default=os.environ.get("DEEPFAKE_AUDIO_API_KEY"),
-                        help="API key (default: $DEEPFAKE_AUDIO_API_KEY)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m deepfake_audio.client --file X [--url URL] [--ws] [--json]``."""
-    args = build_parser().parse_args(argv)
-    args.files = args.file
-    return run_remote(args)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import client_main
+
+    raise SystemExit(client_main())

@@ -3,9 +3,12 @@
 Scoring: the clip is cut into analysis windows (``window_s`` long, ``hop_s``
 apart, the last one aligned to the end; a clip shorter than one window is one
 window). Each window gets the SVM's signed decision value. The clip's
-``raw_score`` is the **mean** of its window scores — the same rule the
-calibration and threshold were fitted with at training time — and the timeline
+``raw_score`` aggregates its window scores as ``model.json`` says (the
+**mean**, the only rule implemented, which load_model enforces) — the same rule
+the calibration and threshold were fitted with at training time — and the timeline
 keeps every window's own score, so a long call shows where synthetic speech is.
+:meth:`Detector.verdict` turns a raw score into the verdict, for clips and
+streams alike.
 """
 
 from __future__ import annotations
@@ -26,12 +29,37 @@ from .audio import (
     load_audio,
 )
 from .features import FeatureConfig, extract
-from .model import LoadedModel, ModelMetadata, load_model
+from .model import AGGREGATIONS, LoadedModel, ModelMetadata, load_model
 
 logger = logging.getLogger("deepfake_audio")
 
 REAL = "real"
 DEEPFAKE = "deepfake"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision for one raw score (a clip's, or a stream's running one).
+
+    Attributes
+    ----------
+    classification : {"real", "deepfake"}
+        ``"deepfake"`` when ``raw_score > threshold``.
+    confidence : float
+        Calibrated probability of ``classification``.
+    raw_score : float
+        The score decided on.
+    probability_deepfake : float
+        Calibrated probability that the audio is synthetic.
+    """
+
+    classification: str
+    confidence: float
+    raw_score: float
+    probability_deepfake: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -148,6 +176,8 @@ class Detector:
     ) -> None:
         started = time.perf_counter()
         self._model: LoadedModel = load_model(model_dir, allow_unverified=allow_unverified)
+        # load_model refused any aggregation missing from AGGREGATIONS.
+        self._aggregate = AGGREGATIONS[self._model.metadata.aggregation]
         self.threshold = (
             float(threshold) if threshold is not None else self._model.metadata.decision_threshold
         )
@@ -176,7 +206,7 @@ class Detector:
     def model_dir(self) -> Path:
         return self._model.directory
 
-    def load(self, source: AudioSource, *, file_type: str | None = None) -> Audio:
+    def decode(self, source: AudioSource, *, file_type: str | None = None) -> Audio:
         """Decode and validate ``source`` at the model's sample rate (see :func:`load_audio`)."""
         return load_audio(
             source,
@@ -206,7 +236,7 @@ class Detector:
         InputError
             The audio cannot be analysed (a specific subclass says why).
         """
-        return self.analyze_audio(self.load(source, file_type=file_type))
+        return self.analyze_audio(self.decode(source, file_type=file_type))
 
     def analyze_audio(self, audio: Audio) -> AnalysisResult:
         """Classify already-decoded :class:`~deepfake_audio.audio.Audio`."""
@@ -219,14 +249,12 @@ class Detector:
             for (start, end), score, prob in zip(windows.spans, scores, probabilities,
                                                  strict=True)
         )
-        raw = float(np.mean(scores))
-        p_fake = float(calibration.probability_deepfake(raw))
-        label = self._label(raw)
+        verdict = self.verdict(self._aggregate(scores))
         return AnalysisResult(
-            classification=label,
-            confidence=p_fake if label == DEEPFAKE else 1.0 - p_fake,
-            raw_score=raw,
-            probability_deepfake=p_fake,
+            classification=verdict.classification,
+            confidence=verdict.confidence,
+            raw_score=verdict.raw_score,
+            probability_deepfake=verdict.probability_deepfake,
             threshold=self.threshold,
             duration_s=round(audio.duration_s, 3),
             sample_rate=audio.original_sample_rate,
@@ -234,6 +262,24 @@ class Detector:
             calibrated=calibration.method != "none",
             timeline=timeline,
         )
+
+    def verdict(self, raw_score: float) -> Verdict:
+        """Decide on one raw score: the rule behind every verdict, clip or stream.
+
+        Parameters
+        ----------
+        raw_score : float
+            A clip's aggregated window score (or a stream's running one).
+
+        Returns
+        -------
+        Verdict
+            ``"deepfake"`` when ``raw_score > threshold``, with calibrated probabilities.
+        """
+        raw = float(raw_score)
+        p_fake = float(self._model.metadata.calibration.probability_deepfake(raw))
+        label = self._label(raw)
+        return Verdict(label, p_fake if label == DEEPFAKE else 1.0 - p_fake, raw, p_fake)
 
     def _label(self, raw_score: float) -> str:
         return DEEPFAKE if raw_score > self.threshold else REAL

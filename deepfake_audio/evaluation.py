@@ -1,4 +1,7 @@
-"""``deepfake-audio evaluate``: score a labelled dataset or run a held-out protocol.
+"""Score a labelled dataset with a model, or run a held-out protocol (``deepfake-audio evaluate``).
+
+:func:`evaluate` returns an :class:`EvaluationReport`; printing and plotting it is the
+caller's job (``deepfake-audio evaluate`` does both).
 
 Protocols
 ---------
@@ -22,33 +25,96 @@ Protocols
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import training
-from .exceptions import DeepfakeAudioError, InputError
+from . import metrics, training
+from .datasets import Clip
+from .exceptions import DatasetError, InputError
 from .features import FeatureConfig
-from .training import Clip
 
 logger = logging.getLogger("deepfake_audio")
 
+#: Accepted ``protocol`` values of :func:`evaluate`.
+PROTOCOLS = ("model", "leave-one-generator-out", "leave-one-corpus-out", "unseen", "speaker-cv")
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What :func:`evaluate` measured.
+
+    Attributes
+    ----------
+    protocol : str
+        One of :data:`PROTOCOLS`.
+    title : str
+        One line naming the model or protocol and the clip count.
+    summary : dict
+        ``n``, ``eer``, ``balanced_eer``, ``roc_auc``, ``accuracy``, ``real_called_real``,
+        ``fake_called_fake`` (and ``brier`` for the ``model`` protocol).
+    per_generator, per_source : list of dict
+        :func:`~deepfake_audio.metrics.per_group_table` rows.
+    labels, scores : numpy.ndarray
+        Labels and raw scores of the clips that could be scored (for plots).
+    model : str or None
+        Model id (``model`` protocol only).
+    """
+
+    protocol: str
+    title: str
+    summary: dict[str, float]
+    per_generator: list[dict[str, Any]]
+    per_source: list[dict[str, Any]]
+    labels: np.ndarray
+    scores: np.ndarray
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures (without the per-clip arrays)."""
+        out: dict[str, Any] = {"protocol": self.protocol}
+        if self.model is not None:
+            out["model"] = self.model
+        out.update(summary=self.summary, per_generator=self.per_generator,
+                   per_source=self.per_source)
+        return out
+
+    def to_text(self) -> str:
+        """The plain-text report ``deepfake-audio evaluate`` prints (last line ``EER: x%``)."""
+        s = self.summary
+        lines = [
+            self.title,
+            f"  clips      {s['n']}",
+            f"  EER        {s['eer'] * 100:.2f}%",
+            f"  balanced   {s['balanced_eer'] * 100:.2f}%  (the EER with every genuine corpus"
+            " and every generator weighted equally)",
+            f"  ROC-AUC    {s['roc_auc']:.4f}",
+            f"  accuracy   {s['accuracy'] * 100:.2f}%",
+            f"  real called real  {s['real_called_real'] * 100:.2f}%",
+            f"  fake called fake  {s['fake_called_fake'] * 100:.2f}%",
+        ]
+        if "brier" in s:
+            lines.append(f"  Brier      {s['brier']:.4f}")
+        lines += ["", metrics.format_table(self.per_generator, "generator"), "",
+                  metrics.format_table(self.per_source, "source"), "",
+                  f"EER: {s['eer'] * 100:.2f}%"]
+        return "\n".join(lines)
+
 
 def _score_with_model(
-    clips: list[Clip], args: argparse.Namespace
+    clips: Sequence[Clip], model_dir: str | Path | None, allow_unverified: bool, jobs: int,
+    progress: bool,
 ) -> tuple[np.ndarray, np.ndarray, float, str]:
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     from .detector import Detector
 
-    detector = Detector(args.model, allow_unverified=args.allow_unverified_model,
-                        max_duration_s=None)
+    detector = Detector(model_dir, allow_unverified=allow_unverified, max_duration_s=None)
 
     def score(clip: Clip) -> tuple[float, float]:
         try:
@@ -58,138 +124,140 @@ def _score_with_model(
             return float("nan"), float("nan")
         return result.raw_score, result.probability_deepfake
 
-    results = Parallel(n_jobs=args.jobs, prefer="threads", return_as="generator")(
+    results = Parallel(n_jobs=jobs, prefer="threads", return_as="generator")(
         delayed(score)(c) for c in clips
     )
     pairs = list(tqdm(results, total=len(clips), desc="scoring", unit="clip",
-                      disable=args.quiet, file=sys.stderr))
+                      disable=not progress))
     raw = np.array([p[0] for p in pairs])
     prob = np.array([p[1] for p in pairs])
     return raw, prob, detector.threshold, detector.model_id
 
 
 def _model_settings(
-    args: argparse.Namespace,
+    model_dir: str | Path | None, allow_unverified: bool,
 ) -> tuple[FeatureConfig, training.TrainSettings, float]:
     from .model import load_model
 
-    model = load_model(args.model, allow_unverified=args.allow_unverified_model)
+    model = load_model(model_dir, allow_unverified=allow_unverified)
     stored = model.metadata.training.get("settings", {})
-    fields = training.TrainSettings.__dataclass_fields__
-    settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in fields})
+    names = {f.name for f in fields(training.TrainSettings)}
+    settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in names})
     return model.metadata.features, settings, model.metadata.decision_threshold
 
 
-def _print_summary(title: str, summary: dict[str, float]) -> None:
-    print(title)
-    print(f"  clips      {summary['n']}")
-    print(f"  EER        {summary['eer'] * 100:.2f}%")
-    if "balanced_eer" in summary:
-        print(f"  balanced   {summary['balanced_eer'] * 100:.2f}%  (the EER with every genuine"
-              " corpus and every generator weighted equally)")
-    print(f"  ROC-AUC    {summary['roc_auc']:.4f}")
-    print(f"  accuracy   {summary['accuracy'] * 100:.2f}%")
-    print(f"  real called real  {summary['real_called_real'] * 100:.2f}%")
-    print(f"  fake called fake  {summary['fake_called_fake'] * 100:.2f}%")
-    if "brier" in summary:
-        print(f"  Brier      {summary['brier']:.4f}")
+def check_protocol(clips: Sequence[Clip], protocol: str) -> None:
+    """Refuse a protocol the data cannot support, before any feature is extracted.
 
-
-def _plot(path: str, labels: np.ndarray, scores: np.ndarray, title: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DeepfakeAudioError(
-            'plotting needs matplotlib: pip install "deepfake-audio[plot]"'
-        ) from None
-    fpr, tpr, _ = training.roc_points(labels, scores)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(fpr, tpr, label="ROC")
-    ax.plot([0, 1], [1, 0], ":", color="grey", label="EER line")
-    ax.set_xlabel("false positive rate (real called deepfake)")
-    ax.set_ylabel("true positive rate (deepfake called deepfake)")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"plot written to {path}")
-
-
-def _check_groups(clips: list[Clip], protocol: str) -> None:
-    """Refuse a held-out protocol the data cannot support, before any feature is extracted."""
+    Raises
+    ------
+    DatasetError
+        An unknown protocol, or too few genuine corpora or generators to hold one out.
+    """
+    if protocol not in PROTOCOLS:
+        raise DatasetError(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
     corpora = {c.corpus for c in clips if c.label == 0}
     families = {c.family for c in clips if c.label == 1}
     if protocol in ("leave-one-corpus-out", "unseen") and len(corpora) < 2:
-        raise DeepfakeAudioError(
+        raise DatasetError(
             f"--protocol {protocol} needs genuine clips from at least 2 corpora (manifest"
             f" column 'source'); found {len(corpora)}"
         )
     if protocol in ("leave-one-generator-out", "unseen") and len(families) < 2:
-        raise DeepfakeAudioError(
+        raise DatasetError(
             f"--protocol {protocol} needs fakes from at least 2 generators (manifest column"
             f" 'generator'); found {len(families)}"
         )
 
 
-def run_evaluation(args: argparse.Namespace) -> int:
-    excluded = set(getattr(args, "exclude_generator", None) or ())
-    clips = [clip for data in args.data for clip in training.load_dataset(data)
-             if clip.generator not in excluded]
+def _held_out_scores(
+    clips: Sequence[Clip], protocol: str, model_dir: str | Path | None, allow_unverified: bool,
+    jobs: int, cache_dir: Path | None, progress: bool,
+) -> tuple[np.ndarray, float]:
+    config, settings, threshold = _model_settings(model_dir, allow_unverified)
     labels = np.array([c.label for c in clips])
-    report: dict[str, Any] = {"protocol": args.protocol, "data": args.data}
-    if args.protocol == "model":
-        raw, prob, threshold, model_id = _score_with_model(clips, args)
-        report["model"] = model_id
+    table = training.extract_dataset(
+        clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
+        seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
+    )
+    folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
+    raw = training.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
+    held_out_by: dict[str, tuple[Callable[[Clip], str], int]] = {
+        "leave-one-generator-out": (lambda c: c.family, 1),
+        "leave-one-corpus-out": (lambda c: c.corpus, 0),
+    }
+    if protocol in held_out_by:
+        key, label = held_out_by[protocol]
+        held = training.leave_one_out(clips, table, settings, key, label=label, jobs=jobs,
+                                      progress=progress)
+        raw[labels == label] = held[labels == label]
+    elif protocol == "unseen":
+        held = training.unseen_scores(clips, table, settings, jobs=jobs, progress=progress)
+        raw = np.where(np.isnan(held), raw, held)
+    return raw, threshold
+
+
+def evaluate(
+    clips: Sequence[Clip],
+    protocol: str = "model",
+    *,
+    model_dir: str | Path | None = None,
+    allow_unverified: bool = False,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Score ``clips`` under ``protocol`` (see the module docstring).
+
+    Parameters
+    ----------
+    clips : sequence of Clip
+        The labelled data (:func:`deepfake_audio.datasets.load_datasets`).
+    protocol : str
+        One of :data:`PROTOCOLS`.
+    model_dir : str or Path, optional
+        Model folder; the bundled model when ``None``. Held-out protocols retrain with its
+        feature configuration and training settings.
+    allow_unverified : bool
+        Load a legacy model folder without ``model.json``.
+    jobs : int
+        Parallel workers.
+    cache_dir : Path, optional
+        Cache window features here between runs (held-out protocols).
+    progress : bool
+        Show progress bars on stderr.
+
+    Raises
+    ------
+    DatasetError
+        The data cannot support ``protocol``.
+    ModelLoadError
+        The model cannot be loaded.
+    """
+    check_protocol(clips, protocol)
+    labels = np.array([c.label for c in clips])
+    model_id: str | None = None
+    prob: np.ndarray | None = None
+    if protocol == "model":
+        raw, prob, threshold, model_id = _score_with_model(clips, model_dir, allow_unverified,
+                                                           jobs, progress)
         title = f"model {model_id} on {len(clips)} clips"
     else:
-        _check_groups(clips, args.protocol)
-        config, settings, threshold = _model_settings(args)
-        table = training.extract_dataset(
-            clips, config, augment_copies=settings.augment_copies,
-            max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
-            progress=not args.quiet, cache_dir=Path(args.cache) if args.cache else None,
-        )
-        folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
-        oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs,
-                                               progress=not args.quiet)
-        raw = oof.copy()
-        if args.protocol == "leave-one-generator-out":
-            held = training.leave_one_out(clips, table, settings, lambda c: c.family, label=1,
-                                          jobs=args.jobs, progress=not args.quiet)
-            raw[labels == 1] = held[labels == 1]
-        elif args.protocol == "leave-one-corpus-out":
-            held = training.leave_one_out(clips, table, settings, lambda c: c.corpus, label=0,
-                                          jobs=args.jobs, progress=not args.quiet)
-            raw[labels == 0] = held[labels == 0]
-        elif args.protocol == "unseen":
-            held = training.unseen_scores(clips, table, settings, jobs=args.jobs,
-                                          progress=not args.quiet)
-            raw = np.where(np.isnan(held), oof, held)
-        prob = None
-        title = f"{args.protocol} on {len(clips)} clips"
+        raw, threshold = _held_out_scores(clips, protocol, model_dir, allow_unverified, jobs,
+                                          cache_dir, progress)
+        title = f"{protocol} on {len(clips)} clips"
     valid = ~np.isnan(raw)
-    summary = training.summarise(labels[valid], raw[valid], threshold,
-                                 None if prob is None else prob[valid])
-    weights = training.group_balanced_weights([c for c, ok in zip(clips, valid, strict=True) if ok])
-    summary["balanced_eer"] = training.equal_error_rate(labels[valid], raw[valid], weights)[0]
-    report["summary"] = summary
-    _print_summary(title, summary)
-    print()
-    by_generator = training.per_group_table(clips, raw, threshold, lambda c: c.family)
-    by_source = training.per_group_table(clips, raw, threshold,
-                                         training.source_label_key(clips))
-    report["per_generator"], report["per_source"] = by_generator, by_source
-    print(training.format_table(by_generator, "generator"))
-    print()
-    print(training.format_table(by_source, "source"))
-    print()
-    print(f"EER: {summary['eer'] * 100:.2f}%")
-    if args.plot:
-        _plot(args.plot, labels[valid], raw[valid], title)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return 0
+    summary = metrics.summarise(labels[valid], raw[valid], threshold,
+                                None if prob is None else prob[valid])
+    weights = metrics.group_balanced_weights([c for c, ok in zip(clips, valid, strict=True) if ok])
+    summary["balanced_eer"] = metrics.equal_error_rate(labels[valid], raw[valid], weights)[0]
+    return EvaluationReport(
+        protocol=protocol, title=title, summary=summary, model=model_id,
+        per_generator=metrics.per_group_table(clips, raw, threshold, lambda c: c.family),
+        per_source=metrics.per_group_table(clips, raw, threshold,
+                                           metrics.source_label_key(clips)),
+        labels=labels[valid], scores=raw[valid],
+    )
+
+
+__all__ = ["PROTOCOLS", "EvaluationReport", "check_protocol", "evaluate"]

@@ -3,7 +3,9 @@
 Every error the library raises on purpose derives from :class:`DeepfakeAudioError`.
 :class:`InputError` covers problems with the audio a caller passed in (the CLI
 exits with code 3 and the server answers 4xx); :class:`ModelLoadError` covers
-model artefacts that are missing, tampered with or incompatible.
+model artefacts that are missing, tampered with or incompatible;
+:class:`TrainingError` covers training and evaluation runs the data or settings
+cannot support (the CLI exits with code 2, a usage/data error).
 """
 
 from __future__ import annotations
@@ -60,11 +62,21 @@ class ModelIntegrityError(ModelLoadError):
     """An artefact's SHA-256 does not match ``model.json`` or the pickle holds forbidden objects."""
 
 
+class TrainingError(DeepfakeAudioError):
+    """A training or evaluation run cannot proceed with the given data or settings."""
+
+
+class DatasetError(TrainingError):
+    """A dataset cannot be read: no manifest or ``real/``/``fake/`` folders, unknown labels,
+    no clips, or too few corpora, generators or speakers for the requested protocol."""
+
+
 __all__ = [
     "AudioDecodeError",
     "AudioFileNotFoundError",
     "AudioTooLongError",
     "AudioTooShortError",
+    "DatasetError",
     "DeepfakeAudioError",
     "EmptyAudioError",
     "InputError",
@@ -72,5 +84,6 @@ __all__ = [
     "ModelIntegrityError",
     "ModelLoadError",
     "SilentAudioError",
+    "TrainingError",
     "UnsupportedFormatError",
 ]

@@ -22,13 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from .filterbanks import dct_matrix, linear_filterbank, mel_filterbank
+
 MAIN_KIND = "cepstral-v1"
 LEGACY_KIND = "legacy-mfcc-mean"
+#: Every feature group, in the order of their columns in the feature vector.
 ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
 _EPS = 1e-10
 _FRAME_CHUNK = 4096  # frames per FFT batch: bounds peak memory on long files
 _MIN_ACTIVE_FRAMES = 10
 MEAN_CHOICES = ("all", "no-cepstral", "artefact")
+STATISTICS = ("mean", "std")
 _PHASE_NAMES = ("phase_dev_low", "phase_dev_high", "phase_dev_low_spread",
                 "phase_dev_high_spread")
 _SPECTRAL_NAMES = (
@@ -118,11 +122,13 @@ class FeatureConfig:
         }
         if "cepstral_means" in values:  # model.json of version 0.1.0
             values["means"] = "all" if values.pop("cepstral_means") else "no-cepstral"
-        config = cls(**values)
-        config.validate()
-        return config
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
+        """Raise ``ValueError`` unless these settings describe a computable feature vector."""
         if self.kind not in (MAIN_KIND, LEGACY_KIND):
             raise ValueError(f"unknown feature kind {self.kind!r}")
         bad = set(self.groups) - set(ALL_GROUPS)
@@ -130,6 +136,9 @@ class FeatureConfig:
             raise ValueError(f"unknown feature groups: {', '.join(sorted(bad))}")
         if self.means not in MEAN_CHOICES:
             raise ValueError(f"means must be one of {', '.join(MEAN_CHOICES)}")
+        bad = set(self.statistics) - set(STATISTICS)
+        if bad:
+            raise ValueError(f"unknown statistics: {', '.join(sorted(bad))}")
         if self.kind == MAIN_KIND and not feature_names(self):
             raise ValueError("these groups, statistics and means select no feature at all")
         if self.win_length > self.n_fft or self.hop_length <= 0:
@@ -146,67 +155,7 @@ class FeatureConfig:
         return max(1, round(self.hop_s * self.sample_rate / self.hop_length))
 
 
-# --------------------------------------------------------------------------- filterbanks
-
-
-def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
-    linear = hz / f_sp
-    log = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
-    return np.where(hz >= min_log_hz, log, linear)
-
-
-def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`hz_to_mel`."""
-    mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
-    return np.where(
-        mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel
-    )
-
-
-def _triangles(edges_hz: np.ndarray, fft_hz: np.ndarray) -> np.ndarray:
-    lower = edges_hz[:-2, None]
-    centre = edges_hz[1:-1, None]
-    upper = edges_hz[2:, None]
-    rising = (fft_hz[None, :] - lower) / (centre - lower)
-    falling = (upper - fft_hz[None, :]) / (upper - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    # Slaney area normalisation: each triangle has unit area.
-    return weights * (2.0 / (upper - lower))
-
-
-@functools.lru_cache(maxsize=16)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney-normalised mel filterbank, ``(n_mels, n_fft // 2 + 1)``.
-
-    Equals ``librosa.filters.mel`` with its defaults (checked in the tests).
-    """
-    fft_hz = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
-    return _triangles(edges, fft_hz).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=16)
-def linear_filterbank(sample_rate: int, n_fft: int, n_filters: int) -> np.ndarray:
-    """Equal-width triangular filters over 0..Nyquist, ``(n_filters, n_fft // 2 + 1)``."""
-    fft_hz = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = np.linspace(0, sample_rate / 2, n_filters + 2)
-    return _triangles(edges, fft_hz).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=16)
-def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II as a matrix, ``(n_out, n_in)``; equals ``scipy.fft.dct(norm="ortho")``."""
-    n = np.arange(n_in)
-    k = np.arange(n_out)[:, None]
-    basis = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
-    basis[0] /= np.sqrt(2.0)
-    return basis.astype(np.float32)
+# --------------------------------------------------------------------------- frame level
 
 
 @functools.lru_cache(maxsize=16)
@@ -218,9 +167,6 @@ def _analysis_window(win_length: int, n_fft: int) -> np.ndarray:
         2 * np.pi * np.arange(win_length) / win_length
     )
     return window
-
-
-# --------------------------------------------------------------------------- frame level
 
 
 def _frames(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -344,6 +290,9 @@ def spectral_measures(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
 def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """Frame-level feature matrix and frame energies (dB) for the enabled groups.
 
+    The columns are named by :func:`frame_feature_names`: both take the groups in
+    ``ALL_GROUPS`` order.
+
     The STFT and the per-frame measures run in chunks of frames so a 10-minute
     file never holds its whole spectrogram (let alone float64 copies of it).
     """
@@ -369,47 +318,54 @@ def frame_features(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarr
             spectral.append(spectral_measures(power, config)[start - first :])
         if "phase" in groups:
             phase.append(phase_deviation(spec, config)[start - first :])
-    columns: list[np.ndarray] = []
+    blocks: dict[str, np.ndarray] = {}
     if want_mfcc:
-        mfcc_all = np.concatenate(mfcc)
-        if "mfcc" in groups:
-            columns.append(mfcc_all)
+        blocks["mfcc"] = np.concatenate(mfcc)
         if "mfcc_delta" in groups:
-            d1 = deltas(mfcc_all, config.delta_width)
-            columns += [d1, deltas(d1, config.delta_width)]
+            d1 = deltas(blocks["mfcc"], config.delta_width)
+            blocks["mfcc_delta"] = np.concatenate([d1, deltas(d1, config.delta_width)], axis=1)
     if want_lfcc:
-        lfcc_all = np.concatenate(lfcc)
-        if "lfcc" in groups:
-            columns.append(lfcc_all)
+        blocks["lfcc"] = np.concatenate(lfcc)
         if "lfcc_delta" in groups:
-            columns.append(deltas(lfcc_all, config.delta_width))
+            blocks["lfcc_delta"] = deltas(blocks["lfcc"], config.delta_width)
     if spectral:
-        columns.append(np.concatenate(spectral))
+        blocks["spectral"] = np.concatenate(spectral)
     if phase:
-        columns.append(np.concatenate(phase))
+        blocks["phase"] = np.concatenate(phase)
+    columns = [blocks[group] for group in _enabled_groups(config)]
     return np.concatenate(columns, axis=1), np.concatenate(energy)
+
+
+def _enabled_groups(config: FeatureConfig) -> list[str]:
+    """The enabled groups in column order: the one order names and columns both follow."""
+    return [group for group in ALL_GROUPS if group in config.groups]
+
+
+def _group_names(config: FeatureConfig) -> dict[str, list[str]]:
+    """Column names of each group's block of :func:`frame_features`."""
+    mfcc = [f"mfcc{i}" for i in range(1, config.n_mfcc)]
+    lfcc = [f"lfcc{i}" for i in range(1, config.n_lfcc)]
+    return {
+        "mfcc": mfcc,
+        "mfcc_delta": [f"d_{n}" for n in mfcc] + [f"dd_{n}" for n in mfcc],
+        "lfcc": lfcc,
+        "lfcc_delta": [f"d_{n}" for n in lfcc],
+        "spectral": list(_SPECTRAL_NAMES),
+        "phase": list(_PHASE_NAMES),
+    }
+
+
+def frame_feature_names(config: FeatureConfig) -> list[str]:
+    """Names of the columns :func:`frame_features` returns, in order."""
+    names = _group_names(config)
+    return [name for group in _enabled_groups(config) for name in names[group]]
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
     """Names of the columns :func:`extract` returns, in order."""
     if config.kind == LEGACY_KIND:
         return [f"mfcc{i}_mean" for i in range(config.n_mfcc)]
-    frame: list[str] = []
-    groups = set(config.groups)
-    mfcc = [f"mfcc{i}" for i in range(1, config.n_mfcc)]
-    lfcc = [f"lfcc{i}" for i in range(1, config.n_lfcc)]
-    if "mfcc" in groups:
-        frame += mfcc
-    if "mfcc_delta" in groups:
-        frame += [f"d_{n}" for n in mfcc] + [f"dd_{n}" for n in mfcc]
-    if "lfcc" in groups:
-        frame += lfcc
-    if "lfcc_delta" in groups:
-        frame += [f"d_{n}" for n in lfcc]
-    if "spectral" in groups:
-        frame += list(_SPECTRAL_NAMES)
-    if "phase" in groups:
-        frame += list(_PHASE_NAMES)
+    frame = frame_feature_names(config)
     names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
     return [n for n in names if _keeps(config.means, n)]
 

@@ -25,6 +25,7 @@ import json
 import logging
 import pickle
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,22 @@ class Calibration:
 UNCALIBRATED = Calibration(a=-1.0, b=0.0, method="none")
 
 
+#: ``ModelMetadata.aggregation`` → how a clip's window scores become its raw score.
+AGGREGATIONS: dict[str, Callable[[np.ndarray], float]] = {
+    "mean": lambda scores: float(np.mean(scores)),
+}
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
-    """Content of ``model.json``."""
+    """Content of ``model.json``.
+
+    Raises
+    ------
+    ValueError
+        ``aggregation`` is not one of :data:`AGGREGATIONS` (from ``model.json``:
+        :class:`~deepfake_audio.exceptions.ModelLoadError`, before any pickle is read).
+    """
 
     model_id: str
     features: FeatureConfig
@@ -169,6 +183,11 @@ class ModelMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     library_version: str = __version__
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation {self.aggregation!r} is not implemented by this"
+                             f" library (supported: {', '.join(sorted(AGGREGATIONS))})")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,105 +1,35 @@
-"""Training and evaluation: datasets, augmentation, fitting, calibration, metrics.
+"""Training: window features of a dataset, SVM fitting, held-out scores, calibration.
 
-Used by ``deepfake-audio train`` / ``evaluate`` and ``scripts/train_default.py``.
-Everything is seeded, so the same data and settings give the same model.
+Datasets are read by :mod:`deepfake_audio.datasets`, figures computed by
+:mod:`deepfake_audio.metrics`. Used by ``deepfake-audio train`` / ``evaluate`` and
+``scripts/train_default.py``. Everything is seeded, so the same data and settings give
+the same model.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import SUPPORTED_EXTENSIONS, load_audio
+from .audio import load_audio
 from .augment import AUGMENTATIONS, augment
-from .exceptions import DeepfakeAudioError
+from .datasets import Clip, can_hold_out_groups, dataset_summary
+from .exceptions import DatasetError, DeepfakeAudioError, TrainingError
 from .features import FeatureConfig, extract
+from .metrics import per_group_table, reliability_bins, source_label_key, summarise
+
+if TYPE_CHECKING:
+    from .model import ModelMetadata
 
 logger = logging.getLogger("deepfake_audio")
-
-LABELS = {"real": 0, "bonafide": 0, "genuine": 0, "fake": 1, "deepfake": 1, "spoof": 1}
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One labelled recording of a dataset."""
-
-    path: Path
-    label: int  # 0 real, 1 deepfake
-    source: str = "unknown"
-    generator: str = "unknown"
-    speaker: str = "unknown"
-
-    @property
-    def family(self) -> str:
-        """Generator with the derived-copy suffix removed (``x-tel8k`` counts as ``x``)."""
-        return self.generator.removesuffix("-tel8k")
-
-    @property
-    def corpus(self) -> str:
-        """Source corpus with derived-copy suffixes removed."""
-        base = self.source.removesuffix("-tel8k")
-        return base.split("-resampled")[0]
-
-
-def _read_manifest(manifest: Path) -> list[Clip]:
-    root = manifest.parent
-    clips = []
-    with open(manifest, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            label = LABELS.get(row["label"].strip().lower())
-            if label is None:
-                raise DeepfakeAudioError(f"{manifest}: unknown label {row['label']!r}")
-            clips.append(Clip(
-                path=root / row["path"], label=label, source=row.get("source") or "unknown",
-                generator=row.get("generator") or ("human" if label == 0 else "unknown"),
-                speaker=row.get("speaker") or row["path"],
-            ))
-    return clips
-
-
-def _walk_folder(folder: Path) -> list[Clip]:
-    clips = []
-    for label_name, label in (("real", 0), ("fake", 1)):
-        base = folder / label_name
-        for path in sorted(base.rglob("*")):
-            if path.suffix.lower() in SUPPORTED_EXTENSIONS and path.is_file():
-                parts = path.relative_to(base).parts
-                sub = parts[0] if len(parts) > 1 else label_name
-                clips.append(Clip(path, label, source=sub,
-                                  generator="human" if label == 0 else sub, speaker=str(path)))
-    return clips
-
-
-def load_dataset(data: str | Path) -> list[Clip]:
-    """Read a dataset: a manifest CSV, a folder holding ``manifest.csv``, or ``real/`` + ``fake/``.
-
-    The manifest format is ``path,label,source,generator,speaker,...`` with paths
-    relative to the CSV's folder.
-    """
-    path = Path(data)
-    if path.is_file():
-        clips = _read_manifest(path)
-    elif (path / "manifest.csv").is_file():
-        clips = _read_manifest(path / "manifest.csv")
-    elif (path / "real").is_dir() or (path / "fake").is_dir():
-        clips = _walk_folder(path)
-    else:
-        raise DeepfakeAudioError(
-            f"{path}: expected a manifest CSV or a folder with manifest.csv or real/ and fake/"
-        )
-    if not clips:
-        raise DeepfakeAudioError(f"{path}: no audio clips found")
-    return clips
-
 
 # --------------------------------------------------------------------------- features
 
@@ -207,12 +137,16 @@ def extract_dataset(
             owners.append(np.full(len(matrix), i))
             flags_out.append(np.full(len(matrix), flag))
     if not matrices:
-        raise DeepfakeAudioError("no clip could be decoded")
+        raise DatasetError("no clip could be decoded")
     return FeatureTable(np.vstack(matrices), np.concatenate(owners), np.concatenate(flags_out),
                         tuple(failed))
 
 
 # --------------------------------------------------------------------------- fitting
+
+
+#: Scores the threshold and Platt calibration can be fitted on (``TrainSettings.calibration``).
+CALIBRATIONS = ("unseen", "speaker-cv")
 
 
 @dataclass(frozen=True)
@@ -234,6 +168,27 @@ class TrainSettings:
     #: Weight windows so every (corpus, label) cell counts the same: one big corpus
     #: (LibriSpeech, Tortoise) must not decide what "real" or "fake" sounds like.
     balance: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.C > 0:
+            problems.append(f"C must be > 0 (got {self.C})")
+        if isinstance(self.gamma, str):
+            if self.gamma not in ("scale", "auto"):
+                problems.append(f"gamma must be a number, 'scale' or 'auto' (got {self.gamma!r})")
+        elif not self.gamma > 0:
+            problems.append(f"gamma must be > 0 (got {self.gamma})")
+        if self.augment_copies < 0:
+            problems.append(f"augment_copies must be >= 0 (got {self.augment_copies})")
+        if self.max_windows < 0:
+            problems.append(f"max_windows must be >= 0 (got {self.max_windows})")
+        if self.calibration_folds < 2:
+            problems.append(f"calibration_folds must be >= 2 (got {self.calibration_folds})")
+        if self.calibration not in CALIBRATIONS:
+            problems.append(f"calibration must be one of {', '.join(CALIBRATIONS)}"
+                            f" (got {self.calibration!r})")
+        if problems:
+            raise TrainingError("invalid training settings: " + "; ".join(problems))
 
 
 def fit_svm(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,
@@ -301,7 +256,7 @@ def grouped_folds(clips: Sequence[Clip], n_folds: int, seed: int) -> np.ndarray:
     # Each fold needs a group of each class; small datasets get fewer folds.
     smallest = min(len(set(groups[labels == label].tolist())) for label in (0, 1))
     if smallest < 2:
-        raise DeepfakeAudioError(
+        raise DatasetError(
             "need clips from at least 2 speakers (or files) of each class for held-out"
             " calibration"
         )
@@ -352,171 +307,7 @@ def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: Tra
     return _held_out_scores(clips, table, settings, masks, "cross-validation", jobs, progress)
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def roc_points(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thresholds = roc_curve(labels, scores, sample_weight=weights)
-    return fpr, tpr, thresholds
-
-
-def equal_error_rate(labels: np.ndarray, scores: np.ndarray,
-                     weights: np.ndarray | None = None) -> tuple[float, float]:
-    """EER and the threshold where false-accept and false-reject rates cross.
-
-    ``weights`` (per clip) make some clips count more, e.g. :func:`group_balanced_weights`.
-    """
-    labels = np.asarray(labels)
-    if len(set(labels.tolist())) < 2:
-        return float("nan"), float("nan")
-    fpr, tpr, thresholds = roc_points(labels, scores, weights)
-    fnr = 1 - tpr
-    i = int(np.nanargmin(np.abs(fnr - fpr)))
-    return float((fpr[i] + fnr[i]) / 2), float(thresholds[i])
-
-
-def group_balanced_weights(clips: Sequence[Clip]) -> np.ndarray:
-    """Clip weights under which every genuine corpus and every generator family counts once.
-
-    The EER with these weights does not let the largest corpus (LibriSpeech here) decide
-    the figure: closer to a test set of many corpora and generators.
-    """
-    keys = [("real", c.corpus) if c.label == 0 else ("fake", c.family) for c in clips]
-    counts: dict[tuple[str, str], int] = {}
-    for key in keys:
-        counts[key] = counts.get(key, 0) + 1
-    return np.array([1.0 / counts[key] for key in keys])
-
-
-def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float,
-              probabilities: np.ndarray | None = None) -> dict[str, float]:
-    """Accuracy, EER, ROC-AUC (and Brier score when probabilities are given)."""
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    predicted = (scores > threshold).astype(int)
-    out: dict[str, float] = {
-        "n": len(labels),
-        "accuracy": float(np.mean(predicted == labels)),
-        "eer": equal_error_rate(labels, scores)[0],
-        "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2
-        else float("nan"),
-        "real_called_real": float(np.mean(predicted[labels == 0] == 0)) if (labels == 0).any()
-        else float("nan"),
-        "fake_called_fake": float(np.mean(predicted[labels == 1] == 1)) if (labels == 1).any()
-        else float("nan"),
-    }
-    if probabilities is not None:
-        out["brier"] = float(np.mean((probabilities - labels) ** 2))
-    return out
-
-
-def per_group_table(clips: Sequence[Clip], scores: np.ndarray, threshold: float,
-                    key: Callable[[Clip], str]) -> list[dict[str, Any]]:
-    """Per-group rows: fakes of each group scored against all genuine clips (EER), and the
-    share of the group's clips classified correctly at ``threshold``."""
-    labels = np.array([c.label for c in clips])
-    valid = ~np.isnan(scores)
-    real = valid & (labels == 0)
-    rows = []
-    for name in sorted({key(c) for c in clips}):
-        members = valid & np.array([key(c) == name for c in clips])
-        if not members.any():
-            continue
-        group_labels = labels[members]
-        correct = float(np.mean((scores[members] > threshold).astype(int) == group_labels))
-        row: dict[str, Any] = {"group": name, "n": int(members.sum()), "correct": correct}
-        if (group_labels == 1).all() and real.any():
-            both = real | members
-            row["eer"] = equal_error_rate(labels[both], scores[both])[0]
-        rows.append(row)
-    return rows
-
-
-def source_label_key(clips: Sequence[Clip]) -> Callable[[Clip], str]:
-    """Group key for per-source tables: a source holding both genuine clips and fakes made
-    from them (resyntheses) gets one row per label, so "correct" is not a mix of both."""
-    labels_by_source: dict[str, set[int]] = {}
-    for clip in clips:
-        labels_by_source.setdefault(clip.source, set()).add(clip.label)
-    mixed = {source for source, labels in labels_by_source.items() if len(labels) > 1}
-
-    def key(clip: Clip) -> str:
-        if clip.source not in mixed:
-            return clip.source
-        return f"{clip.source} ({'fake' if clip.label else 'real'})"
-
-    return key
-
-
-def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
-                     n_bins: int = 10) -> list[dict[str, float]]:
-    """Calibration table: per probability bin, mean predicted vs. observed deepfake share.
-
-    Clips are weighted so both classes count equally, matching the even-odds prior
-    the calibration assumes (see :func:`fit_platt`).
-    """
-    labels = np.asarray(labels, dtype=float)
-    class_weight = np.where(labels == 1, 0.5 / max(labels.sum(), 1),
-                            0.5 / max((1 - labels).sum(), 1))
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(probabilities, edges) - 1, 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        members = which == b
-        if members.any():
-            rows.append({"low": float(edges[b]), "high": float(edges[b + 1]),
-                         "n": int(members.sum()),
-                         "predicted": float(probabilities[members].mean()),
-                         "observed": float(np.average(labels[members],
-                                                      weights=class_weight[members]))})
-    return rows
-
-
-def plot_reliability(rows: Sequence[dict[str, float]], path: Path) -> None:
-    """Reliability diagram PNG (needs matplotlib, the ``[plot]`` extra)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], "o-",
-            label="model (out-of-fold)")
-    ax.set_xlabel("predicted probability of deepfake")
-    ax.set_ylabel("observed share of deepfakes")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
-    """Plain-text table of :func:`per_group_table` rows."""
-    lines = [f"{title:<40} {'n':>5} {'correct':>8} {'EER':>7}"]
-    for row in rows:
-        eer = f"{row['eer'] * 100:6.1f}%" if "eer" in row else "      -"
-        lines.append(f"{row['group']:<40} {row['n']:>5} {row['correct'] * 100:7.1f}% {eer}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- high level
-
-
-def dataset_summary(clips: Sequence[Clip]) -> dict[str, Any]:
-    from collections import Counter
-
-    return {
-        "clips": len(clips),
-        "real": sum(c.label == 0 for c in clips),
-        "deepfake": sum(c.label == 1 for c in clips),
-        "speakers": len({c.speaker for c in clips}),
-        "by_source": dict(sorted(Counter(f"{c.source}/{c.generator}" for c in clips).items())),
-    }
 
 
 def train(
@@ -530,12 +321,25 @@ def train(
     cache_dir: Path | None = None,
     progress: bool = True,
     extra_training_info: dict[str, Any] | None = None,
-    reliability_png: Path | None = None,
-) -> Any:
-    """Train, calibrate and save a model; returns its :class:`~deepfake_audio.model.ModelMetadata`.
+) -> ModelMetadata:
+    """Train, calibrate and save a model.
 
     Calibration (Platt) and the threshold come from held-out scores (see
-    ``TrainSettings.calibration``); the saved SVM is then fitted on every clip.
+    ``TrainSettings.calibration``); the saved SVM is then fitted on every clip. The
+    reliability bins are in ``metrics["reliability"]``: plotting them is the caller's
+    choice (:func:`deepfake_audio.plots.plot_reliability`).
+
+    Returns
+    -------
+    ModelMetadata
+        What was written to ``output_dir/model.json``.
+
+    Raises
+    ------
+    DatasetError
+        One class is missing, fewer than two speakers per class, or no clip decodes.
+    TrainingError
+        The held-out scores do not separate the classes.
     """
     from .model import Calibration, ModelMetadata, save_model
 
@@ -543,11 +347,11 @@ def train(
     settings = settings or TrainSettings()
     labels = np.array([c.label for c in clips])
     if len(set(labels.tolist())) < 2:
-        raise DeepfakeAudioError("training needs both real and fake clips")
+        raise DatasetError("training needs both real and fake clips")
+    folds = grouped_folds(clips, settings.calibration_folds, settings.seed)  # fails fast
     table = extract_dataset(clips, config, augment_copies=settings.augment_copies,
                             max_windows=settings.max_windows, seed=settings.seed, jobs=jobs,
                             cache_dir=cache_dir, progress=progress)
-    folds = grouped_folds(clips, settings.calibration_folds, settings.seed)
     oof = out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
     calibration_scores, protocol = oof, (
         f"{settings.calibration_folds}-fold cross-validation grouped by speaker")
@@ -562,12 +366,10 @@ def train(
         else:
             logger.warning("calibrating on speaker-grouped cross-validation: leave-one-out "
                            "calibration needs two genuine corpora and two generators")
-    elif settings.calibration != "speaker-cv":
-        raise DeepfakeAudioError(f"unknown calibration {settings.calibration!r}")
     valid = ~np.isnan(calibration_scores)
     a, b = fit_platt(calibration_scores[valid], labels[valid])
     if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
-        raise DeepfakeAudioError(
+        raise TrainingError(
             "calibration failed: held-out scores do not separate real from fake clips"
         )
     calibration = Calibration(a, b)
@@ -587,15 +389,13 @@ def train(
                                       source_label_key(clips)),
         "reliability": reliability,
     }
-    if reliability_png is not None:
-        plot_reliability(reliability, reliability_png)
     classifier, scaler = fit_svm(table.matrix, labels[table.clip_index], settings,
                                  row_weights(clips, table, settings))
     training = {
         "data": dataset_summary(clips),
         "windows": len(table.matrix),
         "failed_clips": len(table.failed),
-        "settings": {k: v for k, v in settings.__dict__.items()},
+        "settings": asdict(settings),
         **(extra_training_info or {}),
     }
     digest = hashlib.sha256(table.matrix.tobytes()).hexdigest()[:8]
@@ -627,12 +427,6 @@ def unseen_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSet
     return np.where(labels == 0, real, fake)
 
 
-def can_hold_out_groups(clips: Sequence[Clip]) -> bool:
-    """Whether there are at least two genuine corpora and two generator families."""
-    return (len({c.corpus for c in clips if c.label == 0}) >= 2
-            and len({c.family for c in clips if c.label == 1}) >= 2)
-
-
 def leave_one_out(
     clips: Sequence[Clip],
     table: FeatureTable,
@@ -661,29 +455,19 @@ def leave_one_out(
 
 
 __all__ = [
-    "Clip",
+    "AUGMENTATIONS",
+    "CALIBRATIONS",
     "FeatureTable",
     "TrainSettings",
     "augment",
-    "can_hold_out_groups",
     "clip_scores",
-    "dataset_summary",
-    "equal_error_rate",
     "extract_dataset",
     "fit_platt",
     "fit_svm",
-    "format_table",
-    "group_balanced_weights",
     "grouped_folds",
     "leave_one_out",
-    "load_dataset",
     "out_of_fold_scores",
-    "per_group_table",
-    "plot_reliability",
-    "reliability_bins",
     "row_weights",
-    "source_label_key",
-    "summarise",
     "train",
     "unseen_scores",
 ]

@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import training  # noqa: E402
+from deepfake_audio import metrics, training  # noqa: E402
+from deepfake_audio.datasets import load_dataset  # noqa: E402
 from deepfake_audio.features import ALL_GROUPS, FeatureConfig, feature_names  # noqa: E402
 
 VOCODERS = ("hifigan", "melgan", "wavegan", "bigvgan", "vocos", "istftnet", "waveglow")
@@ -80,17 +81,17 @@ def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, setti
     unseen = np.where(np.isnan(unseen), oof, unseen)
     a, b = training.fit_platt(unseen, labels)
     threshold = -b / a  # as training.train() calibrates the bundled model
-    families = training.per_group_table(clips, unseen, threshold, lambda c: c.family)
+    families = metrics.per_group_table(clips, unseen, threshold, lambda c: c.family)
     vocoder_eers = [r["eer"] for r in families if "eer" in r and is_vocoder(r["group"])]
     real_mask = labels == 0
-    corpora = training.per_group_table(clips, np.where(real_mask, unseen, np.nan), threshold,
+    corpora = metrics.per_group_table(clips, np.where(real_mask, unseen, np.nan), threshold,
                                        lambda c: c.corpus)
     return {
         "variant": name, "dims": len(columns),
-        "speaker_cv_eer": training.equal_error_rate(labels, oof)[0],
-        "unseen_eer": training.equal_error_rate(labels, unseen)[0],
-        "unseen_balanced_eer": training.equal_error_rate(
-            labels, unseen, training.group_balanced_weights(clips))[0],
+        "speaker_cv_eer": metrics.equal_error_rate(labels, oof)[0],
+        "unseen_eer": metrics.equal_error_rate(labels, unseen)[0],
+        "unseen_balanced_eer": metrics.equal_error_rate(
+            labels, unseen, metrics.group_balanced_weights(clips))[0],
         "worst_vocoder_eer": max(vocoder_eers),
         "mean_vocoder_eer": float(np.mean(vocoder_eers)),
         "loco_real_called_real": float(np.mean(unseen[real_mask] <= threshold)),
@@ -107,16 +108,17 @@ def main() -> int:
     parser.add_argument("--variants", default=";".join(VARIANTS),
                         help="';'-separated variant names")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--json", default=str(ROOT / "build" / "ablation.json"))
+    parser.add_argument("--output", metavar="FILE", default=str(ROOT / "build" / "ablation.json"),
+                        help="write every variant's figures here as JSON")
     args = parser.parse_args()
 
     # Same clips in the same order as scripts/train_default.py: a clip's augmentation is
     # seeded by its position, so the default row reproduces the bundled model's figures.
-    clips = training.load_dataset(args.data)
+    clips = load_dataset(args.data)
     for folder in (args.generated, args.registry):
         if not Path(folder, "manifest.csv").is_file():
             sys.exit(f"{folder}/manifest.csv missing: run scripts/train_default.py first")
-        extra = [c for c in training.load_dataset(folder)
+        extra = [c for c in load_dataset(folder)
                  if c.generator not in EXCLUDED_GENERATORS]
         clips += extra
     registry = {c.path for c in extra}
@@ -138,11 +140,11 @@ def main() -> int:
               f" {r['speaker_cv_eer'] * 100:9.1f}%", flush=True)
     best = next((r for r in results if r["variant"] == DEFAULT_VARIANT), results[0])
     print()
-    print(training.format_table(best["per_family"], f"per family, held out ({best['variant']})"))
+    print(metrics.format_table(best["per_family"], f"per family, held out ({best['variant']})"))
     print()
-    print(training.format_table(best["loco_per_corpus"], f"genuine, LOCO ({best['variant']})"))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    print(metrics.format_table(best["loco_per_corpus"], f"genuine, LOCO ({best['variant']})"))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
     print(f"\n{len(clips)} clips, {time.time() - started:.0f} s")
     return 0
 

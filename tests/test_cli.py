@@ -267,3 +267,94 @@ def test_mp3_decoder_noise_stays_off_the_cli_stderr(cli_commands, cli_env, tmp_p
     assert "libmpg123" not in proc.stderr and "Note: " not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == ["error: nope.wav: no such file: nope.wav"]
     assert proc.stdout.count("\n") == 2
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_the_library_never_imports_argparse():
+    code = ("import sys\n"
+            "import deepfake_audio, deepfake_audio.client, deepfake_audio.datasets\n"
+            "import deepfake_audio.evaluation, deepfake_audio.metrics, deepfake_audio.plots\n"
+            "import deepfake_audio.training, deepfake_audio.server.run\n"
+            "print(sorted(m for m in sys.modules if m == 'argparse'))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_check_does_not_import_the_server():
+    code = ("import sys\n"
+            "from deepfake_audio.cli import build_parser\n"
+            "build_parser().parse_args(['check', 'x.wav'])\n"
+            "print('deepfake_audio.server' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+# --------------------------------------------------------------------------- serve options
+
+
+def test_serve_has_one_flag_per_settings_field(capsys):
+    from dataclasses import fields
+
+    from deepfake_audio.server.settings import Settings
+
+    code, out, _ = main(capsys, "serve", "--help")
+    assert code == 0
+    for f in fields(Settings):
+        flag = "--" + f.metadata["env"].lower().replace("_", "-")
+        assert flag in out, flag
+        assert f.metadata["help"].split()[0] in out
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Settings ``serve`` would start the server with (uvicorn itself is not started)."""
+    from deepfake_audio.server import run as server_run
+
+    started = []
+    monkeypatch.setattr(server_run, "serve", started.append)
+    for name in ("PORT", "MAX_QUEUE", "ALLOW_UNVERIFIED_MODEL", "CORS_ORIGINS", "API_KEY"):
+        monkeypatch.delenv(f"DEEPFAKE_AUDIO_{name}", raising=False)
+    return started
+
+
+def test_serve_flags_beat_variables_beat_defaults(capsys, monkeypatch, served):
+    monkeypatch.setenv("DEEPFAKE_AUDIO_PORT", "1234")
+    monkeypatch.setenv("DEEPFAKE_AUDIO_MAX_QUEUE", "3")
+    code, _, err = main(capsys, "serve", "--port", "9001", "--allow-unverified-model",
+                        "--cors-origins", "http://a/,http://b", "--stream-hop", "0.5")
+    assert code == 0, err
+    (settings,) = served
+    assert (settings.port, settings.max_queue, settings.allow_unverified_model) == (9001, 3, True)
+    assert settings.cors_origins == ("http://a", "http://b")
+    assert (settings.stream_hop_s, settings.workers, settings.api_key) == (0.5, 1, None)
+
+
+@pytest.mark.parametrize(("argv", "variables", "message"), [
+    (["--port", "eighty"], {}, "--port='eighty' is not a valid value"),
+    ([], {"DEEPFAKE_AUDIO_ALLOW_UNVERIFIED_MODEL": "maybe"},
+     "DEEPFAKE_AUDIO_ALLOW_UNVERIFIED_MODEL='maybe' is not a valid value"),
+    (["--max-queue", "-1"], {}, "max_concurrency and max_queue must be >= 0"),
+])
+def test_bad_serve_values_are_usage_errors(capsys, monkeypatch, served, argv, variables,
+                                           message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = main(capsys, "serve", *argv)
+    assert code == 2 and not served
+    assert err.startswith("error: ") and message in err, err
+
+
+def test_serve_without_the_server_extra(tmp_path):
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "from deepfake_audio.cli import main\n"
+            "sys.exit(main(['serve', '--port', '8123']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 2
+    assert 'pip install "deepfake-audio[server]"' in proc.stderr
+    assert "Traceback" not in proc.stderr

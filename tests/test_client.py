@@ -10,17 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_harness import (
-    FAKE_CLIP,
-    ROOT,
-    ServerProcess,
-    clip,
-    free_port,
-    wav_bytes,
-)
 
 from deepfake_audio.cli import main as cli_main
 from deepfake_audio.client import RemoteError, analyze_file, analyze_files_ws
+from tests.helpers import ROOT
+from tests.helpers.audio import FAKE_CLIP, clip, wav_bytes
+from tests.helpers.server import ServerProcess, free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 

@@ -88,6 +88,14 @@ def test_confidence_is_the_calibrated_probability_of_the_verdict(results, detect
         assert result.calibrated
 
 
+def test_verdict_is_the_rule_behind_every_result(results, detector):
+    for result in results:
+        verdict = detector.verdict(result.raw_score)
+        assert verdict.to_dict() == {k: result.to_dict()[k] for k in verdict.to_dict()}
+    assert detector.verdict(detector.threshold).classification == "real"  # strictly above
+    assert detector.verdict(detector.threshold + 1e-9).classification == "deepfake"
+
+
 def test_probability_grows_with_raw_score(results):
     ordered = sorted(results, key=lambda r: r.raw_score)
     probabilities = [r.probability_deepfake for r in ordered]

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import os
 import pickle
-import shutil
 import sys
 import warnings
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -32,28 +27,7 @@ from deepfake_audio.model import (
     save_model,
     sha256_file,
 )
-
-
-def copy_default(tmp_path: Path, name: str = "model") -> Path:
-    target = tmp_path / name
-    shutil.copytree(DEFAULT_MODEL_DIR, target)
-    return target
-
-
-def read_meta(directory: Path) -> dict:
-    return json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
-
-
-def write_meta(directory: Path, meta: dict) -> None:
-    (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-
-
-def replace_artefact(directory: Path, name: str, payload: bytes) -> None:
-    """Swap a pickle and make model.json list its real SHA-256 (a hash-consistent attack)."""
-    (directory / name).write_bytes(payload)
-    meta = read_meta(directory)
-    meta["artefacts"][name] = hashlib.sha256(payload).hexdigest()
-    write_meta(directory, meta)
+from tests.helpers.artefacts import RunsShell, copy_default, read_meta, replace_artefact, write_meta
 
 
 @pytest.fixture
@@ -115,19 +89,11 @@ def test_missing_hash_entry_is_an_integrity_error(tmp_path, forbid_unpickling):
         load_model(directory)
 
 
-class _RunsShell:
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
-
-
 @pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE])
 def test_malicious_pickle_never_runs(tmp_path, name):
     marker = tmp_path / "pwned"
     directory = copy_default(tmp_path)
-    replace_artefact(directory, name, pickle.dumps(_RunsShell(f"touch {marker}")))
+    replace_artefact(directory, name, pickle.dumps(RunsShell(f"touch {marker}")))
     with pytest.raises(ModelIntegrityError, match="refusing to unpickle"):
         load_model(directory)
     assert not marker.exists()
@@ -138,7 +104,7 @@ def test_malicious_object_array_inside_joblib_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     directory = copy_default(tmp_path)
     payload = np.empty(2, dtype=object)
-    payload[0], payload[1] = _RunsShell(f"touch {marker}"), 1
+    payload[0], payload[1] = RunsShell(f"touch {marker}"), 1
     buffer = io.BytesIO()
     joblib.dump({"support_vectors_": payload}, buffer)
     replace_artefact(directory, MODEL_FILE, buffer.getvalue())
@@ -273,6 +239,15 @@ def test_invalid_model_json(tmp_path, edit, forbid_unpickling):
     write_meta(directory, meta)
     with pytest.raises(ModelLoadError):
         load_model(directory)
+
+
+def test_unimplemented_aggregation_is_refused_at_load(tmp_path, forbid_unpickling):
+    directory = copy_default(tmp_path)
+    write_meta(directory, {**read_meta(directory), "aggregation": "median"})
+    with pytest.raises(ModelLoadError, match="aggregation 'median' is not implemented"):
+        load_model(directory)
+    with pytest.raises(ModelLoadError, match="supported: mean"):
+        Detector(directory)
 
 
 def test_model_json_not_json(tmp_path, forbid_unpickling):

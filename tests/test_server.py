@@ -24,21 +24,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from test_server_harness import (
-    FAKE_CLIP,
-    REAL_CLIP,
-    ROOT,
-    SR,
-    ServerProcess,
-    clip,
-    encode,
-    pcm16,
-    running_servers,
-    tone,
-    wav_bytes,
-)
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+
+from tests.helpers import ROOT
+from tests.helpers.audio import FAKE_CLIP, REAL_CLIP, SR, clip, encode, pcm16, tone, wav_bytes
+from tests.helpers.server import ServerProcess, running_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
@@ -408,7 +399,7 @@ def _stream(ws: Any, samples: np.ndarray, *, frame_s: float = 0.25, sr: int = SR
         windows.append(message)
 
 
-def test_stream_windows_and_summary(server: ServerProcess) -> None:
+def test_stream_windows_and_summary(server: ServerProcess, detector: Any) -> None:
     with connect(server.ws_url + "/ws/stream") as ws:
         windows, summary = _stream(ws, tone(5.0))
     assert [(w["start_s"], w["end_s"]) for w in windows] == [
@@ -422,6 +413,9 @@ def test_stream_windows_and_summary(server: ServerProcess) -> None:
     assert summary["raw_score"] == pytest.approx(mean)
     assert summary["windows"] == 5 and summary["duration_s"] == pytest.approx(5.0)
     assert summary["classification"] == windows[-1]["overall"]["classification"]
+    # The running verdict is the library's rule applied to the mean window score.
+    verdict = detector.verdict(summary["raw_score"]).to_dict()
+    assert {k: summary[k] for k in verdict} == pytest.approx(verdict)
 
 
 def test_stream_window_matches_library(server: ServerProcess) -> None:
@@ -660,7 +654,7 @@ def test_uvicorn_factory_form(tmp_path: Path) -> None:
     """``uvicorn --factory deepfake_audio.server.app:create_app`` serves with env settings."""
     import os
 
-    from test_server_harness import free_port
+    from tests.helpers.server import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFAKE_AUDIO_")}
@@ -689,8 +683,6 @@ def test_uvicorn_factory_form(tmp_path: Path) -> None:
 
 
 def test_settings_precedence() -> None:
-    import argparse
-
     from deepfake_audio.server.settings import Settings
 
     env = {"DEEPFAKE_AUDIO_PORT": "9001", "DEEPFAKE_AUDIO_MAX_QUEUE": "3",
@@ -704,14 +696,50 @@ def test_settings_precedence() -> None:
     assert settings.analysis_timeout_s == 7.5
     assert settings.api_key == "topsecret-value"
     assert "topsecret" not in repr(settings)  # the key is never printed
-    args = argparse.Namespace(port=9002, max_queue=5, cors_origins="*", api_key=None)
-    merged = Settings.from_args(args, env)
+    flags = {"port": "9002", "max_queue": "5", "cors_origins": "*", "api_key": None}
+    merged = Settings.resolve(flags, env)
     assert (merged.port, merged.max_queue, merged.cors_origins) == (9002, 5, ("*",))
-    assert merged.api_key is None  # `serve` passed its (env-derived) value: the flag wins
+    assert merged.api_key == "topsecret-value"  # a flag not given leaves the variable
+    assert merged.analysis_timeout_s == 7.5
     assert Settings.from_env(merged.to_env()) == merged
-    with pytest.raises(ValueError, match="DEEPFAKE_AUDIO_PORT"):
+    with pytest.raises(ValueError, match="'eighty' for DEEPFAKE_AUDIO_PORT / --port"):
         Settings.from_env({"DEEPFAKE_AUDIO_PORT": "eighty"})
+    with pytest.raises(ValueError, match="--allow-unverified-model: not a yes/no value"):
+        Settings.resolve({"allow_unverified_model": "maybe"}, {})
     with pytest.raises(ValueError):
         Settings(max_upload_mb=0)
     assert Settings().concurrency >= 1
     assert Settings(max_upload_mb=3).ws_max_message_bytes > 4 * 1024 * 1024
+
+
+def test_every_setting_has_help_and_one_converter_per_type() -> None:
+    import dataclasses
+
+    from deepfake_audio.server.settings import Settings
+
+    fields = dataclasses.fields(Settings)
+    assert all(f.metadata["help"] and f.metadata["env"].isupper() for f in fields)
+    assert len({f.metadata["env"] for f in fields}) == len(fields)
+    # Every field round-trips through its string form (what flags and variables carry).
+    custom = Settings(model="m", allow_unverified_model=True, api_key="k",
+                      cors_origins=("http://a",), ws_max_message_mb=2.5, log_format="json")
+    env = custom.to_env()
+    strings = {f.name: env["DEEPFAKE_AUDIO_" + f.metadata["env"]] for f in fields}
+    assert Settings.from_strings(strings) == custom
+    assert Settings.from_strings({"ws_max_message_mb": "auto", "port": " "}) == Settings()
+    with pytest.raises(ValueError, match="DEEPFAKE_AUDIO_MAX_DURATION / --max-duration"):
+        Settings.from_strings({"max_duration_s": "inf"})
+    with pytest.raises(ValueError, match="max_duration must be > 0"):  # range: __post_init__
+        Settings.from_strings({"max_duration_s": "0"})
+    with pytest.raises(ValueError, match="unknown server setting"):
+        Settings.from_strings({"colour": "blue"})
+
+
+def test_fault_switch_reads_yes_no_values() -> None:
+    from deepfake_audio.server import faults
+
+    assert faults.hook_from_env({faults.ENV_VAR: ""}) is None
+    assert faults.hook_from_env({faults.ENV_VAR: "off"}) is None
+    assert faults.hook_from_env({faults.ENV_VAR: " Yes "}) is faults.inject
+    with pytest.raises(ValueError, match=faults.ENV_VAR):
+        faults.enabled({faults.ENV_VAR: "maybe"})

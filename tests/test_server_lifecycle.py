@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from test_server_harness import free_port, wav_bytes
 
 from deepfake_audio import Detector
 from deepfake_audio.server import Settings, create_app
+from tests.helpers.audio import wav_bytes
+from tests.helpers.server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(60)]
 

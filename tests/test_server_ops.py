@@ -15,8 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from test_server_harness import SR, ServerProcess, pcm16, running_servers, tone, wav_bytes
 from websockets.sync.client import connect
+
+from tests.helpers.audio import SR, pcm16, tone, wav_bytes
+from tests.helpers.server import ServerProcess, running_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
@@ -92,14 +94,15 @@ def test_liveness_stays_fast_while_cpus_are_saturated(servers: tuple[ServerProce
     server = servers[1]  # two analysis slots = both cores busy
     clip = wav_bytes(20.0)
     stop = threading.Event()
-    done = [0]
+    analyses: list[float] = []
 
     def hammer() -> None:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             while not stop.is_set():
+                started = time.perf_counter()
                 response = client.post("/analyze", files={"file": ("a.wav", clip)})
                 assert response.status_code == 200, response.text
-                done[0] += 1
+                analyses.append(time.perf_counter() - started)
 
     latencies: list[float] = []
     with ThreadPoolExecutor(6) as pool:
@@ -116,21 +119,21 @@ def test_liveness_stays_fast_while_cpus_are_saturated(servers: tuple[ServerProce
             stop.set()
             for worker in workers:
                 worker.result()
-    assert done[0] >= 4, "the load did not run"
+    assert len(analyses) >= 4, "the load did not run"
     latencies.sort()
     p95 = latencies[int(0.95 * len(latencies)) - 1]
     summary = (f"p95 {p95 * 1000:.1f} ms, median {statistics.median(latencies) * 1000:.1f} ms,"
-               f" max {latencies[-1] * 1000:.1f} ms")
-    # Typically ~2 ms median / ~10 ms p95 on 2 busy cores. An event loop blocked by an
-    # analysis (~50-100 ms for this clip) would push the median and p95 up, while a single
-    # scheduler hiccup only moves the max, so the max is reported, not asserted.
-    assert statistics.median(latencies) < 0.020, summary
-    assert p95 < 0.050, summary
+               f" max {latencies[-1] * 1000:.1f} ms; median analysis"
+               f" {statistics.median(analyses) * 1000:.0f} ms")
+    # Compared with the analyses of the same run, not with a fixed figure, so a slow or
+    # shared machine scales both (benchmarks/bench_server.py prints the liveness p99). An
+    # event loop blocked by analyses would make a probe wait about half an analysis.
+    assert statistics.median(latencies) < statistics.median(analyses) / 5, summary
 
 
 def test_sigterm_drains_then_finishes_in_flight_requests() -> None:
     server = ServerProcess({"DEEPFAKE_AUDIO_MAX_CONCURRENCY": "1", "DEEPFAKE_AUDIO_MAX_QUEUE": "8",
-                            "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "1.0"})
+                            "DEEPFAKE_AUDIO_SHUTDOWN_DRAIN": "3.0"})
     with server:
         server.wait_ready()
         clip = wav_bytes(300.0)  # ~0.7 s each, three in a row on one slot
@@ -138,6 +141,7 @@ def test_sigterm_drains_then_finishes_in_flight_requests() -> None:
             in_flight = [pool.submit(_post, server.url, clip) for _ in range(3)]
             _wait_until(lambda: _gauge(server.url, "analysis_queue_depth") >= 2)
             server.proc.send_signal(signal.SIGTERM)
+            # The checks below need the listener open: a drain that a loaded machine outlasts.
             _wait_until(lambda: httpx.get(server.url + "/health/ready").status_code == 503, 2)
             ready = httpx.get(server.url + "/health/ready")
             assert ready.json()["status"] == "shutting down" and ready.json()["error"]

@@ -12,20 +12,21 @@ import numpy as np
 import pytest
 
 from deepfake_audio import Detector
-from deepfake_audio.exceptions import DeepfakeAudioError
+from deepfake_audio.datasets import Clip, load_dataset
+from deepfake_audio.exceptions import DatasetError, TrainingError
 from deepfake_audio.features import FeatureConfig
-from deepfake_audio.training import (
-    AUGMENTATIONS,
-    Clip,
-    TrainSettings,
-    augment,
+from deepfake_audio.metrics import (
     equal_error_rate,
     group_balanced_weights,
-    grouped_folds,
-    leave_one_out,
-    load_dataset,
     per_group_table,
     source_label_key,
+)
+from deepfake_audio.training import (
+    AUGMENTATIONS,
+    TrainSettings,
+    augment,
+    grouped_folds,
+    leave_one_out,
     train,
     unseen_scores,
 )
@@ -102,15 +103,31 @@ def test_load_dataset_from_folders(tmp_path, gen):
 
 
 def test_load_dataset_errors(tmp_path):
-    with pytest.raises(DeepfakeAudioError):
+    with pytest.raises(DatasetError):
         load_dataset(tmp_path)  # neither manifest nor real/ fake/
     (tmp_path / "real").mkdir()
-    with pytest.raises(DeepfakeAudioError, match="no audio clips"):
+    with pytest.raises(DatasetError, match="no audio clips"):
         load_dataset(tmp_path)
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label\nx.wav,maybe\n", encoding="utf-8")
-    with pytest.raises(DeepfakeAudioError, match="unknown label"):
+    with pytest.raises(DatasetError, match="unknown label"):
         load_dataset(manifest)
+
+
+def test_manifest_corpus_and_family_columns(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "path,label,source,generator,corpus,family\n"
+        "a.wav,real,calls-8k,human,calls,\n"
+        "b.wav,fake,x,voc-phone,,voc\n"
+        "c.wav,real,librispeech-resampled-22k,human,,\n"  # the shared corpus's naming
+        "d.wav,fake,y,bigvgan-tel8k,,\n"
+        "e.wav,fake,z,plain,,\n", encoding="utf-8")
+    clips = load_dataset(manifest)
+    assert [(c.corpus, c.family) for c in clips] == [
+        ("calls", "human"), ("x", "voc"), ("librispeech", "human"), ("y", "bigvgan"),
+        ("z", "plain")]
+    assert Clip(Path("f"), 1, "src", "gen").family == "gen"  # defaults: the columns themselves
 
 
 def test_manifest_label_synonyms(tmp_path):
@@ -125,6 +142,8 @@ def test_manifest_label_synonyms(tmp_path):
 
 def test_train_writes_a_model_the_detector_loads(tiny_model):
     out, metadata = tiny_model
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "scaler.pkl",
+                                                     "svm_model.pkl"]  # no plot
     detector = Detector(out)
     assert detector.model_id == "tiny-test"
     assert detector._model.verified
@@ -156,7 +175,7 @@ def test_training_metrics_are_sane(tiny_model):
 
 def test_training_needs_both_classes(tiny_data, tmp_path):
     real_only = [c for c in load_dataset(tiny_data) if c.label == 0]
-    with pytest.raises(DeepfakeAudioError, match="both"):
+    with pytest.raises(DatasetError, match="both"):
         train(real_only, tmp_path / "m", settings=TrainSettings(augment_copies=0),
               progress=False)
 
@@ -164,9 +183,39 @@ def test_training_needs_both_classes(tiny_data, tmp_path):
 def test_training_needs_two_speakers_per_class(tiny_data, tmp_path):
     clips = load_dataset(tiny_data)
     one_fake_speaker = [c for c in clips if c.label == 0 or c.speaker == "fake-spk0"]
-    with pytest.raises(DeepfakeAudioError, match="at least 2 speakers"):
+    with pytest.raises(DatasetError, match="at least 2 speakers"):
         train(one_fake_speaker, tmp_path / "m", settings=TrainSettings(augment_copies=0),
               progress=False)
+
+
+@pytest.mark.parametrize("bad", [{"C": 0}, {"gamma": -1.0}, {"gamma": "big"},
+                                 {"augment_copies": -1}, {"calibration_folds": 1},
+                                 {"calibration": "sometimes"}])
+def test_train_settings_are_validated_on_construction(bad):
+    with pytest.raises(TrainingError, match="invalid training settings"):
+        TrainSettings(**bad)
+
+
+def test_training_data_errors_come_before_any_feature(tiny_data, tmp_path, monkeypatch):
+    from deepfake_audio import training
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features extracted before the data was checked")
+
+    monkeypatch.setattr(training, "extract_dataset", no_features)
+    clips = [c for c in load_dataset(tiny_data) if c.label == 0 or c.speaker == "fake-spk0"]
+    with pytest.raises(DatasetError, match="at least 2 speakers"):
+        train(clips, tmp_path / "m", settings=TrainSettings(augment_copies=0), progress=False)
+
+
+def test_train_cli_maps_data_errors_to_exit_2(tiny_data, tmp_path, capsys):
+    from deepfake_audio.cli import main
+
+    code = main(["train", str(tiny_data), "-o", str(tmp_path / "m"), "-q",
+                 "--exclude-generator", "harmonic"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "error: training needs both real and fake clips"
+    assert not (tmp_path / "m").exists()
 
 
 def test_small_datasets_get_fewer_calibration_folds(tiny_data):
@@ -182,7 +231,7 @@ def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, t
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [*cli_commands["module"], "evaluate", str(tiny_data), "--model", str(tiny_model[0]),
-         "-q", "--json", str(report)],
+         "-q", "--output", str(report)],
         capture_output=True, text=True, env=cli_env, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -192,6 +241,29 @@ def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, t
     data = json.loads(report.read_text(encoding="utf-8"))
     assert data["model"] == "tiny-test"
     assert data["summary"]["n"] == 24
+    assert data["summary"]["eer"] == pytest.approx(float(match.group(1)) / 100, abs=5e-5)
+
+
+def test_evaluate_json_flag_prints_the_report(tiny_data, tiny_model, capsys):
+    from deepfake_audio.cli import main
+
+    code = main(["evaluate", str(tiny_data), "--model", str(tiny_model[0]), "-q", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
+    assert (data["model"], data["protocol"], data["data"]) == ("tiny-test", "model",
+                                                               [str(tiny_data)])
+    assert data["summary"]["n"] == 24 and 0 <= data["summary"]["balanced_eer"] <= 1
+    assert {row["group"] for row in data["per_generator"]} == {"human", "harmonic"}
+
+
+def test_evaluate_returns_a_report(tiny_data, tiny_model):
+    from deepfake_audio.evaluation import evaluate
+
+    report = evaluate(load_dataset(tiny_data), "model", model_dir=tiny_model[0], progress=False)
+    assert report.model == "tiny-test" and report.summary["n"] == len(report.scores) == 24
+    assert set(report.to_dict()) == {"protocol", "model", "summary", "per_generator",
+                                     "per_source"}
+    assert report.summary["eer"] == equal_error_rate(report.labels, report.scores)[0]
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +340,7 @@ def test_evaluate_refuses_a_protocol_the_data_cannot_support(
          "--protocol", protocol, "-q"],
         capture_output=True, text=True, env=cli_env, timeout=120,
     )
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # a data error, not a bad audio file
     assert "at least 2" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 

@@ -19,6 +19,8 @@ import os
 import time
 from collections.abc import Callable, Mapping
 
+from ..config import parse_bool
+
 ENV_VAR = "DEEPFAKE_AUDIO_TEST_FAULTS"
 MAGIC = b"DEEPFAKE-AUDIO-TEST-FAULT:"
 MAX_HANG_S = 120.0
@@ -31,8 +33,18 @@ class InjectedCrash(RuntimeError):
 
 
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
-    environ = os.environ if environ is None else environ
-    return environ.get(ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+    """Whether :data:`ENV_VAR` is set to a yes value (unset or empty: no).
+
+    Raises
+    ------
+    ValueError
+        The variable holds something that is not a yes/no value.
+    """
+    raw = (os.environ if environ is None else environ).get(ENV_VAR, "")
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_VAR}: {exc}") from None
 
 
 def inject(head: bytes) -> None:

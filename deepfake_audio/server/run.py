@@ -1,19 +1,18 @@
-"""``deepfake-audio serve``: run the API under uvicorn."""
+"""Run the API under uvicorn (what ``deepfake-audio serve`` calls)."""
 
 from __future__ import annotations
 
-import argparse
 import logging.config
 import math
 import os
-import sys
 from typing import Any
 
 import uvicorn
 
-from .app import create_app, load_detector
+from .app import create_app
 from .logs import log_config
 from .settings import Settings
+from .state import load_detector
 
 APP_FACTORY = "deepfake_audio.server.app:create_app"
 
@@ -34,19 +33,23 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Start the server with the ``serve`` sub-command's options; returns an exit code.
+def serve(settings: Settings) -> None:
+    """Serve the API until the process is told to stop.
 
-    The model is loaded once before listening so a broken model fails fast with
-    exit code 4 (raised as :class:`~deepfake_audio.exceptions.ModelLoadError`).
-    With ``--workers N > 1`` uvicorn imports :data:`APP_FACTORY` in each worker
+    The model is loaded once before listening so a broken model fails fast. With
+    ``settings.workers > 1`` uvicorn imports :data:`APP_FACTORY` in each worker
     process and the settings travel as ``DEEPFAKE_AUDIO_*`` variables.
+
+    Parameters
+    ----------
+    settings : Settings
+        Where to listen, which model, limits; see :class:`Settings`.
+
+    Raises
+    ------
+    ModelLoadError
+        The model cannot be loaded (the CLI maps it to exit code 4).
     """
-    try:
-        settings = Settings.from_args(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     options = uvicorn_options(settings)
     logging.config.dictConfig(options["log_config"])
     detector = load_detector(settings)
@@ -56,4 +59,3 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)
     else:
         uvicorn.run(create_app(settings, detector=detector), **options)
-    return 0

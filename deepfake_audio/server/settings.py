@@ -1,22 +1,28 @@
-"""Server settings: one frozen dataclass, filled from ``DEEPFAKE_AUDIO_*`` variables.
+"""Server settings: one frozen dataclass, the single source of every server option.
 
-Precedence: built-in default < environment variable < command-line flag. The
-``serve`` sub-command already takes its flag defaults from the same variables,
-so :meth:`Settings.from_args` simply lets every flag it carries win.
+Each field's metadata holds its one-line ``help`` and its ``env`` name: the
+environment variable is ``DEEPFAKE_AUDIO_<env>`` and the ``serve`` flag
+``--<env in lower case, "_" -> "-">`` (``MAX_DURATION`` → ``--max-duration``).
+Precedence: built-in default < environment variable < command-line flag
+(:meth:`Settings.resolve`). Raw strings from either source go through one
+converter driven by the field's type; every range check is in ``__post_init__``,
+so values given in code are validated the same way.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ENV_PREFIX = "DEEPFAKE_AUDIO_"
+from ..config import env_name, env_value, parse_bool
+
 MB = 1024 * 1024
+_NONE_WORDS = frozenset({"", "none", "auto"})
 
 
 def _cpu_count() -> int:
@@ -27,10 +33,6 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _origins(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -39,77 +41,63 @@ def _origins(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]
     return tuple(dict.fromkeys(o.strip().rstrip("/") for o in items if o.strip()))
 
 
+def _setting(default: Any, env: str, help: str, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"help": help, "env": env}, **kwargs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server can be configured with.
 
-    Each field maps to an environment variable ``DEEPFAKE_AUDIO_<NAME>`` (see
-    :data:`ENV_NAMES`); ``deepfake-audio serve`` flags override them.
+    Each field's ``metadata["help"]`` describes it and ``metadata["env"]`` names its
+    ``DEEPFAKE_AUDIO_*`` variable and ``serve`` flag (see the module docstring).
+    ``api_key`` is never printed by ``repr``.
 
-    Attributes
-    ----------
-    host, port : str, int
-        Where to listen.
-    workers : int
-        Uvicorn worker processes (each loads its own model copy).
-    model : str or None
-        Model folder; the bundled default model when ``None``.
-    allow_unverified_model : bool
-        Load a legacy model folder without ``model.json``.
-    api_key : str or None
-        When set, ``/analyze`` and the WebSockets require it (``X-API-Key`` header or
-        ``api_key`` query parameter). Never printed by ``repr``.
-    cors_origins : tuple of str
-        Origins allowed for CORS and WebSocket handshakes (``"*"`` = any). Empty = none.
-    max_upload_mb : float
-        Largest audio file accepted (HTTP upload or decoded WebSocket payload), MiB.
-    max_duration_s : float
-        Longest audio accepted, seconds (checked from the header before decoding).
-    max_concurrency : int
-        Analyses running at once; 0 means one per CPU.
-    max_queue : int
-        Analyses allowed to wait for a free slot before the server answers 429.
-    ws_max_message_mb : float or None
-        Largest WebSocket message, MiB; ``None`` derives it from ``max_upload_mb``
-        (base64 grows data by 4/3).
-    analysis_timeout_s : float
-        Longest a request waits for its analysis (queueing included) before 503.
-    log_level, log_format : str
-        Logging level and ``"text"`` or ``"json"`` lines.
-    shutdown_drain_s : float
-        After SIGTERM, keep serving this long with readiness at 503 so load balancers
-        stop sending traffic before the listener closes. SIGINT (Ctrl+C) skips it.
-    graceful_timeout_s : float
-        How long in-flight requests may take to finish once shutdown starts.
-    stream_window_s, stream_hop_s : float
-        Window length and hop of ``/ws/stream`` verdicts.
+    Raises
+    ------
+    ValueError
+        A value is out of range (the message lists every problem).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    model: str | None = None
-    allow_unverified_model: bool = False
-    api_key: str | None = field(default=None, repr=False)
-    cors_origins: tuple[str, ...] = ()
-    max_upload_mb: float = 25.0
-    max_duration_s: float = 600.0
-    max_concurrency: int = 0
-    max_queue: int = 16
-    ws_max_message_mb: float | None = None
-    analysis_timeout_s: float = 60.0
-    log_level: str = "info"
-    log_format: str = "text"
-    shutdown_drain_s: float = 2.0
-    graceful_timeout_s: float = 10.0
-    stream_window_s: float = 3.0
-    stream_hop_s: float = 1.0
+    host: str = _setting("127.0.0.1", "HOST", "address to listen on")
+    port: int = _setting(8000, "PORT", "TCP port to listen on")
+    workers: int = _setting(1, "WORKERS", "uvicorn worker processes (each loads its own model)")
+    model: str | None = _setting(None, "MODEL", "model folder (default: the bundled model)")
+    allow_unverified_model: bool = _setting(
+        False, "ALLOW_UNVERIFIED_MODEL",
+        "load a legacy model folder without model.json (unverified pickles)")
+    api_key: str | None = _setting(
+        None, "API_KEY", "require this key (X-API-Key header or api_key query parameter)",
+        repr=False)
+    cors_origins: tuple[str, ...] = _setting(
+        (), "CORS_ORIGINS", "comma-separated origins allowed for CORS and WebSockets ('*' = any)")
+    max_upload_mb: float = _setting(
+        25.0, "MAX_UPLOAD_MB", "largest upload or decoded WebSocket payload, MiB")
+    max_duration_s: float = _setting(600.0, "MAX_DURATION", "longest audio accepted, seconds")
+    max_concurrency: int = _setting(
+        0, "MAX_CONCURRENCY", "analyses running at once (0 = one per CPU)")
+    max_queue: int = _setting(16, "MAX_QUEUE", "analyses allowed to wait before answering 429")
+    ws_max_message_mb: float | None = _setting(
+        None, "WS_MAX_MESSAGE_MB",
+        "largest WebSocket message, MiB (default: base64 of max-upload-mb plus 64 KiB)")
+    analysis_timeout_s: float = _setting(
+        60.0, "ANALYSIS_TIMEOUT", "seconds a request may wait for its analysis before 503")
+    log_level: str = _setting("info", "LOG_LEVEL", "logging level (debug, info, warning, ...)")
+    log_format: str = _setting("text", "LOG_FORMAT", "log lines as 'text' or 'json'")
+    shutdown_drain_s: float = _setting(
+        2.0, "SHUTDOWN_DRAIN", "seconds between SIGTERM and closing the listener (ready = 503)")
+    graceful_timeout_s: float = _setting(
+        10.0, "GRACEFUL_TIMEOUT", "seconds in-flight requests get to finish once shutdown starts")
+    stream_window_s: float = _setting(3.0, "STREAM_WINDOW", "/ws/stream window length, seconds")
+    stream_hop_s: float = _setting(1.0, "STREAM_HOP", "/ws/stream verdict interval, seconds")
 
     def __post_init__(self) -> None:
         # Normalise in place (frozen, hence object.__setattr__) so every constructor path agrees.
+        for name in ("host", "log_level", "log_format"):
+            object.__setattr__(self, name, getattr(self, name).strip())
         object.__setattr__(self, "cors_origins", _origins(self.cors_origins))
         object.__setattr__(self, "api_key", self.api_key or None)
-        object.__setattr__(self, "model", self.model or None)
+        object.__setattr__(self, "model", (self.model or "").strip() or None)
         problems = []
         if not 0 < self.port < 65536:
             problems.append(f"port {self.port} is not in 1-65535")
@@ -159,48 +147,75 @@ class Settings:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
+    def from_strings(cls, values: Mapping[str, str]) -> Settings:
+        """Build settings from raw strings keyed by field name (flags or variables).
+
+        Each string is converted by its field's type: ``bool`` with
+        :func:`~deepfake_audio.config.parse_bool`, ``float | None`` maps ``""``,
+        ``none`` and ``auto`` to ``None``, ``tuple[str, ...]`` is comma-separated.
+        A blank number leaves the default, as an unset variable does.
+
+        Raises
+        ------
+        ValueError
+            An unknown name, a value of the wrong type (the message names the
+            variable, the flag and the value), or a value out of range.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name not in fields:
+                raise ValueError(f"unknown server setting {name!r}")
+            env = fields[name].metadata["env"]
+            convert = _CONVERTERS[_TYPES[name]]
+            try:
+                value = convert(raw)
+            except ValueError as exc:
+                flag = "--" + env.lower().replace("_", "-")
+                raise ValueError(f"invalid value {raw!r} for {env_name(env)} / {flag}: {exc}") \
+                    from None
+            if value is not _UNSET:
+                kwargs[name] = value
+        return cls(**kwargs)
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``DEEPFAKE_AUDIO_*`` variables (``os.environ`` by default).
+        """Read the ``DEEPFAKE_AUDIO_*`` variables that are set (``os.environ`` by default).
 
         Raises
         ------
         ValueError
             A variable holds a value of the wrong type or out of range.
         """
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = ENV_PREFIX + ENV_NAMES[f.name]
-            raw = environ.get(name)
-            if raw is None or (raw.strip() == "" and f.name not in _STRING_FIELDS):
-                continue
-            try:
-                values[f.name] = _convert(f.name, raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a valid value") from None
-        return cls(**values)
+        return cls.from_strings(_env_strings(environ))
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace,
-                  environ: Mapping[str, str] | None = None) -> Settings:
-        """Environment first, then every ``serve`` flag present on ``args`` wins."""
-        base = cls.from_env(environ)
-        overrides: dict[str, Any] = {}
-        for attr, name in _ARG_NAMES.items():
-            if hasattr(args, attr):
-                value = getattr(args, attr)
-                if value is not None or name in ("model", "api_key"):
-                    overrides[name] = value
-        if "cors_origins" in overrides:
-            overrides["cors_origins"] = _origins(overrides["cors_origins"])
-        return dataclasses.replace(base, **overrides)
+    def resolve(cls, flags: Mapping[str, str | None],
+                environ: Mapping[str, str] | None = None) -> Settings:
+        """Environment variables first, then every flag that is not ``None`` wins.
+
+        Parameters
+        ----------
+        flags : mapping of field name to raw string or None
+            Command-line values; ``None`` means the flag was not given.
+        environ : mapping, optional
+            Defaults to ``os.environ``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`from_strings`.
+        """
+        values = _env_strings(environ)
+        values.update({name: raw for name, raw in flags.items() if raw is not None})
+        return cls.from_strings(values)
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``DEEPFAKE_AUDIO_*`` variables (to hand to worker processes)."""
         env: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            name = ENV_PREFIX + ENV_NAMES[f.name]
+            name = env_name(f.metadata["env"])
             if value is None:
                 env[name] = ""
             elif isinstance(value, tuple):
@@ -212,61 +227,63 @@ class Settings:
         return env
 
 
-#: Field name → environment variable suffix (``DEEPFAKE_AUDIO_`` + this).
-ENV_NAMES: dict[str, str] = {
-    "host": "HOST",
-    "port": "PORT",
-    "workers": "WORKERS",
-    "model": "MODEL",
-    "allow_unverified_model": "ALLOW_UNVERIFIED_MODEL",
-    "api_key": "API_KEY",
-    "cors_origins": "CORS_ORIGINS",
-    "max_upload_mb": "MAX_UPLOAD_MB",
-    "max_duration_s": "MAX_DURATION",
-    "max_concurrency": "MAX_CONCURRENCY",
-    "max_queue": "MAX_QUEUE",
-    "ws_max_message_mb": "WS_MAX_MESSAGE_MB",
-    "analysis_timeout_s": "ANALYSIS_TIMEOUT",
-    "log_level": "LOG_LEVEL",
-    "log_format": "LOG_FORMAT",
-    "shutdown_drain_s": "SHUTDOWN_DRAIN",
-    "graceful_timeout_s": "GRACEFUL_TIMEOUT",
-    "stream_window_s": "STREAM_WINDOW",
-    "stream_hop_s": "STREAM_HOP",
-}
-
-# argparse attribute of ``deepfake-audio serve`` → Settings field.
-_ARG_NAMES = {
-    "host": "host",
-    "port": "port",
-    "workers": "workers",
-    "model": "model",
-    "allow_unverified_model": "allow_unverified_model",
-    "api_key": "api_key",
-    "cors_origins": "cors_origins",
-    "max_upload_mb": "max_upload_mb",
-    "max_duration": "max_duration_s",
-    "max_concurrency": "max_concurrency",
-    "max_queue": "max_queue",
-    "log_level": "log_level",
-}
-
-_STRING_FIELDS = {"host", "model", "api_key", "cors_origins", "log_level", "log_format"}
-_INT_FIELDS = {"port", "workers", "max_concurrency", "max_queue"}
-_BOOL_FIELDS = {"allow_unverified_model"}
-_OPTIONAL_FLOAT_FIELDS = {"ws_max_message_mb"}
+def _env_strings(environ: Mapping[str, str] | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env_value(f.metadata["env"], environ)
+        if raw is not None:
+            values[f.name] = raw
+    return values
 
 
-def _convert(name: str, raw: str) -> Any:
-    if name in _STRING_FIELDS:
-        return raw.strip() if name != "api_key" else raw
-    if name in _INT_FIELDS:
+#: Marks "leave the default" (a blank number).
+_UNSET: Any = object()
+
+
+def _to_int(raw: str) -> Any:
+    if not raw.strip():
+        return _UNSET
+    try:
         return int(raw)
-    if name in _BOOL_FIELDS:
-        return _flag(raw)
-    if name in _OPTIONAL_FLOAT_FIELDS and raw.strip().lower() in ("", "none", "auto"):
-        return None
-    value = float(raw)
+    except ValueError:
+        raise ValueError("not an integer") from None
+
+
+def _to_float(raw: str) -> Any:
+    if not raw.strip():
+        return _UNSET
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
     if not math.isfinite(value):
-        raise ValueError(raw)
+        raise ValueError("not a finite number")
     return value
+
+
+def _to_bool(raw: str) -> bool:
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise ValueError("not a yes/no value (use 1/0, true/false, yes/no, on/off)") from None
+
+
+def _to_optional_float(raw: str) -> float | None:
+    return None if raw.strip().lower() in _NONE_WORDS else _to_float(raw)
+
+
+def _to_tuple(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+_CONVERTERS: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    str | None: str,
+    int: _to_int,
+    float: _to_float,
+    float | None: _to_optional_float,
+    bool: _to_bool,
+    tuple[str, ...]: _to_tuple,
+}
+#: Field name → its resolved type (the annotations are strings under PEP 563).
+_TYPES: dict[str, Any] = typing.get_type_hints(Settings)

@@ -1,9 +1,11 @@
-"""Rolling-buffer logic of the ``/ws/stream`` protocol, free of any I/O.
+"""The ``/ws/stream`` protocol: rolling buffer, windows and the connection's loop.
 
 Windows are defined on the audio's own clock, not on arrival time: a window
 ends every ``hop_s`` seconds of received audio (the first once ``min_first_s``
 arrived) and covers the last ``window_s`` seconds (less at the start). So the
 verdicts do not depend on how the client slices its frames or how fast it sends.
+:class:`StreamSession` holds that logic free of any I/O; :func:`stream_loop`
+drives it from a WebSocket.
 """
 
 from __future__ import annotations
@@ -13,53 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fastapi import WebSocket
 
-ENCODINGS: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "float32_le": np.dtype("<f4")}
-MIN_SAMPLE_RATE = 8_000
-MAX_SAMPLE_RATE = 192_000
-MAX_CHANNELS = 8
-
-
-class StreamProtocolError(ValueError):
-    """A ``start`` message or a frame that breaks the streaming protocol."""
-
-
-@dataclass(frozen=True)
-class StreamFormat:
-    """What the client declared in its ``start`` message."""
-
-    sample_rate: int
-    encoding: str
-    channels: int
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> StreamFormat:
-        """Validate a ``{"type": "start", ...}`` message.
-
-        Raises
-        ------
-        StreamProtocolError
-            A field is missing, of the wrong type or out of range.
-        """
-        rate = message.get("sample_rate")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate != int(rate):
-            raise StreamProtocolError("start: sample_rate must be an integer (e.g. 16000)")
-        if not MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE:
-            raise StreamProtocolError(
-                f"start: sample_rate must be {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
-        encoding = message.get("encoding", "pcm_s16le")
-        if encoding not in ENCODINGS:
-            raise StreamProtocolError(
-                f"start: encoding must be one of {', '.join(sorted(ENCODINGS))}")
-        channels = message.get("channels", 1)
-        if isinstance(channels, bool) or not isinstance(channels, int) \
-                or not 1 <= channels <= MAX_CHANNELS:
-            raise StreamProtocolError(f"start: channels must be an integer 1-{MAX_CHANNELS}")
-        return cls(int(rate), str(encoding), channels)
-
-    @property
-    def frame_bytes(self) -> int:
-        return ENCODINGS[self.encoding].itemsize * self.channels
+from ..detector import Detector
+from ..exceptions import InputError
+from .admission import AnalysisTimeout, ServerBusy
+from .errors import BUSY_MESSAGE, TIMEOUT_MESSAGE, input_error_status
+from .logs import logger
+from .messages import (
+    ENCODINGS,
+    MAX_STREAM_FRAME_BYTES,
+    StreamFormat,
+    StreamProtocolError,
+    parse_control,
+    send_json,
+    stream_error,
+)
+from .state import ServiceState
 
 
 @dataclass(frozen=True)
@@ -72,7 +44,7 @@ class PendingWindow:
 
 
 class StreamSession:
-    """Accumulate PCM, cut windows, and keep the running verdict.
+    """Accumulate PCM, cut windows, and keep the window scores.
 
     Parameters
     ----------
@@ -96,7 +68,6 @@ class StreamSession:
         self.buffer = np.zeros(0, dtype=np.float32)  # the last `window` samples at most
         self._carry = b""  # bytes of an incomplete sample frame
         self.scores: list[float] = []
-        self.last_scored_end = 0
 
     @property
     def duration_s(self) -> float:
@@ -136,7 +107,6 @@ class StreamSession:
     def _window(self) -> PendingWindow:
         sr = self.format.sample_rate
         samples = self.buffer.copy()
-        self.last_scored_end = self.total
         return PendingWindow(round((self.total - len(samples)) / sr, 3), round(self.total / sr, 3),
                              samples)
 
@@ -146,11 +116,101 @@ class StreamSession:
             return None
         return self._window()
 
-    def add_score(self, raw_score: float) -> float:
-        """Record a window's raw score; return the running mean (the overall raw score)."""
+    def add_score(self, raw_score: float) -> None:
+        """Record a window's raw score."""
         self.scores.append(float(raw_score))
-        return self.mean_score
 
     @property
     def mean_score(self) -> float:
+        """The stream's overall raw score: the mean of its window scores."""
         return float(np.mean(self.scores)) if self.scores else float("nan")
+
+
+# --------------------------------------------------------------------------- the connection
+
+
+def _running_verdict(detector: Detector, session: StreamSession) -> dict[str, Any]:
+    return {**detector.verdict(session.mean_score).to_dict(), "windows": len(session.scores)}
+
+
+async def _score_window(websocket: WebSocket, state: ServiceState, detector: Detector,
+                        session: StreamSession, window: PendingWindow) -> None:
+    rate = session.format.sample_rate
+    samples = window.samples
+    try:
+        result = await state.run_analysis("stream", lambda: detector.analyze((samples, rate)))
+    except Exception as exc:
+        if isinstance(exc, InputError):
+            text = f"{input_error_status(exc)[1]}: {exc}"
+        elif isinstance(exc, (ServerBusy, AnalysisTimeout)):
+            text = BUSY_MESSAGE if isinstance(exc, ServerBusy) else TIMEOUT_MESSAGE
+        else:  # a bug: report it, keep the stream going
+            logger.exception("unhandled error on /ws/stream")
+            text = "internal server error"
+        await send_json(websocket, stream_error(text, start_s=window.start_s, end_s=window.end_s))
+        return
+    session.add_score(result.raw_score)
+    await send_json(websocket, {
+        "type": "window", "start_s": window.start_s, "end_s": window.end_s,
+        "classification": result.classification, "confidence": result.confidence,
+        "raw_score": result.raw_score, "probability_deepfake": result.probability_deepfake,
+        "overall": _running_verdict(detector, session)})
+
+
+async def _end(websocket: WebSocket, state: ServiceState, detector: Detector,
+               session: StreamSession) -> None:
+    tail = session.tail(int(detector.min_duration_s * session.format.sample_rate) + 1)
+    if tail is not None:
+        await _score_window(websocket, state, detector, session, tail)
+    if session.scores:
+        await send_json(websocket, {"type": "summary", **_running_verdict(detector, session),
+                                    "duration_s": round(session.duration_s, 3)})
+    else:
+        await send_json(websocket, stream_error("stream too short: no window could be scored",
+                                                duration_s=round(session.duration_s, 3)))
+
+
+async def stream_loop(websocket: WebSocket, state: ServiceState) -> None:
+    """Serve one accepted ``/ws/stream`` connection until the client disconnects."""
+    settings = state.settings
+    detector = state.loaded_detector
+    session: StreamSession | None = None
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is not None:
+            if len(data) > MAX_STREAM_FRAME_BYTES:
+                # Cutting a huge frame into windows would hold the event loop.
+                await send_json(websocket, stream_error(
+                    f"binary frames must be at most {MAX_STREAM_FRAME_BYTES // 1024} KiB"))
+                continue
+            if session is None:
+                await send_json(websocket, stream_error(
+                    'send {"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"} first'))
+                continue
+            # Slicing and decoding PCM is cheap (numpy); the scoring goes to the thread pool.
+            for window in session.feed(data):
+                await _score_window(websocket, state, detector, session, window)
+            continue
+        try:
+            control = parse_control(message.get("text"))
+            kind = control.get("type")
+            fmt = StreamFormat.from_message(control) if kind == "start" else None
+        except StreamProtocolError as exc:
+            await send_json(websocket, stream_error(str(exc)))
+            continue
+        if fmt is not None:
+            # No acknowledgement: the protocol's only answers are window/summary/error.
+            session = StreamSession(fmt, window_s=settings.stream_window_s,
+                                    hop_s=settings.stream_hop_s)
+        elif kind == "end":
+            if session is None:
+                await send_json(websocket, stream_error("no stream in progress"))
+                continue
+            await _end(websocket, state, detector, session)
+            session = None
+        else:
+            await send_json(websocket, stream_error(
+                f"unknown message type {kind!r}; expected 'start' or 'end'"))

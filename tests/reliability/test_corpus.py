@@ -14,13 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_harness import wav_bytes
 
 from deepfake_audio import Detector
+from tests.helpers.audio import wav_bytes
 
 from . import probes, runs
-from .conftest import PER_FILE_BUDGET_S, RSS_BUDGET_MB, InspectableServer, start_inspectable
 from .make_corpus import Case
+from .servers import PER_FILE_BUDGET_S, RSS_BUDGET_MB, InspectableServer, start_inspectable
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300)]
 

@@ -23,13 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
-from test_server_harness import ServerProcess, wav_bytes
 from websockets.sync.client import connect
 
 from deepfake_audio.server.faults import MAGIC
+from tests.helpers.audio import wav_bytes
+from tests.helpers.server import ServerProcess
 
 from . import probes, runs
-from .conftest import InspectableServer, start_inspectable
+from .servers import InspectableServer, start_inspectable
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.timeout(120)]
 
@@ -114,7 +115,8 @@ def test_hanging_decode_fails_only_its_own_request(server: ServerProcess) -> Non
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "analysis timed out"
     assert response.headers["retry-after"] == "5"
-    assert TIMEOUT_S <= seconds < TIMEOUT_S + 1.0, seconds
+    # Answered by the timeout, not by the stuck decode returning.
+    assert TIMEOUT_S <= seconds < HANG_S, seconds
     # The stuck thread keeps its slot until it returns, then everything is back to normal.
     wait_until(lambda: gauge(server.url, "analysis_queue_depth") == 0, HANG_S + 5, "slot freed")
     assert post(server.url, good)[0].status_code == 200
@@ -124,10 +126,10 @@ def test_hanging_decode_on_ws_answers_timeout_and_keeps_the_connection(
         server: ServerProcess) -> None:
     with connect(server.ws_url + "/ws") as ws:
         started = time.perf_counter()
-        ws.send(probes.ws_message(hang(2.0)))
+        ws.send(probes.ws_message(hang()))
         reply = json.loads(ws.recv(timeout=10))
         assert reply == {"error": "analysis timed out"}
-        assert time.perf_counter() - started < TIMEOUT_S + 1.0
+        assert time.perf_counter() - started < HANG_S
         ws.send(probes.ws_message(wav_bytes(2.0)))
         assert "classification" in json.loads(ws.recv(timeout=10))
     wait_until(lambda: gauge(server.url, "analysis_queue_depth") == 0, 10, "slot freed")
@@ -137,10 +139,10 @@ def test_every_slot_stuck_then_recovery(server: ServerProcess) -> None:
     """Both slots hung: queued requests time out too (503, never a pile-up), probes stay
     up, and the server serves normally as soon as the stuck threads return."""
     with ThreadPoolExecutor(4) as pool:
-        stuck = [pool.submit(post, server.url, hang(3.0)) for _ in range(2)]
+        stuck = [pool.submit(post, server.url, hang()) for _ in range(2)]
         wait_until(lambda: gauge(server.url, "analysis_queue_depth") >= 2, 5, "hangs admitted")
         queued, seconds = post(server.url, wav_bytes(1.0))
-        assert queued.status_code == 503 and seconds < TIMEOUT_S + 1.0
+        assert queued.status_code == 503 and seconds < HANG_S  # before a stuck slot freed
         assert httpx.get(server.url + "/health/live", timeout=2).status_code == 200
         assert [f.result()[0].status_code for f in stuck] == [503, 503]
     wait_until(lambda: gauge(server.url, "analysis_queue_depth") == 0, 10, "slots freed")
@@ -179,11 +181,13 @@ def test_sigterm_with_http_and_ws_in_flight() -> None:
     server = ServerProcess(runs.SIGTERM_SERVER_ENV)
     with server:
         server.wait_ready()
-        # One slot, held by a decode hanging for 3 s: all 20 requests are queued when the
-        # signal comes; the listener closes after the 1 s drain, the queue then takes ~3 s.
-        outcome = runs.sigterm_in_flight(server, wav_bytes(60.0), http=10, ws=10)
+        # One slot, held by a decode hanging for 10 s (time for 20 uploads to be admitted on
+        # a loaded machine): all 20 requests are queued when the signal comes; the listener
+        # closes after the 1 s drain, then the queue is worked off.
+        outcome = runs.sigterm_in_flight(server, wav_bytes(60.0), http=10, ws=10, blocker_s=10.0)
     assert outcome.in_flight_at_signal == 21
-    assert outcome.ready_503_after_s < 0.5, outcome.ready_503_after_s
+    # Before the 1 s drain closes the listener (SIGTERM_SERVER_ENV), not a speed figure.
+    assert outcome.ready_503_after_s < 1.0, outcome.ready_503_after_s
     assert outcome.http_statuses == [200] * 10, outcome.http_statuses
     assert all(o in ("result", "close 1001", "close 1012") for o in outcome.ws_outcomes), \
         outcome.ws_outcomes

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server_harness import ServerProcess
 
 from deepfake_audio.audio import load_audio
 from deepfake_audio.exceptions import InputError
+from tests.helpers.server import ServerProcess
 
 from . import probes
 from .fuzz_load_audio import INTERESTING_U32, seeds
@@ -81,7 +81,8 @@ def test_load_audio_only_raises_input_errors(data: bytes) -> None:
     else:
         assert audio.samples.dtype.name == "float32" and audio.samples.ndim == 1
         assert audio.sample_rate == 16_000 and len(audio.samples) > 0
-    assert time.perf_counter() - started < 2.0
+    # A hang guard (scripts/reliability_report.py prints the fuzz throughput).
+    assert time.perf_counter() - started < 15.0
 
 
 def _run_fuzzer(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:

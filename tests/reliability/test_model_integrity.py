@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_model import _RunsShell, copy_default, replace_artefact
-from test_server_harness import FAKE_CLIP, ROOT, clip, free_port
 
 from deepfake_audio.model import MODEL_FILE, SCALER_FILE
+from tests.helpers import ROOT
+from tests.helpers.artefacts import RunsShell, copy_default, replace_artefact
+from tests.helpers.audio import FAKE_CLIP, clip
+from tests.helpers.server import free_port
 
 from .runs import cli_env
 
@@ -31,14 +33,14 @@ pytestmark = [pytest.mark.reliability, pytest.mark.timeout(120)]
 def _tampered(tmp_path: Path, marker: Path) -> Path:
     """A payload pickle dropped in place, ``model.json`` left alone: hash mismatch."""
     directory = copy_default(tmp_path, "tampered")
-    (directory / SCALER_FILE).write_bytes(pickle.dumps(_RunsShell(f"touch {marker}")))
+    (directory / SCALER_FILE).write_bytes(pickle.dumps(RunsShell(f"touch {marker}")))
     return directory
 
 
 def _crafted(tmp_path: Path, marker: Path) -> Path:
     """A payload pickle *and* its hash in ``model.json``: only the allow-list stands."""
     directory = copy_default(tmp_path, "crafted")
-    replace_artefact(directory, MODEL_FILE, pickle.dumps(_RunsShell(f"touch {marker}")))
+    replace_artefact(directory, MODEL_FILE, pickle.dumps(RunsShell(f"touch {marker}")))
     return directory
 
 

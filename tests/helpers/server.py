@@ -1,14 +1,12 @@
-"""Shared helpers for the server and client tests (no tests in here).
+"""Real ``deepfake-audio serve`` processes on 127.0.0.1 and a free port.
 
-:class:`ServerProcess` starts a real ``deepfake-audio serve`` on 127.0.0.1 and a
-free port, waits for ``/health/ready`` and stops it again; the ``*_bytes``
-helpers generate test audio with numpy + soundfile.
+:class:`ServerProcess` starts one, waits for ``/health/ready`` and stops it again;
+:func:`running_servers` starts several at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import socket
@@ -17,18 +15,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-import pytest
-import soundfile as sf
+from . import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
-REAL_CLIP = DATA / "real_librispeech.flac"
-FAKE_CLIP = DATA / "fake_espeak.wav"
-SR = 16_000
 READY_TIMEOUT_S = 45.0
 
 
@@ -36,35 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def tone(seconds: float, sr: int = SR, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
-    """A vibrato tone with a little noise: plenty for plumbing tests."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = amplitude * np.sin(2 * np.pi * (180 + 20 * np.sin(2 * np.pi * 3 * t)) * t)
-    return (y + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def encode(samples: np.ndarray, sr: int = SR, fmt: str = "WAV",
-           subtype: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, sr, format=fmt, subtype=subtype)
-    return buffer.getvalue()
-
-
-def wav_bytes(seconds: float, sr: int = SR, seed: int = 0) -> bytes:
-    return encode(tone(seconds, sr, seed), sr, "WAV", "PCM_16")
-
-
-def pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def clip(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"test clip {path} is not there")
-    return path
 
 
 class ServerProcess:
