@@ -29,7 +29,7 @@ from .audio import (
     load_audio,
 )
 from .features import FeatureConfig, extract
-from .model import AGGREGATIONS, LoadedModel, ModelMetadata, load_model
+from .model import AGGREGATIONS, GENUINE_FAMILY, LoadedModel, ModelMetadata, load_model
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -105,6 +105,12 @@ class AnalysisResult:
         False for legacy models without calibration data.
     timeline : tuple of WindowScore
         Per-window scores in time order.
+    source_family : dict of str to float, or None
+        What probably made the recording: ``"genuine"`` gets ``1 - probability_deepfake``
+        and each synthetic family (``classic-tts``, ``neural-vocoder``, ``zero-shot-tts``,
+        ``voice-conversion`` for the bundled model) ``probability_deepfake`` times the
+        family classifier's share; the values sum to 1. None for models without a family
+        classifier. The families are as reliable as the model card's confusion matrix says.
     """
 
     classification: str
@@ -117,6 +123,7 @@ class AnalysisResult:
     model: str
     calibrated: bool
     timeline: tuple[WindowScore, ...]
+    source_family: dict[str, float] | None = None
 
     @property
     def is_deepfake(self) -> bool:
@@ -134,6 +141,7 @@ class AnalysisResult:
             "sample_rate": self.sample_rate,
             "model": self.model,
             "calibrated": self.calibrated,
+            "source_family": None if self.source_family is None else dict(self.source_family),
         }
         if timeline:
             data["timeline"] = [w.to_dict() for w in self.timeline]
@@ -250,6 +258,15 @@ class Detector:
                                                  strict=True)
         )
         verdict = self.verdict(self._aggregate(scores))
+        families = self._model.family_probabilities(windows.matrix)
+        source_family = None
+        if families is not None:
+            p_fake = verdict.probability_deepfake
+            source_family = {GENUINE_FAMILY: round(1.0 - p_fake, 6)} | {
+                name: round(p_fake * float(share), 6)
+                for name, share in zip(self._model.metadata.source_families, families,
+                                       strict=True)
+            }
         return AnalysisResult(
             classification=verdict.classification,
             confidence=verdict.confidence,
@@ -261,6 +278,7 @@ class Detector:
             model=self.model_id,
             calibrated=calibration.method != "none",
             timeline=timeline,
+            source_family=source_family,
         )
 
     def verdict(self, raw_score: float) -> Verdict:

@@ -40,6 +40,10 @@ logger = logging.getLogger("deepfake_audio")
 
 MODEL_FILE = "svm_model.pkl"
 SCALER_FILE = "scaler.pkl"
+#: Optional source-family classifier (listed in ``model.json`` only when present).
+FAMILY_FILE = "family_model.pkl"
+#: Name of the genuine class in :attr:`AnalysisResult.source_family`.
+GENUINE_FAMILY = "genuine"
 METADATA_FILE = "model.json"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -183,6 +187,9 @@ class ModelMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     library_version: str = __version__
     format_version: int = FORMAT_VERSION
+    #: Synthetic source families the optional family classifier tells apart, in its
+    #: class order; empty when the model has none.
+    source_families: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -204,6 +211,7 @@ class ModelMetadata:
             "calibration": {"method": self.calibration.method, "a": self.calibration.a,
                             "b": self.calibration.b},
             "artefacts": self.artefacts,
+            "source_families": list(self.source_families),
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -234,6 +242,7 @@ class ModelMetadata:
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
                 library_version=str(data.get("library_version", "")),
+                source_families=tuple(str(name) for name in data.get("source_families", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"invalid model.json: {exc}") from None
@@ -241,13 +250,24 @@ class ModelMetadata:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified classifier + scaler with their metadata."""
+    """A verified classifier + scaler with their metadata (and the optional family classifier)."""
 
     directory: Path
     metadata: ModelMetadata
     classifier: Any
     scaler: Any
     verified: bool
+    family_classifier: Any = None
+
+    def family_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
+        """P(family | synthetic) per ``metadata.source_families``, averaged over the rows.
+
+        None when the model has no family classifier.
+        """
+        if self.family_classifier is None:
+            return None
+        rows = self.family_classifier.predict_proba(self.scaler.transform(matrix))
+        return np.asarray(rows, dtype=np.float64).mean(axis=0)
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed per-row scores: positive leans deepfake."""
@@ -310,7 +330,7 @@ def load_model(
             metadata = ModelMetadata.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
-        for name in (MODEL_FILE, SCALER_FILE):
+        for name in _artefact_names(metadata):
             expected = metadata.artefacts.get(name)
             if not expected:
                 raise ModelIntegrityError(f"model.json lists no SHA-256 for {name}")
@@ -335,8 +355,30 @@ def load_model(
     classifier = safe_load_pickle(path / MODEL_FILE)
     scaler = safe_load_pickle(path / SCALER_FILE)
     _check_estimators(classifier, scaler, len(feature_names(metadata.features)), path)
+    family = _load_family_classifier(path, metadata) if metadata.source_families else None
     _warn_on_version_drift(metadata)
-    return LoadedModel(path, metadata, classifier, scaler, verified)
+    return LoadedModel(path, metadata, classifier, scaler, verified, family)
+
+
+def _artefact_names(metadata: ModelMetadata) -> tuple[str, ...]:
+    if metadata.source_families:
+        return (MODEL_FILE, SCALER_FILE, FAMILY_FILE)
+    return (MODEL_FILE, SCALER_FILE)
+
+
+def _load_family_classifier(path: Path, metadata: ModelMetadata) -> Any:
+    if not (path / FAMILY_FILE).is_file():
+        raise ModelLoadError(f"model.json names source families but {path / FAMILY_FILE}"
+                             " is missing")
+    family = safe_load_pickle(path / FAMILY_FILE)
+    if not hasattr(family, "predict_proba"):
+        raise ModelLoadError(f"{path / FAMILY_FILE} does not hold a classifier with"
+                             " predict_proba")
+    classes = [str(c) for c in getattr(family, "classes_", [])]
+    if classes != list(metadata.source_families):
+        raise ModelLoadError(f"{FAMILY_FILE} classes {classes} do not match model.json's"
+                             f" source_families {list(metadata.source_families)}")
+    return family
 
 
 def _warn_on_version_drift(metadata: ModelMetadata) -> None:
@@ -353,9 +395,13 @@ def _warn_on_version_drift(metadata: ModelMetadata) -> None:
 
 
 def save_model(
-    directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata
+    directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata,
+    family_classifier: Any = None,
 ) -> ModelMetadata:
     """Write the pickles and ``model.json`` (with their SHA-256) to ``directory``.
+
+    ``family_classifier`` (optional) maps the scaled window features to probabilities over
+    ``metadata.source_families``; it is saved as ``family_model.pkl``.
 
     Returns
     -------
@@ -367,9 +413,15 @@ def save_model(
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
+    if (family_classifier is None) != (not metadata.source_families):
+        raise ValueError("a family classifier needs metadata.source_families, and vice versa")
     joblib.dump(classifier, path / MODEL_FILE, protocol=4)
     joblib.dump(scaler, path / SCALER_FILE, protocol=4)
-    artefacts = {name: sha256_file(path / name) for name in (MODEL_FILE, SCALER_FILE)}
+    if family_classifier is not None:
+        joblib.dump(family_classifier, path / FAMILY_FILE, protocol=4)
+    else:
+        (path / FAMILY_FILE).unlink(missing_ok=True)  # a stale one would never be verified
+    artefacts = {name: sha256_file(path / name) for name in _artefact_names(metadata)}
     final = ModelMetadata(**{**metadata.__dict__, "artefacts": artefacts,
                              "sklearn_version": sklearn.__version__})
     (path / METADATA_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n",

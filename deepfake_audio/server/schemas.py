@@ -32,6 +32,9 @@ class AnalysisResponse(BaseModel):
     sample_rate: int = Field(description="sample rate of the upload before resampling")
     model: str
     calibrated: bool
+    source_family: dict[str, float] | None = Field(
+        default=None, description="probabilities of genuine speech and of each synthetic source"
+        " family (sum 1); null for models without a family classifier")
     timeline: list[WindowScoreModel]
 
 
