@@ -331,6 +331,8 @@ def load_model(
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
         for name in _artefact_names(metadata):
+            if not (path / name).is_file():
+                raise ModelLoadError(f"model.json lists {name} but {path / name} is missing")
             expected = metadata.artefacts.get(name)
             if not expected:
                 raise ModelIntegrityError(f"model.json lists no SHA-256 for {name}")
@@ -367,9 +369,6 @@ def _artefact_names(metadata: ModelMetadata) -> tuple[str, ...]:
 
 
 def _load_family_classifier(path: Path, metadata: ModelMetadata) -> Any:
-    if not (path / FAMILY_FILE).is_file():
-        raise ModelLoadError(f"model.json names source families but {path / FAMILY_FILE}"
-                             " is missing")
     family = safe_load_pickle(path / FAMILY_FILE)
     if not hasattr(family, "predict_proba"):
         raise ModelLoadError(f"{path / FAMILY_FILE} does not hold a classifier with"
