@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepfake_audio import metrics, training  # noqa: E402
-from deepfake_audio.datasets import load_dataset  # noqa: E402
+from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.features import ALL_GROUPS, FeatureConfig, feature_names  # noqa: E402
 
 VOCODERS = ("hifigan", "melgan", "wavegan", "bigvgan", "vocos", "istftnet", "waveglow")
@@ -61,8 +61,8 @@ def is_vocoder(family: str) -> bool:
     return any(v in family for v in VOCODERS)
 
 
-def run_variant(name: str, spec: dict, clips, full: training.FeatureTable, settings,
-                jobs: int, registry: set[Path]) -> dict:
+def run_variant(name: str, spec: dict, clips: list[Clip], full: training.FeatureTable,
+                settings: training.TrainSettings, jobs: int, registry: set[Path]) -> dict:
     config = replace(FeatureConfig(), groups=tuple(spec["groups"]),
                      means=spec.get("means", "artefact"))
     all_names = feature_names(FULL_CONFIG)
