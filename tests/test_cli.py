@@ -335,9 +335,9 @@ def test_serve_flags_beat_variables_beat_defaults(capsys, monkeypatch, served):
 
 
 @pytest.mark.parametrize(("argv", "variables", "message"), [
-    (["--port", "eighty"], {}, "--port='eighty' is not a valid value"),
+    (["--port", "eighty"], {}, "invalid value 'eighty' for DEEPFAKE_AUDIO_PORT / --port"),
     ([], {"DEEPFAKE_AUDIO_ALLOW_UNVERIFIED_MODEL": "maybe"},
-     "DEEPFAKE_AUDIO_ALLOW_UNVERIFIED_MODEL='maybe' is not a valid value"),
+     "invalid value 'maybe' for DEEPFAKE_AUDIO_ALLOW_UNVERIFIED_MODEL"),
     (["--max-queue", "-1"], {}, "max_concurrency and max_queue must be >= 0"),
 ])
 def test_bad_serve_values_are_usage_errors(capsys, monkeypatch, served, argv, variables,
