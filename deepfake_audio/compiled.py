@@ -27,6 +27,8 @@ from .exceptions import ModelLoadError
 COMPILED_FILE = "compiled.npz"
 KERNELS = ("rbf", "linear")
 _ARRAYS = ("offset", "scale", "support_vectors", "dual_coef", "intercept", "gamma", "kernel")
+#: Present when the model has a source-family classifier (multinomial logistic regression).
+_FAMILY_ARRAYS = ("family_coef", "family_intercept")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class CompiledModel:
     gamma : float
         RBF width (unused by the linear kernel).
     kernel : {"rbf", "linear"}
+    family_coef, family_intercept : numpy.ndarray or None
+        ``(n_families, n_features)`` and ``(n_families,)``: the source-family logistic
+        regression on scaled features, when the model has one.
     """
 
     offset: np.ndarray
@@ -55,6 +60,8 @@ class CompiledModel:
     intercept: float
     gamma: float
     kernel: str
+    family_coef: np.ndarray | None = None
+    family_intercept: np.ndarray | None = None
     _sv_norms: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,14 +73,26 @@ class CompiledModel:
     def n_features(self) -> int:
         return int(self.support_vectors.shape[1])
 
-    def decision_values(self, matrix: np.ndarray) -> np.ndarray:
-        """Signed score per row of raw (unscaled) features: positive leans deepfake."""
+    def _scaled(self, matrix: np.ndarray) -> np.ndarray:
         x = np.array(matrix, dtype=np.result_type(matrix, np.float32))
         # Scaled in the input's own precision, as StandardScaler.transform does: float32
         # features then score exactly as through scikit-learn (and as at training time).
         x -= self.offset.astype(x.dtype)
         x /= self.scale.astype(x.dtype)
-        x = x.astype(np.float64, copy=False)
+        return x.astype(np.float64, copy=False)
+
+    def family_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
+        """Softmax of the source-family regression per row; None without one."""
+        if self.family_coef is None or self.family_intercept is None:
+            return None
+        logits = self._scaled(matrix) @ self.family_coef.T + self.family_intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        odds = np.exp(logits)
+        return np.asarray(odds / odds.sum(axis=1, keepdims=True))
+
+    def decision_values(self, matrix: np.ndarray) -> np.ndarray:
+        """Signed score per row of raw (unscaled) features: positive leans deepfake."""
+        x = self._scaled(matrix)
         products = x @ self.support_vectors.T
         if self.kernel == "linear":
             kernel = products
@@ -86,17 +105,23 @@ class CompiledModel:
 
     def save(self, path: Path) -> None:
         """Write the arrays to ``path`` (an uncompressed, pickle-free ``.npz``)."""
+        arrays: dict[str, Any] = {
+            "offset": self.offset, "scale": self.scale,
+            "support_vectors": self.support_vectors, "dual_coef": self.dual_coef,
+            "intercept": np.float64(self.intercept), "gamma": np.float64(self.gamma),
+            "kernel": np.array(self.kernel),
+        }
+        if self.family_coef is not None and self.family_intercept is not None:
+            arrays |= {"family_coef": self.family_coef,
+                       "family_intercept": self.family_intercept}
         with open(path, "wb") as handle:
-            np.savez(
-                handle, offset=self.offset, scale=self.scale,
-                support_vectors=self.support_vectors, dual_coef=self.dual_coef,
-                intercept=np.float64(self.intercept), gamma=np.float64(self.gamma),
-                kernel=np.array(self.kernel),
-            )
+            np.savez(handle, **arrays)
 
 
-def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any) -> CompiledModel:
-    """Read the arrays out of a fitted ``StandardScaler`` and binary ``SVC``.
+def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any,
+                       family_classifier: Any = None) -> CompiledModel:
+    """Read the arrays out of a fitted ``StandardScaler`` and binary ``SVC`` (and the
+    multinomial ``LogisticRegression`` of source families, when given).
 
     Parameters
     ----------
@@ -120,6 +145,15 @@ def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any) -> Com
     n_features = int(classifier.support_vectors_.shape[1])
     offset = np.zeros(n_features) if scaler.mean_ is None else scaler.mean_
     scale = np.ones(n_features) if scaler.scale_ is None else scaler.scale_
+    family: dict[str, np.ndarray] = {}
+    if family_classifier is not None:
+        coef = np.asarray(getattr(family_classifier, "coef_", None), dtype=np.float64)
+        if coef.ndim != 2 or coef.shape[0] < 3 or type(family_classifier).__name__ != (
+                "LogisticRegression"):
+            raise ValueError("only a multinomial LogisticRegression family classifier"
+                             " (three classes or more) can be compiled")
+        family = {"family_coef": coef,
+                  "family_intercept": np.asarray(family_classifier.intercept_, np.float64)}
     # scikit-learn's binary decision_function is positive towards classes_[1].
     sign = -1.0 if classes[0] == deepfake_label else 1.0
     return CompiledModel(
@@ -130,6 +164,7 @@ def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any) -> Com
         intercept=sign * float(np.asarray(classifier.intercept_).reshape(-1)[0]),
         gamma=float(getattr(classifier, "_gamma", 0.0)),
         kernel=str(kernel),
+        **family,
     )
 
 
@@ -144,6 +179,8 @@ def load_compiled(path: Path) -> CompiledModel:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in _ARRAYS}
+            family = {name: data[name].astype(np.float64) for name in _FAMILY_ARRAYS
+                      if name in data.files}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"{path.name} is not a compiled model: {exc}") from None
     kernel = str(arrays["kernel"])
@@ -153,9 +190,13 @@ def load_compiled(path: Path) -> CompiledModel:
             or arrays["dual_coef"].shape != (n_support,)
             or arrays["offset"].shape != (n_features,) or arrays["scale"].shape != (n_features,)):
         raise ModelLoadError(f"{path.name} holds inconsistent arrays")
+    if family and (len(family) != 2 or family["family_coef"].shape[1:] != (n_features,)
+                   or family["family_intercept"].shape != family["family_coef"].shape[:1]):
+        raise ModelLoadError(f"{path.name} holds inconsistent family arrays")
     return CompiledModel(
         offset=arrays["offset"].astype(np.float64), scale=arrays["scale"].astype(np.float64),
         support_vectors=np.ascontiguousarray(support_vectors, dtype=np.float64),
         dual_coef=arrays["dual_coef"].astype(np.float64),
         intercept=float(arrays["intercept"]), gamma=float(arrays["gamma"]), kernel=kernel,
+        **family,
     )

@@ -25,6 +25,14 @@ LABELS = {"real": 0, "bonafide": 0, "genuine": 0, "fake": 1, "deepfake": 1, "spo
 #: generator (``librispeech-resampled-22k``, ``bigvgan-tel8k``).
 DERIVED_SUFFIXES = ("-tel8k", "-resampled")
 
+#: Generator names the shared corpus's second batch used before its third batch settled on
+#: canonical names: the same system, so leave-one-generator-out holds them out together
+#: (``../shared/data/README.md``, "Third batch").
+FAMILY_ALIASES = {
+    "tensorflowtts-fastspeech2": "fastspeech2",
+    "tensorflowtts-fastspeech": "fastspeech",
+}
+
 
 @dataclass(frozen=True)
 class Clip:
@@ -62,6 +70,12 @@ def base_name(name: str) -> str:
     return name
 
 
+def family_name(generator: str) -> str:
+    """Hold-out family of a generator: :func:`base_name`, then :data:`FAMILY_ALIASES`."""
+    base = base_name(generator)
+    return FAMILY_ALIASES.get(base, base)
+
+
 def _read_manifest(manifest: Path) -> list[Clip]:
     root = manifest.parent
     clips = []
@@ -76,7 +90,7 @@ def _read_manifest(manifest: Path) -> list[Clip]:
                 path=root / row["path"], label=label, source=source, generator=generator,
                 speaker=row.get("speaker") or row["path"],
                 corpus=row.get("corpus") or base_name(source),
-                family=row.get("family") or base_name(generator),
+                family=row.get("family") or family_name(generator),
             ))
     return clips
 
@@ -155,11 +169,13 @@ def can_hold_out_groups(clips: Sequence[Clip]) -> bool:
 
 __all__ = [
     "DERIVED_SUFFIXES",
+    "FAMILY_ALIASES",
     "LABELS",
     "Clip",
     "base_name",
     "can_hold_out_groups",
     "dataset_summary",
+    "family_name",
     "load_dataset",
     "load_datasets",
 ]

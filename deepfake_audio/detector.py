@@ -47,7 +47,7 @@ from .channels import DECIDE_S, check_mode, choose
 from .exceptions import ConfigurationError, NoSpeechError
 from .features import FeatureConfig
 from .lanes import Lane, LaneOutcome
-from .model import AGGREGATIONS, LoadedModel, ModelMetadata, load_model
+from .model import AGGREGATIONS, GENUINE_FAMILY, LoadedModel, ModelMetadata, load_model
 from .vad import SpeechActivity
 from .verdict import (
     DEEPFAKE,
@@ -134,6 +134,12 @@ class AnalysisResult:
         The speaker-reference check when references were given; then
         ``probability_deepfake``, ``classification`` and ``confidence`` are the
         fused ones and ``speaker.probability_artefacts`` is the detector's alone.
+    source_family : dict of str to float, or None
+        What probably made the recording: ``"genuine"`` gets ``1 - probability_deepfake``
+        and each synthetic family (``classic-tts``, ``neural-vocoder``, ``zero-shot-tts``,
+        ``voice-conversion`` for the bundled model) ``probability_deepfake`` times the
+        family classifier's share; the values sum to 1. None for models without a family
+        classifier. The families are as reliable as the model card's confusion matrix says.
     """
 
     classification: str
@@ -152,6 +158,7 @@ class AnalysisResult:
     channel: int | None = None
     channels: tuple[AnalysisResult, ...] = ()
     speaker: SpeakerResult | None = None
+    source_family: dict[str, float] | None = None
 
     @property
     def is_deepfake(self) -> bool:
@@ -172,6 +179,7 @@ class AnalysisResult:
             "model": self.model,
             "calibrated": self.calibrated,
             "segments": [s.to_dict() for s in self.segments],
+            "source_family": None if self.source_family is None else dict(self.source_family),
         }
         if self.speaker is not None:
             data["speaker"] = self.speaker.to_dict()
@@ -424,6 +432,15 @@ class Detector:
         segments = flagged_segments(outcome.spans, np.where(outcome.speech, scores, -np.inf),
                                     self.threshold, calibration)
         verdict = self.verdict(self._aggregate(scores[outcome.speech]), segments)
+        source_family = None
+        if outcome.families is not None:
+            p_fake = verdict.probability_deepfake
+            shares = outcome.families[outcome.speech].mean(axis=0)
+            source_family = {GENUINE_FAMILY: round(1.0 - p_fake, 6)} | {
+                name: round(p_fake * float(share), 6)
+                for name, share in zip(self._model.metadata.source_families, shares,
+                                       strict=True)
+            }
         return AnalysisResult(
             classification=verdict.classification,
             confidence=verdict.confidence,
@@ -439,6 +456,7 @@ class Detector:
             timeline=timeline,
             segments=segments,
             channel=outcome.index,
+            source_family=source_family,
         )
 
     def verdict(self, raw_score: float, segments: Sequence[Segment] = ()) -> Verdict:

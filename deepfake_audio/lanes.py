@@ -37,6 +37,8 @@ class LaneOutcome:
     speech: np.ndarray
     duration_s: float
     error: InputError | None = None
+    #: Per-window source-family probabilities, when the model has a family classifier.
+    families: np.ndarray | None = None
 
 
 class Lane:
@@ -56,6 +58,7 @@ class Lane:
         self._spans: list[tuple[float, float]] = []
         self._scores: list[np.ndarray] = []
         self._speech: list[np.ndarray] = []
+        self._families: list[np.ndarray] = []
         self._frames = 0
         self._peak = 0.0
 
@@ -75,7 +78,11 @@ class Lane:
 
     def _score(self, windows: WindowFeatures) -> None:
         self._spans.extend(windows.spans)
-        self._scores.append(self.detector._model.decision_values(windows.matrix))
+        model = self.detector._model
+        self._scores.append(model.decision_values(windows.matrix))
+        families = model.family_probabilities(windows.matrix)
+        if families is not None:
+            self._families.append(families)
         self._speech.append(np.ones(len(windows.spans), dtype=bool) if self._vad is None
                             else self._vad.speech_shares(list(windows.spans)) >= MIN_SPEECH_SHARE)
 
@@ -101,4 +108,6 @@ class Lane:
         elif not speech.any():
             error = NoSpeechError(f"{which}no speech found (only silence, noise, music or"
                                   " tones); nothing to judge")
-        return LaneOutcome(self.index, tuple(self._spans), scores, speech, duration, error)
+        families = np.concatenate(self._families) if self._families else None
+        return LaneOutcome(self.index, tuple(self._spans), scores, speech, duration, error,
+                           families)

@@ -45,6 +45,10 @@ logger = logging.getLogger("deepfake_audio")
 
 MODEL_FILE = "svm_model.pkl"
 SCALER_FILE = "scaler.pkl"
+#: Optional source-family classifier (listed in ``model.json`` only when present).
+FAMILY_FILE = "family_model.pkl"
+#: Name of the genuine class in :attr:`AnalysisResult.source_family`.
+GENUINE_FAMILY = "genuine"
 METADATA_FILE = "model.json"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
@@ -197,6 +201,9 @@ class ModelMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     library_version: str = __version__
     format_version: int = FORMAT_VERSION
+    #: Synthetic source families the optional family classifier tells apart, in its
+    #: class order; empty when the model has none.
+    source_families: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -223,6 +230,7 @@ class ModelMetadata:
             "calibration": {"method": self.calibration.method, "a": self.calibration.a,
                             "b": self.calibration.b},
             "artefacts": self.artefacts,
+            "source_families": list(self.source_families),
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -255,6 +263,7 @@ class ModelMetadata:
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
                 library_version=str(data.get("library_version", "")),
+                source_families=tuple(str(name) for name in data.get("source_families", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"invalid model.json: {exc}") from None
@@ -267,8 +276,11 @@ class LoadedModel:
     Attributes
     ----------
     compiled : CompiledModel or None
-        Set when the folder's compiled arrays were loaded; ``classifier`` and
-        ``scaler`` are then None (the pickles were hash-checked, not unpickled).
+        Set when the folder's compiled arrays were loaded; ``classifier``, ``scaler``
+        and ``family_classifier`` are then None (the pickles were hash-checked, not
+        unpickled).
+    family_classifier : object or None
+        The scikit-learn source-family classifier of an uncompiled model, if it has one.
     """
 
     directory: Path
@@ -277,6 +289,19 @@ class LoadedModel:
     scaler: Any
     verified: bool
     compiled: CompiledModel | None = None
+    family_classifier: Any = None
+
+    def family_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
+        """P(family | synthetic) per ``metadata.source_families`` for each row.
+
+        None when the model has no family classifier.
+        """
+        if self.compiled is not None:
+            return self.compiled.family_probabilities(matrix)
+        if self.family_classifier is None:
+            return None
+        return np.asarray(self.family_classifier.predict_proba(self.scaler.transform(matrix)),
+                          dtype=np.float64)
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed per-row scores: positive leans deepfake."""
@@ -351,7 +376,7 @@ def load_model(
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
         use_compiled = compiled and COMPILED_FILE in metadata.artefacts
-        for name in (MODEL_FILE, SCALER_FILE, *((COMPILED_FILE,) if use_compiled else ())):
+        for name in (*_artefact_names(metadata), *((COMPILED_FILE,) if use_compiled else ())):
             _verify_artefact(path, name, metadata.artefacts.get(name))
         n_features = len(feature_names(metadata.features))
         if use_compiled:
@@ -359,6 +384,10 @@ def load_model(
             if arrays.n_features != n_features:
                 raise ModelLoadError(f"{COMPILED_FILE} expects {arrays.n_features} features but"
                                      f" the feature settings give {n_features}")
+            families = 0 if arrays.family_coef is None else len(arrays.family_coef)
+            if families != len(metadata.source_families):
+                raise ModelLoadError(f"{COMPILED_FILE} has {families} source families but"
+                                     f" model.json lists {len(metadata.source_families)}")
             return LoadedModel(path, metadata, None, None, True, arrays)
         verified = True
     elif allow_unverified:
@@ -375,8 +404,28 @@ def load_model(
     classifier = safe_load_pickle(path / MODEL_FILE)
     scaler = safe_load_pickle(path / SCALER_FILE)
     _check_estimators(classifier, scaler, len(feature_names(metadata.features)), path)
+    family = _load_family_classifier(path, metadata) if metadata.source_families else None
     _warn_on_version_drift(metadata)
-    return LoadedModel(path, metadata, classifier, scaler, verified)
+    return LoadedModel(path, metadata, classifier, scaler, verified,
+                       family_classifier=family)
+
+
+def _artefact_names(metadata: ModelMetadata) -> tuple[str, ...]:
+    if metadata.source_families:
+        return (MODEL_FILE, SCALER_FILE, FAMILY_FILE)
+    return (MODEL_FILE, SCALER_FILE)
+
+
+def _load_family_classifier(path: Path, metadata: ModelMetadata) -> Any:
+    family = safe_load_pickle(path / FAMILY_FILE)
+    if not hasattr(family, "predict_proba"):
+        raise ModelLoadError(f"{path / FAMILY_FILE} does not hold a classifier with"
+                             " predict_proba")
+    classes = [str(c) for c in getattr(family, "classes_", [])]
+    if classes != list(metadata.source_families):
+        raise ModelLoadError(f"{FAMILY_FILE} classes {classes} do not match model.json's"
+                             f" source_families {list(metadata.source_families)}")
+    return family
 
 
 def _verify_artefact(directory: Path, name: str, expected: str | None) -> None:
@@ -406,9 +455,13 @@ def _warn_on_version_drift(metadata: ModelMetadata) -> None:
 
 
 def save_model(
-    directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata
+    directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata,
+    family_classifier: Any = None,
 ) -> ModelMetadata:
     """Write the pickles and ``model.json`` (with their SHA-256) to ``directory``.
+
+    ``family_classifier`` (optional) maps the scaled window features to probabilities over
+    ``metadata.source_families``; it is saved as ``family_model.pkl``.
 
     Returns
     -------
@@ -420,11 +473,18 @@ def save_model(
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
+    if (family_classifier is None) != (not metadata.source_families):
+        raise ValueError("a family classifier needs metadata.source_families, and vice versa")
     joblib.dump(classifier, path / MODEL_FILE, protocol=4)
     joblib.dump(scaler, path / SCALER_FILE, protocol=4)
-    names = [MODEL_FILE, SCALER_FILE]
+    if family_classifier is not None:
+        joblib.dump(family_classifier, path / FAMILY_FILE, protocol=4)
+    else:
+        (path / FAMILY_FILE).unlink(missing_ok=True)  # a stale one would never be verified
+    names = list(_artefact_names(metadata))
     try:
-        compile_estimators(classifier, scaler, metadata.deepfake_label).save(path / COMPILED_FILE)
+        compile_estimators(classifier, scaler, metadata.deepfake_label,
+                           family_classifier).save(path / COMPILED_FILE)
         names.append(COMPILED_FILE)
     except ValueError as exc:
         logger.info("not compiling %s (scored through scikit-learn): %s", path, exc)
@@ -460,7 +520,7 @@ def compile_model(directory: str | Path) -> str:
     loaded = load_model(directory, compiled=False)
     try:
         arrays = compile_estimators(loaded.classifier, loaded.scaler,
-                                    loaded.metadata.deepfake_label)
+                                    loaded.metadata.deepfake_label, loaded.family_classifier)
     except ValueError as exc:
         raise ModelLoadError(f"cannot compile {loaded.directory}: {exc}") from None
     arrays.save(loaded.directory / COMPILED_FILE)

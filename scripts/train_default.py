@@ -1,23 +1,29 @@
 #!/usr/bin/env python
 """Rebuild the bundled default model deterministically.
 
-    python -m venv build/genvenv
-    build/genvenv/bin/pip install -e ".[plot]" -r scripts/requirements-generate.txt
-    build/genvenv/bin/python scripts/train_default.py
+    python scripts/train_default.py                      # what the bundled model is
+    python scripts/train_default.py --extra generated    # + scripts/generate_data.py output
 
-Steps: (1) generate the extra, scripted training data with ``scripts/generate_data.py``
-into ``build/generated`` and ``scripts/generate_registry_data.py`` into
-``build/registry`` (both skip clips that are already there; the second needs the
-packages in ``scripts/requirements-generate.txt``); (2) train on ``../shared/data`` plus
-that data, calibrating on genuine clips scored leave-one-corpus-out and fakes scored
-leave-one-generator-out; (3) write ``deepfake_audio/models/default`` and print the
-figures quoted in ``docs/model-card.md``. Nothing listed as reserved in
-``../shared/data/README.md`` is used.
+Trains on ``../shared/data`` (all three batches; its README lists the sources) and
+calibrates on genuine clips scored leave-one-corpus-out and fakes scored
+leave-one-generator-out; writes ``deepfake_audio/models/default`` and prints the figures
+quoted in ``docs/model-card.md``, including the source-family confusion matrix.
+
+The bundled ``default-2026.11.3`` is trained on ``../shared/data`` **only**: the scripted
+extra data (``--extra generated``: ``scripts/generate_data.py``; ``--extra registry``:
+``scripts/generate_registry_data.py``, which needs torch and the TTS packages of
+``scripts/requirements-generate.txt``) was not part of this release's training run.
+Nothing listed as reserved in ``../shared/data/README.md`` is used.
+
+Every fake's generator family is mapped to a source family (``classic-tts``,
+``neural-vocoder``, ``zero-shot-tts``, ``voice-conversion``) by the documented table
+``scripts/source_families.csv``; a generator missing from it stops the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -33,19 +39,37 @@ from deepfake_audio.features import FeatureConfig  # noqa: E402
 from deepfake_audio.metrics import format_table  # noqa: E402
 from deepfake_audio.plots import plot_reliability  # noqa: E402
 
-MODEL_ID = "default-2026.11.2"
+MODEL_ID = "default-2026.11.3"
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
 # (about 0.1 dB mel error): as "fake" it taught the magnitude features that genuine
 # LibriSpeech is fake. Measured with scripts/ablation.py; see docs/model-card.md.
 EXCLUDED_GENERATORS = ("griffinlim",)
+FAMILY_TABLE = ROOT / "scripts" / "source_families.csv"
+EXTRA = {
+    "generated": ("generate_data.py", "--data", "--out", "build/generated"),
+    "registry": ("generate_registry_data.py", "--shared", "--out", "build/registry"),
+}
+
+
+def read_family_table(path: Path = FAMILY_TABLE) -> dict[str, str]:
+    """Generator family -> source family, from ``scripts/source_families.csv``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["generator"]: row["family"] for row in csv.DictReader(handle)}
+
+
+def print_confusion(confusion: dict[str, dict[str, int]]) -> None:
+    classes = list(confusion)
+    print(f"{'true / predicted':<18}" + "".join(f"{c:>17}" for c in classes) + f"{'n':>6}")
+    for true, row in confusion.items():
+        print(f"{true:<18}" + "".join(f"{row[c]:>17}" for c in classes)
+              + f"{sum(row.values()):>6}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--generated", default=str(ROOT / "build" / "generated"))
-    parser.add_argument("--registry", default=str(ROOT / "build" / "registry"))
-    parser.add_argument("--no-generated", action="store_true", help="train on --data only")
+    parser.add_argument("--extra", action="append", choices=sorted(EXTRA), default=[],
+                        help="also generate and train on this scripted data (repeatable)")
     parser.add_argument("--output", default=str(ROOT / "deepfake_audio" / "models" / "default"))
     parser.add_argument("--cache", default=str(ROOT / "build" / "feature-cache"))
     parser.add_argument("--jobs", type=int, default=2)
@@ -57,21 +81,17 @@ def main() -> int:
     started = time.time()
     clips = load_dataset(args.data)
     sources = [str(Path(args.data).resolve().name)]
-    if not args.no_generated:
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_data.py"),
-                        "--data", args.data, "--out", args.generated, "--jobs", str(args.jobs)],
-                       check=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_registry_data.py"),
-                        "--shared", args.data, "--out", args.registry], check=True)
-        for folder in (args.generated, args.registry):
-            clips += [c for c in load_dataset(folder)
-                      if c.generator not in EXCLUDED_GENERATORS]
-        sources += ["generated (scripts/generate_data.py)",
-                    "registry (scripts/generate_registry_data.py)"]
+    for name in args.extra:
+        script, data_flag, out_flag, out = EXTRA[name]
+        subprocess.run([sys.executable, str(ROOT / "scripts" / script), data_flag, args.data,
+                        out_flag, str(ROOT / out)], check=True)
+        clips += [c for c in load_dataset(ROOT / out) if c.generator not in EXCLUDED_GENERATORS]
+        sources.append(f"{name} (scripts/{script})")
     metadata = training.train(
         clips, args.output, config=FeatureConfig(), settings=training.TrainSettings(),
         model_id=MODEL_ID, jobs=args.jobs, cache_dir=Path(args.cache),
         extra_training_info={"sources": sources, "script": "scripts/train_default.py"},
+        source_families=read_family_table(),
     )
     plot_reliability(metadata.metrics["reliability"], args.reliability_plot)
     print("calibration scores:", metadata.metrics["protocol"])
@@ -84,6 +104,8 @@ def main() -> int:
               f" {row['predicted']:.3f}  observed {row['observed']:.3f}")
     print(format_table(metadata.metrics["per_generator"], "generator (held out)"))
     print(format_table(metadata.metrics["per_source"], "source (held out)"))
+    print("source family of fakes,", metadata.metrics["source_family"]["protocol"])
+    print_confusion(metadata.metrics["source_family"]["confusion"])
     print(f"model {metadata.model_id} written to {args.output} in {time.time() - started:.0f} s")
     return 0
 

@@ -67,6 +67,18 @@ def test_to_dict_leads_with_the_three_service_keys_and_is_json(results):
         assert "timeline" not in result.to_dict(timeline=False)
 
 
+def test_source_family_splits_the_deepfake_probability(results, detector):
+    families = detector.metadata.source_families
+    assert set(families) == {"classic-tts", "neural-vocoder", "zero-shot-tts",
+                             "voice-conversion"}
+    for result in results:
+        shares = result.to_dict()["source_family"]
+        assert list(shares) == ["genuine", *families]
+        assert shares["genuine"] == pytest.approx(1 - result.probability_deepfake, abs=1e-5)
+        assert sum(shares.values()) == pytest.approx(1.0, abs=1e-4)
+        assert all(0 <= v <= 1 for v in shares.values())
+
+
 def test_sign_convention(results, detector):
     for result in results:
         assert result.threshold == detector.threshold

@@ -349,7 +349,7 @@ def test_config_rejects_unknown_keys():
     {"n_mfcc": 41},
     {"n_lfcc": 71},
     {"means": "some"},
-    {"groups": ["mfcc"], "statistics": ["mean"]},  # means="artefact" leaves nothing
+    {"groups": ["mfcc"], "statistics": ["mean"], "means": "artefact"},  # leaves nothing
     {"statistics": ["mean", "median"]},
 ])
 def test_config_rejects_invalid_values(change):

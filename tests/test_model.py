@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import subprocess
@@ -21,6 +22,7 @@ from deepfake_audio.exceptions import ModelIntegrityError, ModelLoadError
 from deepfake_audio.features import FeatureConfig, extract, feature_names
 from deepfake_audio.model import (
     DEFAULT_MODEL_DIR,
+    FAMILY_FILE,
     METADATA_FILE,
     MODEL_FILE,
     SCALER_FILE,
@@ -163,10 +165,32 @@ def test_bundled_model_json_is_self_consistent():
     assert meta["sign_convention"] == "raw_score > decision_threshold means deepfake"
 
 
+def test_family_classifier_must_match_model_json(tmp_path):
+    directory = copy_default(tmp_path)
+    meta = read_meta(directory)
+    meta["source_families"] = list(reversed(meta["source_families"]))
+    write_meta(directory, meta)
+    with pytest.raises(ModelLoadError, match=r"do not match model\.json's source_families"):
+        load_model(directory)
+    (directory / FAMILY_FILE).unlink()
+    with pytest.raises(ModelLoadError, match="is missing"):
+        load_model(directory)
+
+
+def test_model_without_family_classifier_loads_and_saves(tmp_path):
+    bundled = load_model()
+    meta = dataclasses.replace(bundled.metadata, source_families=())
+    saved = save_model(tmp_path / "plain", bundled.classifier, bundled.scaler, meta)
+    assert FAMILY_FILE not in saved.artefacts and not (tmp_path / "plain" / FAMILY_FILE).exists()
+    plain = load_model(tmp_path / "plain")
+    assert plain.family_classifier is None
+    assert plain.family_probabilities(np.zeros((2, len(feature_names(meta.features))))) is None
+
+
 # --------------------------------------------------------------------------- integrity
 
 
-@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE])
+@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE, FAMILY_FILE])
 def test_one_changed_byte_is_refused_before_unpickling(tmp_path, forbid_unpickling, name):
     directory = copy_default(tmp_path)
     data = bytearray((directory / name).read_bytes())
@@ -185,7 +209,7 @@ def test_missing_hash_entry_is_an_integrity_error(tmp_path, forbid_unpickling):
         load_model(directory)
 
 
-@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE])
+@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE, FAMILY_FILE])
 def test_malicious_pickle_never_runs(tmp_path, name):
     marker = tmp_path / "pwned"
     directory = copy_default(tmp_path)

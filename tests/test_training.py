@@ -122,11 +122,12 @@ def test_manifest_corpus_and_family_columns(tmp_path):
         "b.wav,fake,x,voc-phone,,voc\n"
         "c.wav,real,librispeech-resampled-22k,human,,\n"  # the shared corpus's naming
         "d.wav,fake,y,bigvgan-tel8k,,\n"
-        "e.wav,fake,z,plain,,\n", encoding="utf-8")
+        "e.wav,fake,z,plain,,\n"
+        "f.wav,fake,z,tensorflowtts-fastspeech2-tel8k,,\n", encoding="utf-8")  # README's alias
     clips = load_dataset(manifest)
     assert [(c.corpus, c.family) for c in clips] == [
         ("calls", "human"), ("x", "voc"), ("librispeech", "human"), ("y", "bigvgan"),
-        ("z", "plain")]
+        ("z", "plain"), ("z", "fastspeech2")]
     assert Clip(Path("f"), 1, "src", "gen").family == "gen"  # defaults: the columns themselves
 
 

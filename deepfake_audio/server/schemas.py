@@ -89,6 +89,9 @@ class AnalysisResponse(BaseModel):
     speaker: SpeakerModel | None = Field(
         None, description="present when references were sent; probability_deepfake and the"
                           " verdict are then the fused ones")
+    source_family: dict[str, float] | None = Field(
+        default=None, description="probabilities of genuine speech and of each synthetic source"
+        " family (sum 1); null for models without a family classifier")
     timeline: list[WindowScoreModel]
     channel: int | None = Field(
         description="the channel the verdict comes from when channels were analysed"
