@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument("data", nargs="+", help="labelled data (as for deepfake-audio evaluate)")
     parser.add_argument("--rows", type=int, default=0,
                         help="use only the first N clips (e.g. the corpus a model was trained on)")
-    parser.add_argument("--max-error", type=float, default=0.10)
+    parser.add_argument("--max-error", type=float, default=0.15)
     parser.add_argument("--scores", type=Path, default=DEFAULT_SCORES)
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
     parser.add_argument("-j", "--jobs", type=int, default=2)
