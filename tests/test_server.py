@@ -391,6 +391,7 @@ def test_ws_bad_messages_keep_the_socket_open(server: ServerProcess) -> None:
         {"audio_data": "!!!not base64!!!", "file_type": ".wav"},
         {"audio_data": "data:audio/wav,plain", "file_type": ".wav"},
         {"audio_data": base64.b64encode(b"garbage" * 50).decode(), "file_type": ".wav"},
+        {"audio_data": good["audio_data"], "file_type": ".docx"},
         {"audio_data": 42, "file_type": ".wav"},
     ]
     with connect(server.ws_url + "/ws") as ws:
