@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from deepfake_audio import cli, formatting
+from tests.helpers import media
+from tests.helpers.audio import speech
 
 TIMEOUT = 120
 
@@ -362,3 +364,24 @@ def test_serve_without_the_server_extra(tmp_path):
     assert proc.returncode == 2
     assert 'pip install "deepfake-audio[server]"' in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_check_reads_media_files_and_splits_differing_channels(capsys, tmp_path):
+    voice = speech(4.0, 48_000)
+    call = np.stack([voice, np.zeros_like(voice) + 1e-4], axis=1)  # one side silent
+    path = tmp_path / "memo.m4a"
+    path.write_bytes(media.encode(call, 48_000, "ipod", "aac"))
+    code, out, _ = main(capsys, "check", str(path), "--json")
+    assert code == 0
+    row = json.loads(out)
+    assert row["channel"] == 0 and [c["channel"] for c in row["channels"]] == [0]
+    code, out, _ = main(capsys, "check", str(path), "--json", "--channels", "mix")
+    assert code == 0 and json.loads(out)["channels"] == []
+
+
+def test_check_limit_error_names_the_setting(capsys, tmp_path):
+    path = tmp_path / "long.wav"
+    path.write_bytes(media.encode(speech(3.0), 16_000, "wav", "pcm_s16le"))
+    code, _, err = main(capsys, "check", str(path), "--max-duration", "1")
+    assert code == 3
+    assert "--max-duration" in err and "DEEPFAKE_AUDIO_MAX_DURATION" in err
