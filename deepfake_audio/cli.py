@@ -224,7 +224,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     options = {"model_dir": args.model, "threshold": args.threshold, "band": band,
                "max_duration_s": args.max_duration, "allow_unverified": args.allow_unverified_model,
-               "channels": args.channels, "speech_gate": not args.no_speech_gate}
+               "channels": args.channels, "speech_gate": False if args.no_speech_gate else None}
     # Decided before stderr went through the decoder-noise pipe, which is never a terminal.
     show_progress = len(files) > 1 and not args.quiet and args.stderr_is_terminal
     from .cli_tasks import check_files, speaker_profile
@@ -331,7 +331,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             data=args.data)
     report = evaluate(clips, args.protocol, model_dir=args.model,
                       allow_unverified=args.allow_unverified_model, jobs=args.jobs,
-                      speech_gate=not args.no_speech_gate,
+                      speech_gate=False if args.no_speech_gate else None,
                       cache_dir=Path(args.cache) if args.cache else None,
                       progress=not args.quiet)
     figures = {**report.to_dict(), "data": args.data}

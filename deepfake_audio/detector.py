@@ -45,7 +45,7 @@ from .audio import (
 )
 from .channels import DECIDE_S, check_mode, choose
 from .exceptions import ConfigurationError, NoSpeechError
-from .features import FeatureConfig
+from .feature_config import LEGACY_KIND, FeatureConfig
 from .lanes import Lane, LaneOutcome
 from .model import AGGREGATIONS, GENUINE_FAMILY, LoadedModel, ModelMetadata, load_model
 from .vad import SpeechActivity
@@ -216,9 +216,10 @@ class Detector:
         Load a legacy model folder without ``model.json`` (unverifiable pickles).
     channels : {"auto", "mix", "separate"}
         How multi-channel audio is analysed (:mod:`deepfake_audio.channels`).
-    speech_gate : bool
+    speech_gate : bool, optional
         Score only windows with speech (:mod:`deepfake_audio.vad`). Off: every
-        window is scored, as before speech gating existed.
+        window is scored, as before speech gating existed. Default: on, except for
+        legacy whole-clip models, which keep the original service's verdicts.
 
     Raises
     ------
@@ -244,7 +245,7 @@ class Detector:
         min_duration_s: float = DEFAULT_MIN_DURATION_S,
         allow_unverified: bool = False,
         channels: str = "auto",
-        speech_gate: bool = True,
+        speech_gate: bool | None = None,
     ) -> None:
         started = time.perf_counter()
         self._model: LoadedModel = load_model(model_dir, allow_unverified=allow_unverified)
@@ -257,7 +258,8 @@ class Detector:
         self.max_duration_s = max_duration_s
         self.min_duration_s = min_duration_s
         self.channels = check_mode(channels)
-        self.speech_gate = speech_gate
+        self.speech_gate = (self.feature_config.kind != LEGACY_KIND if speech_gate is None
+                            else speech_gate)
         self._speaker_verifier: SpeakerVerifier | None = None  # loaded on first use
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
 

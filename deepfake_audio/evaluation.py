@@ -107,7 +107,7 @@ class EvaluationReport:
 
 def _score_with_model(
     clips: Sequence[Clip], model_dir: str | Path | None, allow_unverified: bool, jobs: int,
-    progress: bool, speech_gate: bool,
+    progress: bool, speech_gate: bool | None,
 ) -> tuple[np.ndarray, np.ndarray, float, str]:
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -207,7 +207,7 @@ def evaluate(
     jobs: int = 1,
     cache_dir: Path | None = None,
     progress: bool = True,
-    speech_gate: bool = True,
+    speech_gate: bool | None = None,
 ) -> EvaluationReport:
     """Score ``clips`` under ``protocol`` (see the module docstring).
 
@@ -228,7 +228,7 @@ def evaluate(
         Cache window features here between runs (held-out protocols).
     progress : bool
         Show progress bars on stderr.
-    speech_gate : bool
+    speech_gate : bool, optional
         ``model`` protocol: score only windows with speech, as :class:`Detector` does
         (clips without speech are skipped); off scores every window. Held-out
         protocols score every window of each clip either way.
