@@ -29,6 +29,7 @@ from deepfake_audio.exceptions import (
     EmptyAudioError,
     InputError,
     InvalidAudioError,
+    NoSpeechError,
     SilentAudioError,
     UnsupportedFormatError,
 )
@@ -131,8 +132,8 @@ def cases() -> list[Case]:
         Case("silence.wav", _encode(np.zeros(2 * SR, np.float32), subtype="PCM_16"),
              SilentAudioError, 400, "silent audio", "2 s of digital zero"),
         Case("aiff_named.wav", _encode(two_s, fmt="AIFF", subtype="PCM_16"),
-             UnsupportedFormatError, 415, "unsupported audio format",
-             "an AIFF file named .wav (the content decides)"),
+             NoSpeechError, 400, "no speech",
+             "an AIFF file named .wav: decoded (the content decides), and a tone is no speech"),
     ]
 
 
