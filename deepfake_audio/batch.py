@@ -64,6 +64,7 @@ from .audio import DEFAULT_MAX_DURATION_S, SUPPORTED_EXTENSIONS
 from .detector import AnalysisResult, Detector
 from .exceptions import DeepfakeAudioError, InputError
 from .sources import DASK_HINT, iter_sources, read_source
+from .speaker import SpeakerResult
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -92,11 +93,12 @@ def _column_type(hint: Any) -> type:
     return options[0] if len(options) == 1 and options[0] in _SCALARS else str
 
 
-_RESULT_TYPES = {name: _column_type(hint)
-                 for name, hint in typing.get_type_hints(AnalysisResult).items()}
+# SpeakerResult is imported by detector.py for type checking only.
+_RESULT_HINTS = typing.get_type_hints(AnalysisResult, localns={"SpeakerResult": SpeakerResult})
+_RESULT_TYPES = {name: _column_type(hint) for name, hint in _RESULT_HINTS.items()}
 #: Fields stored as JSON text.
 JSON_FIELDS = frozenset(
-    name for name, hint in typing.get_type_hints(AnalysisResult).items()
+    name for name, hint in _RESULT_HINTS.items()
     if name in RESULT_FIELDS and _RESULT_TYPES[name] is str and hint is not str
 )
 #: Python type of each column (values may also be ``None``).
