@@ -124,7 +124,9 @@ def _analyze_file(detector: Detector, handle: IO[bytes],
         fault_hook(handle.read(256))
     handle.seek(0)
     # The content decides the format; a browser blob's file name ("blob") says nothing.
-    return detector.analyze(handle, references=references or None)
+    if references:
+        return detector.analyze(handle, references=references)
+    return detector.analyze(handle)
 
 
 def _profile_path(profiles_dir: str | None, name: str) -> Path | JSONResponse:
