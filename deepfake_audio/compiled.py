@@ -51,6 +51,9 @@ class CompiledModel:
     family_coef, family_intercept : numpy.ndarray or None
         ``(n_families, n_features)`` and ``(n_families,)``: the source-family logistic
         regression on scaled features, when the model has one.
+    family_classes : tuple of str
+        The family of each row of ``family_coef`` (empty in files compiled before it was
+        stored).
     """
 
     offset: np.ndarray
@@ -62,6 +65,7 @@ class CompiledModel:
     kernel: str
     family_coef: np.ndarray | None = None
     family_intercept: np.ndarray | None = None
+    family_classes: tuple[str, ...] = ()
     _sv_norms: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,7 +117,8 @@ class CompiledModel:
         }
         if self.family_coef is not None and self.family_intercept is not None:
             arrays |= {"family_coef": self.family_coef,
-                       "family_intercept": self.family_intercept}
+                       "family_intercept": self.family_intercept,
+                       "family_classes": np.array(self.family_classes, dtype=str)}
         with open(path, "wb") as handle:
             np.savez(handle, **arrays)
 
@@ -145,7 +150,7 @@ def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any,
     n_features = int(classifier.support_vectors_.shape[1])
     offset = np.zeros(n_features) if scaler.mean_ is None else scaler.mean_
     scale = np.ones(n_features) if scaler.scale_ is None else scaler.scale_
-    family: dict[str, np.ndarray] = {}
+    family: dict[str, Any] = {}
     if family_classifier is not None:
         coef = np.asarray(getattr(family_classifier, "coef_", None), dtype=np.float64)
         if coef.ndim != 2 or coef.shape[0] < 3 or type(family_classifier).__name__ != (
@@ -153,7 +158,8 @@ def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any,
             raise ValueError("only a multinomial LogisticRegression family classifier"
                              " (three classes or more) can be compiled")
         family = {"family_coef": coef,
-                  "family_intercept": np.asarray(family_classifier.intercept_, np.float64)}
+                  "family_intercept": np.asarray(family_classifier.intercept_, np.float64),
+                  "family_classes": tuple(str(c) for c in family_classifier.classes_)}
     # scikit-learn's binary decision_function is positive towards classes_[1].
     sign = -1.0 if classes[0] == deepfake_label else 1.0
     return CompiledModel(
@@ -181,6 +187,8 @@ def load_compiled(path: Path) -> CompiledModel:
             arrays = {name: data[name] for name in _ARRAYS}
             family = {name: data[name].astype(np.float64) for name in _FAMILY_ARRAYS
                       if name in data.files}
+            classes = (tuple(str(c) for c in data["family_classes"].reshape(-1))
+                       if "family_classes" in data.files else ())
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"{path.name} is not a compiled model: {exc}") from None
     kernel = str(arrays["kernel"])
@@ -193,10 +201,13 @@ def load_compiled(path: Path) -> CompiledModel:
     if family and (len(family) != 2 or family["family_coef"].shape[1:] != (n_features,)
                    or family["family_intercept"].shape != family["family_coef"].shape[:1]):
         raise ModelLoadError(f"{path.name} holds inconsistent family arrays")
+    if classes and (not family or len(classes) != len(family["family_coef"])):
+        raise ModelLoadError(f"{path.name} names {len(classes)} source families for"
+                             f" {len(family.get('family_coef', ()))} rows")
     return CompiledModel(
         offset=arrays["offset"].astype(np.float64), scale=arrays["scale"].astype(np.float64),
         support_vectors=np.ascontiguousarray(support_vectors, dtype=np.float64),
         dual_coef=arrays["dual_coef"].astype(np.float64),
         intercept=float(arrays["intercept"]), gamma=float(arrays["gamma"]), kernel=kernel,
-        **family,
+        family_classes=classes, **family,
     )

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics, training
+from . import feature_table, metrics, training
 from .datasets import Clip
 from .exceptions import DatasetError, InputError
 from .features import FeatureConfig
@@ -177,7 +177,7 @@ def _held_out_scores(
 ) -> tuple[np.ndarray, float]:
     config, settings, threshold = _model_settings(model_dir, allow_unverified)
     labels = np.array([c.label for c in clips])
-    table = training.extract_dataset(
+    table = feature_table.extract_dataset(
         clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
         seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
     )
@@ -332,7 +332,7 @@ def unseen_window_scores(
 
     check_protocol(clips, "unseen")
     config, settings, _ = _model_settings(model_dir, allow_unverified)
-    table = training.extract_dataset(
+    table = feature_table.extract_dataset(
         clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
         seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
     )

@@ -23,11 +23,8 @@ only be hash-checked against nothing, so it is refused unless the caller passes
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import logging
-import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +37,7 @@ from ._version import __version__
 from .compiled import COMPILED_FILE, CompiledModel, compile_estimators, load_compiled
 from .exceptions import ModelIntegrityError, ModelLoadError
 from .features import FeatureConfig, feature_names
+from .safe_pickle import safe_load_pickle, sha256_file
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -53,99 +51,6 @@ METADATA_FILE = "model.json"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 _SCORE_BATCH = 256  # windows scored at once
-
-_SAFE_GLOBALS = {
-    "builtins": {"dict", "list", "tuple", "set", "frozenset", "slice", "float", "int",
-                 "complex", "bytearray", "bytes", "str", "bool", "object"},
-    "copyreg": {"_reconstructor"},
-    "_codecs": {"encode"},
-    "collections": {"OrderedDict"},
-    "joblib.numpy_pickle": {"NumpyArrayWrapper"},
-    "numpy": {"dtype", "ndarray"},
-    "numpy.core.multiarray": {"_reconstruct", "scalar"},
-    "numpy._core.multiarray": {"_reconstruct", "scalar"},
-    "numpy.core.numeric": {"_frombuffer"},
-    "numpy._core.numeric": {"_frombuffer"},
-}
-
-
-def _is_allowed_global(module: str, name: str, obj: Any | None) -> bool:
-    # Protocol 4+ resolves dotted names attribute by attribute, so "sklearn.x" +
-    # "io.FileIO" would reach any class a scikit-learn module happens to import.
-    # Estimators are top-level classes: refuse dotted names outright.
-    if "." in name:
-        return False
-    if name in _SAFE_GLOBALS.get(module, ()):
-        return True
-    if module.startswith("numpy.dtypes") and name.endswith("DType"):
-        return True
-    if not module.startswith("sklearn."):
-        return False
-    # Only classes defined in scikit-learn, not whatever one of its modules imported.
-    return obj is None or (
-        inspect.isclass(obj) and str(getattr(obj, "__module__", "")).startswith("sklearn.")
-    )
-
-
-def _check_global(module: str, name: str, obj: Any | None = None) -> None:
-    if not _is_allowed_global(module, name, obj):
-        raise ModelIntegrityError(
-            f"refusing to unpickle {module}.{name}: not a numpy or scikit-learn type"
-            " (the file may be malicious)"
-        )
-
-
-def _safe_unpickler_class() -> type:
-    from joblib.numpy_pickle import NumpyUnpickler
-
-    class SafeUnpickler(NumpyUnpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            _check_global(module, name)
-            obj = super().find_class(module, name)
-            _check_global(module, name, obj)
-            return obj
-
-    return SafeUnpickler
-
-
-def safe_load_pickle(path: Path) -> Any:
-    """Unpickle a joblib or plain pickle file, allowing only numpy/scikit-learn types.
-
-    Raises
-    ------
-    ModelIntegrityError
-        The pickle names anything else.
-    ModelLoadError
-        The file cannot be read as a pickle.
-    """
-    unpickler_class = _safe_unpickler_class()
-    params = inspect.signature(unpickler_class).parameters
-    with open(path, "rb") as handle:
-        kwargs: dict[str, Any] = {"mmap_mode": None}
-        if "ensure_native_byte_order" in params:
-            kwargs["ensure_native_byte_order"] = True
-        unpickler = unpickler_class(str(path), handle, **kwargs)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                obj = unpickler.load()
-        except ModelIntegrityError:
-            raise
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError,
-                TypeError, IndexError, KeyError) as exc:
-            raise ModelLoadError(f"{path.name} is not a readable model pickle: {exc}") from None
-    for warning in caught:
-        logger.warning("%s: %s", path.name, warning.message)
-    return obj
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -388,6 +293,11 @@ def load_model(
             if families != len(metadata.source_families):
                 raise ModelLoadError(f"{COMPILED_FILE} has {families} source families but"
                                      f" model.json lists {len(metadata.source_families)}")
+            if arrays.family_classes and (
+                    list(arrays.family_classes) != list(metadata.source_families)):
+                raise ModelLoadError(f"{COMPILED_FILE}'s families {list(arrays.family_classes)}"
+                                     " do not match model.json's source_families"
+                                     f" {list(metadata.source_families)}")
             return LoadedModel(path, metadata, None, None, True, arrays)
         verified = True
     elif allow_unverified:

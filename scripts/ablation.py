@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import metrics, training  # noqa: E402
+from deepfake_audio import feature_table, metrics, training  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.features import ALL_GROUPS, FeatureConfig, feature_names  # noqa: E402
 
@@ -61,7 +61,7 @@ def is_vocoder(family: str) -> bool:
     return any(v in family for v in VOCODERS)
 
 
-def run_variant(name: str, spec: dict, clips: list[Clip], full: training.FeatureTable,
+def run_variant(name: str, spec: dict, clips: list[Clip], full: feature_table.FeatureTable,
                 settings: training.TrainSettings, jobs: int, registry: set[Path]) -> dict:
     config = replace(FeatureConfig(), groups=tuple(spec["groups"]),
                      means=spec.get("means", "artefact"))
@@ -73,7 +73,7 @@ def run_variant(name: str, spec: dict, clips: list[Clip], full: training.Feature
     if not spec.get("augment", True):
         keep_row &= ~full.augmented
     new_index = np.cumsum(keep_clip) - 1
-    table = training.FeatureTable(full.matrix[keep_row][:, columns],
+    table = feature_table.FeatureTable(full.matrix[keep_row][:, columns],
                                   new_index[full.clip_index[keep_row]], full.augmented[keep_row])
     clips = [c for c, k in zip(clips, keep_clip, strict=True) if k]
     settings = replace(settings, balance=spec.get("balance", settings.balance),
@@ -129,7 +129,7 @@ def main() -> int:
     # default-2026.11.2's recipe, which the variants depart from.
     settings = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6)
     started = time.time()
-    full = training.extract_dataset(clips, FULL_CONFIG, augment_copies=settings.augment_copies,
+    full = feature_table.extract_dataset(clips, FULL_CONFIG, augment_copies=settings.augment_copies,
                                     max_windows=settings.max_windows, seed=settings.seed,
                                     jobs=args.jobs, cache_dir=Path(args.cache))
     results = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio import training
+from deepfake_audio import feature_table, training
 from deepfake_audio.datasets import load_dataset
 from deepfake_audio.model import load_model
 
@@ -38,7 +38,7 @@ def main() -> None:
     stored = model.metadata.training.get("settings", {})
     fields = training.TrainSettings.__dataclass_fields__
     settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in fields})
-    table = training.extract_dataset(
+    table = feature_table.extract_dataset(
         clips, model.metadata.features, augment_copies=settings.augment_copies,
         max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
         cache_dir=args.cache,

@@ -16,7 +16,7 @@ import sklearn
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from deepfake_audio import Detector, model
+from deepfake_audio import Detector, model, safe_pickle
 from deepfake_audio.compiled import COMPILED_FILE
 from deepfake_audio.exceptions import ModelIntegrityError, ModelLoadError
 from deepfake_audio.features import FeatureConfig, extract, feature_names
@@ -170,15 +170,16 @@ def test_family_classifier_must_match_model_json(tmp_path):
     meta = read_meta(directory)
     meta["source_families"] = list(reversed(meta["source_families"]))
     write_meta(directory, meta)
-    with pytest.raises(ModelLoadError, match=r"do not match model\.json's source_families"):
-        load_model(directory)
+    for compiled in (True, False):
+        with pytest.raises(ModelLoadError, match=r"do not match model\.json's source_families"):
+            load_model(directory, compiled=compiled)
     (directory / FAMILY_FILE).unlink()
-    with pytest.raises(ModelLoadError, match="is missing"):
+    with pytest.raises(ModelLoadError, match=f"lacks {FAMILY_FILE}"):
         load_model(directory)
 
 
 def test_model_without_family_classifier_loads_and_saves(tmp_path):
-    bundled = load_model()
+    bundled = load_model(compiled=False)
     meta = dataclasses.replace(bundled.metadata, source_families=())
     saved = save_model(tmp_path / "plain", bundled.classifier, bundled.scaler, meta)
     assert FAMILY_FILE not in saved.artefacts and not (tmp_path / "plain" / FAMILY_FILE).exists()
@@ -284,7 +285,7 @@ def test_dotted_name_cannot_reach_classes_imported_by_sklearn(tmp_path):
 ])
 def test_allow_list_refuses(module, name, obj):
     with pytest.raises(ModelIntegrityError):
-        model._check_global(module, name, obj)
+        safe_pickle._check_global(module, name, obj)
 
 
 @pytest.mark.parametrize(("module", "name", "obj"), [
@@ -295,7 +296,7 @@ def test_allow_list_refuses(module, name, obj):
     ("joblib.numpy_pickle", "NumpyArrayWrapper", None),
 ])
 def test_allow_list_accepts(module, name, obj):
-    model._check_global(module, name, obj)
+    safe_pickle._check_global(module, name, obj)
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
@@ -303,7 +304,7 @@ def test_plain_pickles_of_allowed_types_load(tmp_path, protocol):
     scaler = StandardScaler().fit(np.random.default_rng(0).standard_normal((20, 3)))
     path = tmp_path / "scaler.pkl"
     path.write_bytes(pickle.dumps(scaler, protocol=protocol))
-    loaded = model.safe_load_pickle(path)
+    loaded = safe_pickle.safe_load_pickle(path)
     np.testing.assert_allclose(loaded.mean_, scaler.mean_)
 
 
@@ -311,7 +312,7 @@ def test_garbage_pickle_is_a_load_error(tmp_path):
     path = tmp_path / "x.pkl"
     path.write_bytes(b"definitely not a pickle")
     with pytest.raises(ModelLoadError):
-        model.safe_load_pickle(path)
+        safe_pickle.safe_load_pickle(path)
 
 
 # --------------------------------------------------------------------------- load errors

@@ -279,7 +279,7 @@ def two_corpora(tiny_data):
 
 
 def test_unseen_scores_hold_out_corpus_for_real_and_generator_for_fake(two_corpora):
-    from deepfake_audio.training import extract_dataset
+    from deepfake_audio.feature_table import extract_dataset
 
     settings = TrainSettings(augment_copies=0)
     table = extract_dataset(two_corpora, FeatureConfig(), max_windows=settings.max_windows,
