@@ -116,6 +116,11 @@ class MediaFile:
             )
         self._stream = container.streams.audio[0]
         context = self._stream.codec_context
+        if context is None:  # an audio stream of a codec this FFmpeg build cannot decode
+            name = _container_name(container)
+            container.close()
+            raise AudioDecodeError(f"the {name} file's audio stream uses a codec that"
+                                   " cannot be decoded")
         self.codec = _codec_name(self._stream)
         self.container_format = _container_name(container)
         self.sample_rate = int(context.sample_rate or 0)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio, AudioSource, load_audio
-from .exceptions import InputError, ModelLoadError, SpeakerReferenceError
+from .exceptions import InputError, ModelLoadError, NoSpeechError, SpeakerReferenceError
 from .ge2e import ENCODER_DIR, SAMPLE_RATE, Embedding, GE2EEncoder, load_encoder
 from .speaker_scoring import (
     SpeakerParams,
@@ -184,7 +184,10 @@ class SpeakerProfile:
                 name = label if label.startswith("reference") else f"reference {label}"
                 raise type(exc)(f"{name}: {exc}") from exc
             embedding = verifier.embed(audio.samples)
-            p_fake = artefact_score(audio) if artefact_score is not None else None
+            try:
+                p_fake = artefact_score(audio) if artefact_score is not None else None
+            except NoSpeechError:  # too little speech is judged below, for all references
+                p_fake = None
             vectors.append(embedding.vector)
             infos.append(ReferenceInfo(label, round(embedding.speech_s, 3),
                                        None if p_fake is None else round(p_fake, 4)))

@@ -39,18 +39,16 @@ N_FILES = 200
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, gen) -> Path:
-    """``N_FILES`` clips (tones, noise, speech-like; 0.5-0.8 s) in two folders + one bad file."""
+    """``N_FILES`` speech clips (1.5-1.8 s, three sample rates) in two folders + one bad file.
+
+    Speech only: the detector refuses tones and noise (no speech), and every file but the
+    broken one must come back with a verdict."""
     root = tmp_path_factory.mktemp("archive")
-    makers = (
-        lambda sr, s, i: gen.tone(sr, s, 150.0 + 7 * i),
-        lambda sr, s, i: gen.noise(sr, s, seed=i),
-        lambda sr, s, i: gen.speechlike(sr, s, seed=i, f0=100.0 + i % 80),
-    )
     for i in range(N_FILES):
         sr = (16000, 22050, 8000)[i % 3]
-        seconds = 0.5 + (i % 4) / 10
+        seconds = 1.5 + (i % 4) / 10  # shorter cuts can land in a pause
         folder = root / ("calls" if i % 2 else "more")
-        gen.write(folder / f"clip{i:04d}.wav", makers[i % 3](sr, seconds, i), sr)
+        gen.write(folder / f"clip{i:04d}.wav", gen.speechlike(sr, seconds, seed=i), sr)
     (root / "more" / "zz_broken.wav").write_bytes(b"RIFF" + os.urandom(2000))
     return root
 

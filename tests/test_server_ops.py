@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.helpers.audio import SR, pcm16, tone, wav_bytes
+from tests.helpers.audio import SR, pcm16, speech, wav_bytes
 from tests.helpers.server import ServerProcess, running_servers
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -69,7 +69,7 @@ def test_busy_server_answers_429_while_websockets_wait(servers: tuple[ServerProc
         # WebSocket messages are not refused: they wait for the slot (queue 0 or not).
         ws.send(json.dumps(message))
         stream.send(json.dumps({"type": "start", "sample_rate": SR}))
-        stream.send(pcm16(tone(1.0)))
+        stream.send(pcm16(speech(1.0)))
         _wait_until(lambda: _gauge(server.url, "analysis_queue_depth") >= 3)
         # ... and their waiting is a backlog HTTP admission sees.
         assert _post(server.url, wav_bytes(1.0)).status_code == 429

@@ -57,5 +57,10 @@ def serve(settings: Settings) -> None:
         os.environ.update(settings.to_env())
         del detector  # each worker loads its own copy
         uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)
+    elif settings.isolate:
+        # A detector handed to create_app() analyses in this process; isolation needs the
+        # app to start its worker processes, so this load only made a broken model fail fast.
+        del detector
+        uvicorn.run(create_app(settings), **options)
     else:
         uvicorn.run(create_app(settings, detector=detector), **options)
