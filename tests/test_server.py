@@ -521,6 +521,28 @@ def test_stream_short_and_protocol_errors(server: ServerProcess) -> None:
         assert json.loads(ws.recv(timeout=10))["type"] == "error"  # nothing scored
 
 
+def test_stream_windows_without_speech_are_shown_unscored(server: ServerProcess) -> None:
+    """A tone between two stretches of speech: its windows say "no-speech", carry no score
+    and stay out of the running verdict; a stream of tone alone gets no verdict."""
+    audio = np.concatenate([speech(3.0, seed=2), tone(4.0), speech(3.0, seed=3)])
+    with connect(server.ws_url + "/ws/stream") as ws:
+        windows, summary = _stream(ws, audio)
+        quiet = [w for w in windows if w["classification"] == "no-speech"]
+        scored = [w for w in windows if w["classification"] != "no-speech"]
+        assert quiet and scored
+        assert all(w["raw_score"] is None and w["probability_deepfake"] is None for w in quiet)
+        assert all(2.0 < w["start_s"] and w["end_s"] <= 8.0 for w in quiet)
+        assert summary["windows"] == len(scored)
+        assert summary["raw_score"] == pytest.approx(
+            float(np.mean([w["raw_score"] for w in scored])), abs=1e-9)
+        ws.send(json.dumps({"type": "start", "sample_rate": SR}))
+        ws.send(pcm16(tone(2.5)))
+        ws.send(json.dumps({"type": "end"}))
+        messages = [json.loads(ws.recv(timeout=30)) for _ in range(3)]
+        assert [m["type"] for m in messages] == ["window", "window", "error"], messages
+        assert "no speech" in messages[-1]["error"]
+
+
 def ws_ask_raw(ws: Any, payload: dict) -> str:
     ws.send(json.dumps(payload))
     return str(ws.recv(timeout=10))

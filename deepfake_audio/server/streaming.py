@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from fastapi import WebSocket
 
-from ..detector import Detector
-from ..exceptions import InputError
+from ..detector import NO_SPEECH, Detector
+from ..exceptions import InputError, NoSpeechError
 from .admission import AnalysisTimeout
 from .errors import TIMEOUT_MESSAGE, input_error_status
 from .logs import logger
@@ -68,6 +68,7 @@ class StreamSession:
         self.buffer = np.zeros(0, dtype=np.float32)  # the last `window` samples at most
         self._carry = b""  # bytes of an incomplete sample frame
         self.scores: list[float] = []
+        self.no_speech_windows = 0
 
     @property
     def duration_s(self) -> float:
@@ -112,7 +113,8 @@ class StreamSession:
 
     def tail(self, min_samples: int) -> PendingWindow | None:
         """At ``end`` of a stream that produced no window yet: the buffered audio, if enough."""
-        if self.scores or self.total == 0 or len(self.buffer) < min_samples:
+        if (self.scores or self.no_speech_windows or self.total == 0
+                or len(self.buffer) < min_samples):
             return None
         return self._window()
 
@@ -140,6 +142,16 @@ async def _score_window(websocket: WebSocket, state: ServiceState, detector: Det
     try:
         result = await state.run_analysis("stream", lambda: detector.analyze((samples, rate)),
                                           wait=True)
+    except NoSpeechError:
+        # Silence, hold music, a tone: like a file's timeline, the window is shown unscored
+        # and stays out of the running verdict.
+        await send_json(websocket, {
+            "type": "window", "start_s": window.start_s, "end_s": window.end_s,
+            "classification": NO_SPEECH, "confidence": None, "raw_score": None,
+            "probability_deepfake": None,
+            "overall": _running_verdict(detector, session) if session.scores else None})
+        session.no_speech_windows += 1
+        return
     except Exception as exc:
         if isinstance(exc, InputError):
             text = f"{input_error_status(exc)[1]}: {exc}"
@@ -167,8 +179,9 @@ async def _end(websocket: WebSocket, state: ServiceState, detector: Detector,
         await send_json(websocket, {"type": "summary", **_running_verdict(detector, session),
                                     "duration_s": round(session.duration_s, 3)})
     else:
-        await send_json(websocket, stream_error("stream too short: no window could be scored",
-                                                duration_s=round(session.duration_s, 3)))
+        reason = ("no speech in the stream (only silence, noise, music or tones)"
+                  if session.no_speech_windows else "stream too short: no window could be scored")
+        await send_json(websocket, stream_error(reason, duration_s=round(session.duration_s, 3)))
 
 
 async def stream_loop(websocket: WebSocket, state: ServiceState) -> None:
