@@ -61,9 +61,8 @@ class FeatureConfig:
         kept). ``no-cepstral`` drops the means of the static MFCC/LFCC; ``artefact``
         keeps only the means of flatness, fine structure and phase advance. The
         dropped means mostly describe the speaker, the recording channel and its
-        bandwidth rather than the synthesis method; with the 40-odd corpora of the
-        third training batch keeping them all held out better (``docs/model-card.md``,
-        ablation), so ``"all"`` is the default.
+        bandwidth rather than the synthesis method, so ``"artefact"`` is the default
+        (the bundled model's setting; ``docs/model-card.md``).
     """
 
     kind: str = MAIN_KIND
@@ -82,7 +81,7 @@ class FeatureConfig:
     window_s: float = 3.0
     hop_s: float = 1.5
     statistics: tuple[str, ...] = field(default=("mean", "std"))
-    means: str = "all"
+    means: str = "artefact"
 
     @classmethod
     def legacy(cls) -> FeatureConfig:
@@ -90,7 +89,7 @@ class FeatureConfig:
         return cls(
             kind=LEGACY_KIND, sample_rate=22_050, n_fft=2048, win_length=2048, hop_length=512,
             n_mels=128, n_mfcc=13, groups=("mfcc",), window_s=0.0, hop_s=0.0,
-            statistics=("mean",),
+            statistics=("mean",), means="all",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +109,8 @@ class FeatureConfig:
         }
         if "cepstral_means" in values:  # model.json of version 0.1.0
             values["means"] = "all" if values.pop("cepstral_means") else "no-cepstral"
+        # Files written before the setting existed kept every mean (the default has moved).
+        values.setdefault("means", "all")
         return cls(**values)
 
     def __post_init__(self) -> None:

@@ -206,7 +206,7 @@ def test_bundled_clips_every_input_kind(detector, request, clip_name, expected):
     # Calibrated on corpora and generators held out of training, so even clear cases get
     # moderate probabilities; the raw score is well away from the threshold.
     assert reference.confidence > 0.65
-    assert abs(reference.raw_score - detector.threshold) > 1.0
+    assert abs(reference.raw_score - detector.threshold) > 0.5
 
 
 def test_bundled_clips_match_their_readme(real_clip, fake_clip):
