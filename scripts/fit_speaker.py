@@ -15,7 +15,9 @@
 3. Fusion ``logit p = logit p_artefacts + weight * max(0, logit p_different - margin)``:
    grid search for the lowest pooled EER over all synthetic trials, under the
    constraints that neural-vocoder and neural-TTS trials lose at most ``--slack`` (2) EER points
-   and that genuine trials stay called real at least 80 % of the time.
+   and that genuine trials stay called real at least 80 % of the time (or, when the
+   artefact scores alone call fewer than that real, lose at most ``--real-loss`` (2.5)
+   points: otherwise no fusion could pass and references would be ignored).
    Artefact probabilities come from ``--heldout`` (scores of models that never saw
    the clip's corpus or generator: ``scripts/heldout_artefact_scores.py``), else
    from the bundled model (in-sample: too confident, says so).
@@ -125,6 +127,9 @@ def main() -> None:
     parser.add_argument("--embeddings", type=Path, help="embedding cache (.npz)")
     parser.add_argument("--slack", type=float, default=0.02,
                         help="EER points (as a fraction) vocoder and TTS trials may lose")
+    parser.add_argument("--real-loss", type=float, default=0.025,
+                        help="genuine-called-real points (as a fraction) the fusion may cost"
+                             " when the artefact scores alone are under 80 %%")
     parser.add_argument("--write", action="store_true", help="update models/speaker/speaker.json")
     args = parser.parse_args()
 
@@ -204,11 +209,12 @@ def main() -> None:
 
     base = figures(0.0, 0.0, 0.0)
     best = (0.0, 0.0, 0.0, base)
+    min_real = min(0.8, base["genuine_real"] - args.real_loss)
     for full in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0):
         for weight in np.arange(0.25, 3.01, 0.25):
             for margin in np.arange(-3.0, 3.01, 0.5):
                 fig = figures(float(weight), float(margin), full)
-                ok = fig["genuine_real"] >= 0.8 and all(
+                ok = fig["genuine_real"] >= min_real and all(
                     fig[k] <= base[k] + args.slack for k in KINDS_PROTECTED)
                 if ok and fig["pooled"] < best[3]["pooled"] - 1e-9:
                     best = (float(weight), float(margin), full, fig)
