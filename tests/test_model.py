@@ -35,6 +35,13 @@ from deepfake_audio.model import (
 from tests.helpers.artefacts import RunsShell, copy_default, read_meta, replace_artefact, write_meta
 
 
+def flip_middle_byte(path):
+    """One bit of damage in the middle of an artefact."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture
 def forbid_unpickling(monkeypatch):
     def fail(path):
@@ -94,9 +101,7 @@ def test_compiled_decision_values_equal_scikit_learn(real_clip, fake_clip, gen, 
 
 def test_tampered_compiled_arrays_are_refused(tmp_path):
     directory = copy_default(tmp_path)
-    data = bytearray((directory / COMPILED_FILE).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (directory / COMPILED_FILE).write_bytes(bytes(data))
+    flip_middle_byte(directory / COMPILED_FILE)
     with pytest.raises(ModelIntegrityError, match=r"does not match model\.json"):
         load_model(directory)
     assert load_model(directory, compiled=False).classifier is not None
@@ -194,9 +199,7 @@ def test_model_without_family_classifier_loads_and_saves(tmp_path):
 @pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE, FAMILY_FILE])
 def test_one_changed_byte_is_refused_before_unpickling(tmp_path, forbid_unpickling, name):
     directory = copy_default(tmp_path)
-    data = bytearray((directory / name).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (directory / name).write_bytes(bytes(data))
+    flip_middle_byte(directory / name)
     with pytest.raises(ModelIntegrityError, match=r"does not match model\.json"):
         load_model(directory)
 
