@@ -8,11 +8,11 @@ The HTTP/WebSocket server lives in :mod:`deepfake_audio.server` and needs the
 ``[server]`` extra; importing this package never imports it.
 """
 
+import importlib
 import logging
+import typing
 
 from ._version import __version__
-from .audio import Audio, AudioInfo, AudioReader, load_audio, probe
-from .detector import AnalysisResult, Detector, Segment, WindowScore
 from .exceptions import (
     AudioDecodeError,
     AudioFileNotFoundError,
@@ -31,8 +31,12 @@ from .exceptions import (
     SpeakerReferenceError,
     UnsupportedFormatError,
 )
-from .features import FeatureConfig
-from .speaker import SpeakerProfile, SpeakerResult
+
+if typing.TYPE_CHECKING:
+    from .audio import Audio, AudioInfo, AudioReader, load_audio, probe
+    from .detector import AnalysisResult, Detector, Segment, WindowScore
+    from .features import FeatureConfig
+    from .speaker import SpeakerProfile, SpeakerResult
 
 logging.getLogger("deepfake_audio").addHandler(logging.NullHandler())
 
@@ -67,3 +71,24 @@ __all__ = [
     "load_audio",
     "probe",
 ]
+
+# The heavy modules are imported on first use (PEP 562), so the command line can
+# start building the speech detector on another core before numpy and the model load.
+_HOMES = {"audio": ("Audio", "AudioInfo", "AudioReader", "load_audio", "probe"),
+          "detector": ("AnalysisResult", "Detector", "Segment", "WindowScore"),
+          "features": ("FeatureConfig",),
+          "speaker": ("SpeakerProfile", "SpeakerResult")}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepfake_audio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

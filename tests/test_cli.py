@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_audio import cli, formatting
+from deepfake_audio import cli, formatting, pool
 from tests.helpers import media
 from tests.helpers.audio import speech
 
@@ -238,11 +238,11 @@ def test_parser_defaults_come_from_the_environment(monkeypatch):
 
 
 def test_iter_audio_files(batch):
-    files = list(cli.iter_audio_files([str(batch)]))
+    files = list(pool.iter_audio_files([str(batch)]))
     assert len(files) == 6
     assert all(f.suffix in {".wav", ".flac", ".ogg", ".mp3"} for f in files)
     explicit = batch / "notes.txt"
-    assert list(cli.iter_audio_files([str(explicit)])) == [explicit]  # files pass through
+    assert list(pool.iter_audio_files([str(explicit)])) == [explicit]  # files pass through
 
 
 def _damaged_mp3(path: Path, gen) -> Path:

@@ -51,6 +51,7 @@ CAP_S = 600.0
 
 def test_library(corpus: list[tuple[Case, Path]], private_tempdir: Path) -> None:
     detector = Detector(max_duration_s=CAP_S)
+    detector.warm_up()  # joins the speech detector's background build (it opens its model file)
     fds_before = sorted(probes.fd_targets())
     rows = runs.run_library(detector, corpus)
     _check(rows)
