@@ -10,6 +10,7 @@ module imports nothing heavy so that the prefetch can start before numpy loads.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -52,6 +53,17 @@ def prefetch() -> None:
         if _spare is None:
             _spare = _Builder()
             _spare.start()
+
+
+def _finish_build_before_fork() -> None:
+    # A child forked mid-build (``check --jobs`` forks its workers) could inherit ONNX
+    # Runtime's locks held by the builder thread and hang on its own first build.
+    spare = _spare
+    if spare is not None:
+        spare.join()
+
+
+os.register_at_fork(before=_finish_build_before_fork)
 
 
 def _take_spare() -> Any:

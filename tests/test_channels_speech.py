@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -196,3 +197,18 @@ def test_the_command_line_starts_before_numpy_loads():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert run.stdout.strip() == "False", run.stderr
+
+
+def test_a_fork_waits_for_the_background_build():
+    starter = threading.Thread(target=silero.prefetch)
+    starter.start()
+    starter.join()
+    builder = silero._spare
+    assert builder is not None
+    pid = os.fork()
+    if pid == 0:  # the child: ONNX Runtime still builds and runs there
+        silence = np.zeros(512, dtype=np.float32)
+        os._exit(0 if 0.0 <= silero._build().process(memoryview(silence)) < 0.5 else 1)
+    assert not builder.is_alive()  # the parent forked only once the build had finished
+    assert os.waitpid(pid, 0)[1] == 0
+    silero._take_spare()
