@@ -120,19 +120,12 @@ class GE2EEncoder:
         self.encoder_id = encoder_id
         # PyTorch's gate order is (i, f, g, o); (i, f, o, g) makes one sigmoid and one tanh slice.
         order = np.r_[0:512, 768:1024, 512:768]
-        hidden = HIDDEN
-        self._w_in0 = np.ascontiguousarray(weights["lstm_weight_ih_l0"][order].T)
-        # Layers run as a wavefront (layer k at step t - k), so one batched matmul per tick
-        # serves all three: row block [input; recurrent] per layer, layer 0's input pre-applied.
-        stacked = np.zeros((3, 2 * hidden, 4 * hidden), np.float32)
-        biases = np.zeros((3, 1, 4 * hidden), np.float32)
-        for k in range(3):
-            if k:
-                stacked[k, :hidden] = weights[f"lstm_weight_ih_l{k}"][order].T
-            stacked[k, hidden:] = weights[f"lstm_weight_hh_l{k}"][order].T
-            biases[k, 0] = (weights[f"lstm_bias_ih_l{k}"] + weights[f"lstm_bias_hh_l{k}"])[order]
-        self._w_stack = stacked
-        self._bias = biases
+        self._w_input = [np.ascontiguousarray(weights[f"lstm_weight_ih_l{k}"][order].T)
+                         for k in range(3)]
+        self._w_recurrent = [np.ascontiguousarray(weights[f"lstm_weight_hh_l{k}"][order].T)
+                             for k in range(3)]
+        self._bias = [(weights[f"lstm_bias_ih_l{k}"] + weights[f"lstm_bias_hh_l{k}"])[order]
+                      for k in range(3)]
         self._proj_w = np.ascontiguousarray(weights["linear_weight"].T)
         self._proj_b = weights["linear_bias"]
         # librosa's defaults, as Resemblyzer calls it (no librosa import: see features.py).
@@ -154,24 +147,26 @@ class GE2EEncoder:
         """Embeddings of a batch of partial spectrograms ``(batch, frames, 40)``."""
         batch, steps, _ = mels.shape
         hidden = HIDDEN
-        inputs0 = mels.astype(np.float32) @ self._w_in0
-        z = np.zeros((3, batch, 2 * hidden), np.float32)  # per layer: [input, h]
-        c = np.zeros((3, batch, hidden), np.float32)
-        for tick in range(steps + 2):
-            gates = np.matmul(z, self._w_stack) + self._bias
-            if tick < steps:
-                gates[0] += inputs0[:, tick]
-            sig = 0.5 * np.tanh(0.5 * gates[..., : 3 * hidden]) + 0.5
-            c_new = sig[..., hidden : 2 * hidden] * c + sig[..., :hidden] * np.tanh(
-                gates[..., 3 * hidden :]
-            )
-            h = sig[..., 2 * hidden :] * np.tanh(c_new)
-            # Layer k is only live for ticks k .. steps + k - 1.
-            live = slice(max(0, tick - steps + 1), min(3, tick + 1))
-            c[live] = c_new[live]
-            z[live, :, hidden:] = h[live]
-            z[1:, :, :hidden] = z[:2, :, hidden:]
-        h = z[2, :, hidden:]
+        # Layer by layer, time-major: each layer's input projection is one large matrix
+        # product over every step, and the step loop multiplies by the 1 MB recurrent
+        # matrix only, which stays in cache (the three layers' 6 MB together do not).
+        sequence = np.ascontiguousarray(mels.astype(np.float32).transpose(1, 0, 2))
+        for w_input, w_recurrent, bias in zip(self._w_input, self._w_recurrent, self._bias,
+                                              strict=True):
+            inputs = (sequence.reshape(steps * batch, -1) @ w_input).reshape(steps, batch, -1)
+            inputs += bias
+            h = np.zeros((batch, hidden), np.float32)
+            c = np.zeros((batch, hidden), np.float32)
+            outputs = np.empty((steps, batch, hidden), np.float32)
+            for t in range(steps):
+                gates = h @ w_recurrent
+                gates += inputs[t]
+                sig = 0.5 * np.tanh(0.5 * gates[:, : 3 * hidden]) + 0.5
+                c = sig[:, hidden : 2 * hidden] * c + sig[:, :hidden] * np.tanh(
+                    gates[:, 3 * hidden :])
+                h = outputs[t]
+                np.multiply(sig[:, 2 * hidden :], np.tanh(c), out=h)
+            sequence = outputs
         raw = np.maximum(h @ self._proj_w + self._proj_b, 0.0)
         return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
 
