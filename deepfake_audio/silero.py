@@ -63,7 +63,13 @@ def _finish_build_before_fork() -> None:
         spare.join()
 
 
-os.register_at_fork(before=_finish_build_before_fork)
+def _forget_spare_in_child() -> None:
+    # An instance built ahead belongs to the parent: a child builds its own.
+    global _spare
+    _spare = None
+
+
+os.register_at_fork(before=_finish_build_before_fork, after_in_child=_forget_spare_in_child)
 
 
 def _take_spare() -> Any:
