@@ -69,7 +69,7 @@ MIN_INPUT_SAMPLE_RATE = 1_000
 MAX_INPUT_SAMPLE_RATE = 384_000
 # Peak below -70 dBFS: nothing a microphone or a generator would produce as speech.
 SILENCE_PEAK = 10 ** (-70 / 20)
-_BLOCK_FRAMES = 1 << 16
+_BLOCK_FRAMES = 1 << 18  # fewer switches between the VAD and the features: warmer caches
 #: Where a duration error tells the user the limit comes from.
 DURATION_SETTING = "--max-duration / DEEPFAKE_AUDIO_MAX_DURATION (library: max_duration_s)"
 
