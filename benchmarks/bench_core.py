@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # measure this checkout, not whichever copy is installed
 SR = 16_000
 FAILED: list[str] = []
 

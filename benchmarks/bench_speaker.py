@@ -23,6 +23,7 @@ from pathlib import Path
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # measure this checkout, not whichever copy is installed
 CLIP = ROOT / "tests" / "data" / "real_librispeech_150.flac"
 REFERENCE = ROOT / "tests" / "data" / "real_librispeech.flac"
 
