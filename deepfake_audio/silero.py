@@ -1,7 +1,7 @@
 """Silero VAD instances: one per thread and slot, optionally built ahead in the background.
 
-Building an instance means building an ONNX Runtime session, about 0.1 s, more
-than a 10 s file takes to analyse. :func:`prefetch` builds one on another thread
+Building an instance means building an ONNX Runtime session, a large share of a
+one-file cold start. :func:`prefetch` builds one on another thread
 while the caller goes on importing numpy, loading the model and decoding: the
 work runs in C through ctypes, which releases the GIL, so on a machine with a
 second core the wait disappears from a one-file ``deepfake-audio check``. This
@@ -51,8 +51,9 @@ def prefetch() -> None:
         return
     with _spare_lock:
         if _spare is None:
-            _spare = _Builder()
-            _spare.start()
+            builder = _Builder()
+            builder.start()  # started before it is published: a fork hook may join it
+            _spare = builder
 
 
 def _finish_build_before_fork() -> None:
