@@ -275,6 +275,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
            help="scores the threshold and Platt calibration are fitted on: genuine clips"
                 " leave-one-corpus-out and fakes leave-one-generator-out (default), or"
                 " speaker-grouped cross-validation"),
+    option("--no-boosting", action="store_true",
+           help="SVM only: no gradient-boosted trees fused beside it (faster to train)"),
     JOBS, CACHE,
     option("--model-id"),
     option("--reliability-plot", metavar="PNG",
@@ -287,7 +289,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .datasets import load_datasets
 
     settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed,
-                                      calibration=args.calibration)
+                                      calibration=args.calibration,
+                                      boosting=not args.no_boosting)
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
     metadata = training.train(
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,

@@ -77,7 +77,8 @@ class CompiledModel:
     def n_features(self) -> int:
         return int(self.support_vectors.shape[1])
 
-    def _scaled(self, matrix: np.ndarray) -> np.ndarray:
+    def scaled(self, matrix: np.ndarray) -> np.ndarray:
+        """``(matrix - offset) / scale`` as float64, as ``StandardScaler.transform``."""
         x = np.array(matrix, dtype=np.result_type(matrix, np.float32))
         # Scaled in the input's own precision, as StandardScaler.transform does: float32
         # features then score exactly as through scikit-learn (and as at training time).
@@ -89,14 +90,14 @@ class CompiledModel:
         """Softmax of the source-family regression per row; None without one."""
         if self.family_coef is None or self.family_intercept is None:
             return None
-        logits = self._scaled(matrix) @ self.family_coef.T + self.family_intercept
+        logits = self.scaled(matrix) @ self.family_coef.T + self.family_intercept
         logits -= logits.max(axis=1, keepdims=True)
         odds = np.exp(logits)
         return np.asarray(odds / odds.sum(axis=1, keepdims=True))
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed score per row of raw (unscaled) features: positive leans deepfake."""
-        x = self._scaled(matrix)
+        x = self.scaled(matrix)
         products = x @ self.support_vectors.T
         if self.kernel == "linear":
             kernel = products

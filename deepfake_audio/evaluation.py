@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import feature_table, metrics, training
+from .boosting import Fusion
 from .datasets import Clip
 from .exceptions import DatasetError, InputError
 from .features import FeatureConfig
@@ -135,16 +136,23 @@ def _score_with_model(
     return raw, prob, detector.threshold, detector.model_id
 
 
-def _model_settings(
-    model_dir: str | Path | None, allow_unverified: bool,
-) -> tuple[FeatureConfig, training.TrainSettings, float]:
+@dataclass(frozen=True)
+class _Recipe:
+    """What a held-out protocol retrains and thresholds with: the model's own settings."""
+
+    config: FeatureConfig
+    settings: training.TrainSettings
+    threshold: float
+    fusion: Fusion | None
+
+
+def _model_settings(model_dir: str | Path | None, allow_unverified: bool) -> _Recipe:
     from .model import load_model
 
     model = load_model(model_dir, allow_unverified=allow_unverified)
-    stored = model.metadata.training.get("settings", {})
-    names = {f.name for f in fields(training.TrainSettings)}
-    settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in names})
-    return model.metadata.features, settings, model.metadata.decision_threshold
+    settings = training.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
+    return _Recipe(model.metadata.features, settings, model.metadata.decision_threshold,
+                   model.metadata.fusion)
 
 
 def check_protocol(clips: Sequence[Clip], protocol: str) -> None:
@@ -175,27 +183,31 @@ def _held_out_scores(
     clips: Sequence[Clip], protocol: str, model_dir: str | Path | None, allow_unverified: bool,
     jobs: int, cache_dir: Path | None, progress: bool,
 ) -> tuple[np.ndarray, float]:
-    config, settings, threshold = _model_settings(model_dir, allow_unverified)
+    recipe = _model_settings(model_dir, allow_unverified)
+    settings, fusion = recipe.settings, recipe.fusion
     labels = np.array([c.label for c in clips])
     table = feature_table.extract_dataset(
-        clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
-        seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
+        clips, recipe.config, augment_copies=settings.augment_copies,
+        max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, progress=progress,
+        cache_dir=cache_dir,
     )
     folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
-    raw = training.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
+    raw = training.out_of_fold_scores(clips, table, settings, folds, fusion=fusion, jobs=jobs,
+                                      progress=progress)
     held_out_by: dict[str, tuple[Callable[[Clip], str], int]] = {
         "leave-one-generator-out": (lambda c: c.family, 1),
         "leave-one-corpus-out": (lambda c: c.corpus, 0),
     }
     if protocol in held_out_by:
         key, label = held_out_by[protocol]
-        held = training.leave_one_out(clips, table, settings, key, label=label, jobs=jobs,
-                                      progress=progress)
+        held = training.leave_one_out(clips, table, settings, key, label=label, fusion=fusion,
+                                      jobs=jobs, progress=progress)
         raw[labels == label] = held[labels == label]
     elif protocol == "unseen":
-        held = training.unseen_scores(clips, table, settings, jobs=jobs, progress=progress)
+        held = training.unseen_scores(clips, table, settings, fusion=fusion, jobs=jobs,
+                                      progress=progress)
         raw = np.where(np.isnan(held), raw, held)
-    return raw, threshold
+    return raw, recipe.threshold
 
 
 def evaluate(
@@ -331,7 +343,8 @@ def unseen_window_scores(
     from tqdm.auto import tqdm
 
     check_protocol(clips, "unseen")
-    config, settings, _ = _model_settings(model_dir, allow_unverified)
+    recipe = _model_settings(model_dir, allow_unverified)
+    config, settings = recipe.config, recipe.settings
     table = feature_table.extract_dataset(
         clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
         seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
@@ -348,11 +361,10 @@ def unseen_window_scores(
         key = "corpus" if label == 0 else "family"
         held = np.array([c.label == label and getattr(c, key) == name for c in clips])
         keep = ~held[table.clip_index]
-        classifier, scaler = training.fit_svm(table.matrix[keep],
-                                              labels[table.clip_index[keep]], settings,
-                                              weights[keep])
+        models = training.fit_models(table.matrix[keep], labels[table.clip_index[keep]],
+                                     settings, weights[keep])
         indices = [i for i in np.flatnonzero(held).tolist() if len(full[i][0])]
-        return indices, [classifier.decision_function(scaler.transform(full[i][0]))
+        return indices, [training.fused(models.components(full[i][0]), recipe.fusion)
                          for i in indices]
 
     scores: list[np.ndarray] = [np.zeros(0)] * len(clips)

@@ -6,7 +6,10 @@ calibration, the SHA-256 of each artefact and what the model was trained on.
 Models saved by this version also hold ``compiled.npz``, the same scaler and
 SVM as plain arrays (:mod:`deepfake_audio.compiled`): when ``model.json`` lists
 it, scoring reads it instead of the pickles and never imports scikit-learn.
-``scripts/compile_model.py`` adds it to an older folder.
+``scripts/compile_model.py`` adds it to an older folder. A model trained with
+boosted trees beside the SVM also holds ``boosting.npz`` (arrays only, always read
+that way) and the ``fusion`` of the two scores in ``model.json``
+(:mod:`deepfake_audio.boosting`).
 
 Pickles can run arbitrary code when loaded, so loading is guarded twice:
 
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .boosting import BOOSTING_FILE, BoostedTrees, Fusion, compile_boosting, load_boosting
 from .compiled import COMPILED_FILE, CompiledModel, compile_estimators, load_compiled
 from .exceptions import ModelIntegrityError, ModelLoadError
 from .features import FeatureConfig, feature_names
@@ -109,6 +113,9 @@ class ModelMetadata:
     #: Synthetic source families the optional family classifier tells apart, in its
     #: class order; empty when the model has none.
     source_families: tuple[str, ...] = ()
+    #: How the SVM's and the boosted trees' window scores are combined; None for an
+    #: SVM-only model (no ``boosting.npz``).
+    fusion: Fusion | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -136,6 +143,7 @@ class ModelMetadata:
                             "b": self.calibration.b},
             "artefacts": self.artefacts,
             "source_families": list(self.source_families),
+            **({"fusion": self.fusion.to_dict()} if self.fusion else {}),
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -154,6 +162,7 @@ class ModelMetadata:
                 raise ModelLoadError("model.json feature_names do not match its feature settings")
             cal = data.get("calibration") or {}
             band = data.get("band")
+            fusion = data.get("fusion")
             return cls(
                 model_id=str(data["model_id"]),
                 features=features,
@@ -169,6 +178,7 @@ class ModelMetadata:
                 metrics=dict(data.get("metrics", {})),
                 library_version=str(data.get("library_version", "")),
                 source_families=tuple(str(name) for name in data.get("source_families", ())),
+                fusion=Fusion.from_dict(fusion) if fusion else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"invalid model.json: {exc}") from None
@@ -186,6 +196,8 @@ class LoadedModel:
         unpickled).
     family_classifier : object or None
         The scikit-learn source-family classifier of an uncompiled model, if it has one.
+    boosting : BoostedTrees or None
+        The tree ensemble fused with the SVM (``metadata.fusion``), if the model has one.
     """
 
     directory: Path
@@ -195,6 +207,7 @@ class LoadedModel:
     verified: bool
     compiled: CompiledModel | None = None
     family_classifier: Any = None
+    boosting: BoostedTrees | None = None
 
     def family_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
         """P(family | synthetic) per ``metadata.source_families`` for each row.
@@ -216,14 +229,19 @@ class LoadedModel:
             return np.concatenate([self.decision_values(matrix[i : i + _SCORE_BATCH])
                                    for i in range(0, len(matrix), _SCORE_BATCH)])
         if self.compiled is not None:
-            return self.compiled.decision_values(matrix)
-        scores = np.asarray(self.classifier.decision_function(self.scaler.transform(matrix)),
-                            dtype=np.float64).reshape(-1)
-        classes = list(getattr(self.classifier, "classes_", [0, 1]))
-        # decision_function is positive towards classes_[1]; flip if that is "real".
-        if len(classes) == 2 and classes[0] == self.metadata.deepfake_label:
-            scores = -scores
-        return scores
+            svm = self.compiled.decision_values(matrix)
+        else:
+            svm = np.asarray(self.classifier.decision_function(self.scaler.transform(matrix)),
+                             dtype=np.float64).reshape(-1)
+            classes = list(getattr(self.classifier, "classes_", [0, 1]))
+            # decision_function is positive towards classes_[1]; flip if that is "real".
+            if len(classes) == 2 and classes[0] == self.metadata.deepfake_label:
+                svm = -svm
+        if self.boosting is None or self.metadata.fusion is None:
+            return svm
+        scaled = (self.compiled.scaled(matrix) if self.compiled is not None
+                  else self.scaler.transform(matrix))
+        return self.metadata.fusion.combine(svm, self.boosting.decision_values(scaled))
 
 
 def _check_estimators(classifier: Any, scaler: Any, n_features: int, directory: Path) -> None:
@@ -298,7 +316,8 @@ def load_model(
                 raise ModelLoadError(f"{COMPILED_FILE}'s families {list(arrays.family_classes)}"
                                      " do not match model.json's source_families"
                                      f" {list(metadata.source_families)}")
-            return LoadedModel(path, metadata, None, None, True, arrays)
+            return LoadedModel(path, metadata, None, None, True, arrays,
+                               boosting=_load_trees(path, metadata, n_features))
         verified = True
     elif allow_unverified:
         logger.warning("loading %s without model.json: pickles are NOT verified; legacy MFCC"
@@ -317,13 +336,23 @@ def load_model(
     family = _load_family_classifier(path, metadata) if metadata.source_families else None
     _warn_on_version_drift(metadata)
     return LoadedModel(path, metadata, classifier, scaler, verified,
-                       family_classifier=family)
+                       family_classifier=family,
+                       boosting=_load_trees(path, metadata, len(feature_names(metadata.features))))
 
 
 def _artefact_names(metadata: ModelMetadata) -> tuple[str, ...]:
-    if metadata.source_families:
-        return (MODEL_FILE, SCALER_FILE, FAMILY_FILE)
-    return (MODEL_FILE, SCALER_FILE)
+    return (MODEL_FILE, SCALER_FILE, *((FAMILY_FILE,) if metadata.source_families else ()),
+            *((BOOSTING_FILE,) if metadata.fusion else ()))
+
+
+def _load_trees(path: Path, metadata: ModelMetadata, n_features: int) -> BoostedTrees | None:
+    if metadata.fusion is None:
+        return None
+    trees = load_boosting(path / BOOSTING_FILE)  # hash-checked with the other artefacts
+    if trees.n_features != n_features:
+        raise ModelLoadError(f"{BOOSTING_FILE} expects {trees.n_features} features but the"
+                             f" feature settings give {n_features}")
+    return trees
 
 
 def _load_family_classifier(path: Path, metadata: ModelMetadata) -> Any:
@@ -366,12 +395,14 @@ def _warn_on_version_drift(metadata: ModelMetadata) -> None:
 
 def save_model(
     directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata,
-    family_classifier: Any = None,
+    family_classifier: Any = None, boosting: Any = None,
 ) -> ModelMetadata:
     """Write the pickles and ``model.json`` (with their SHA-256) to ``directory``.
 
     ``family_classifier`` (optional) maps the scaled window features to probabilities over
-    ``metadata.source_families``; it is saved as ``family_model.pkl``.
+    ``metadata.source_families``; it is saved as ``family_model.pkl``. ``boosting``
+    (optional, with ``metadata.fusion``) is a fitted ``HistGradientBoostingClassifier`` on
+    the scaled features, saved as ``boosting.npz`` arrays.
 
     Returns
     -------
@@ -385,12 +416,18 @@ def save_model(
     path.mkdir(parents=True, exist_ok=True)
     if (family_classifier is None) != (not metadata.source_families):
         raise ValueError("a family classifier needs metadata.source_families, and vice versa")
+    if (boosting is None) != (metadata.fusion is None):
+        raise ValueError("boosted trees need metadata.fusion, and vice versa")
     joblib.dump(classifier, path / MODEL_FILE, protocol=4)
     joblib.dump(scaler, path / SCALER_FILE, protocol=4)
     if family_classifier is not None:
         joblib.dump(family_classifier, path / FAMILY_FILE, protocol=4)
     else:
         (path / FAMILY_FILE).unlink(missing_ok=True)  # a stale one would never be verified
+    if boosting is not None:
+        compile_boosting(boosting, metadata.deepfake_label).save(path / BOOSTING_FILE)
+    else:
+        (path / BOOSTING_FILE).unlink(missing_ok=True)
     names = list(_artefact_names(metadata))
     try:
         compile_estimators(classifier, scaler, metadata.deepfake_label,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .augment import AUGMENTATIONS, augment
+from .boosting import Fusion, fit_boosting
 from .datasets import Clip, can_hold_out_groups, dataset_summary
 from .exceptions import DatasetError, DeepfakeAudioError, TrainingError
 from .feature_table import FeatureTable, extract_dataset
@@ -56,6 +57,9 @@ class TrainSettings:
     #: Weight windows so every (corpus, label) cell counts the same: one big corpus
     #: (LibriSpeech, Tortoise) must not decide what "real" or "fake" sounds like.
     balance: bool = True
+    #: Fit gradient-boosted trees beside the SVM and fuse their scores
+    #: (:mod:`deepfake_audio.boosting`); the bundled model does since 2026.11.5.
+    boosting: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +82,15 @@ class TrainSettings:
         if problems:
             raise TrainingError("invalid training settings: " + "; ".join(problems))
 
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any]) -> TrainSettings:
+        """The settings a model's ``model.json`` recorded (``training.settings``).
+
+        Unknown keys are ignored; models saved before boosting existed are SVM-only.
+        """
+        names = set(cls.__dataclass_fields__)
+        return cls(**{"boosting": False, **{k: v for k, v in stored.items() if k in names}})
+
 
 def fit_svm(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,
             weights: np.ndarray | None = None) -> tuple[Any, Any]:
@@ -92,6 +105,44 @@ def fit_svm(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,
                      random_state=settings.seed)
     classifier.fit(scaler.transform(matrix), labels, sample_weight=weights)
     return classifier, scaler
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    """The scaler, the SVM and (optionally) the boosted trees fitted on one table."""
+
+    scaler: Any
+    svm: Any
+    boosting: Any = None
+
+    def components(self, matrix: np.ndarray) -> np.ndarray:
+        """``(rows, models)`` decision values, positive towards deepfake (label 1)."""
+        if list(self.svm.classes_) != [0, 1]:
+            raise DeepfakeAudioError("classifier classes must be [0, 1] (real, deepfake)")
+        scaled = self.scaler.transform(matrix)
+        columns = [self.svm.decision_function(scaled)]
+        if self.boosting is not None:
+            columns.append(self.boosting.decision_function(scaled))
+        return np.column_stack(columns).astype(np.float64)
+
+
+def fit_models(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,
+               weights: np.ndarray | None = None) -> FittedModels:
+    """:func:`fit_svm`, plus the boosted trees on the same scaled rows when
+    ``settings.boosting``."""
+    svm, scaler = fit_svm(matrix, labels, settings, weights)
+    boosting = (fit_boosting(scaler.transform(matrix), labels, weights, settings.seed)
+                if settings.boosting else None)
+    return FittedModels(scaler, svm, boosting)
+
+
+def fused(columns: np.ndarray, fusion: Fusion | None) -> np.ndarray:
+    """One score per row from :meth:`FittedModels.components` columns."""
+    if columns.shape[1] == 1:
+        return np.asarray(columns[:, 0])
+    if fusion is None:
+        raise TrainingError("scores of the SVM and the boosted trees need a fusion rule")
+    return fusion.combine(columns[:, 0], columns[:, 1])
 
 
 def row_weights(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings) -> np.ndarray:
@@ -110,16 +161,13 @@ def row_weights(clips: Sequence[Clip], table: FeatureTable, settings: TrainSetti
     return weights * len(weights) / weights.sum()
 
 
-def clip_scores(classifier: Any, scaler: Any, table: FeatureTable, rows: np.ndarray,
-                n_clips: int) -> np.ndarray:
-    """Mean window decision value per clip (NaN for clips without rows), positive = deepfake."""
-    values = classifier.decision_function(scaler.transform(table.matrix[rows]))
-    if list(classifier.classes_) != [0, 1]:
-        raise DeepfakeAudioError("classifier classes must be [0, 1] (real, deepfake)")
-    sums = np.bincount(table.clip_index[rows], weights=values, minlength=n_clips)
-    counts = np.bincount(table.clip_index[rows], minlength=n_clips)
+def clip_means(values: np.ndarray, clip_index: np.ndarray, n_clips: int) -> np.ndarray:
+    """Mean of each column over each clip's rows: ``(n_clips, columns)``, NaN without rows."""
+    counts = np.bincount(clip_index, minlength=n_clips)
+    sums = np.column_stack([np.bincount(clip_index, weights=column, minlength=n_clips)
+                            for column in values.T])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], np.nan)
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -159,15 +207,19 @@ def grouped_folds(clips: Sequence[Clip], n_folds: int, seed: int) -> np.ndarray:
 def _fit_and_score(table: FeatureTable, labels: np.ndarray, weights: np.ndarray,
                    settings: TrainSettings, train_rows: np.ndarray, test_rows: np.ndarray,
                    n_clips: int) -> np.ndarray:
-    clf, scaler = fit_svm(table.matrix[train_rows], labels[table.clip_index[train_rows]], settings,
-                          weights[train_rows])
-    return clip_scores(clf, scaler, table, np.flatnonzero(test_rows), n_clips)
+    models = fit_models(table.matrix[train_rows], labels[table.clip_index[train_rows]],
+                        settings, weights[train_rows])
+    rows = np.flatnonzero(test_rows)
+    return clip_means(models.components(table.matrix[rows]), table.clip_index[rows], n_clips)
 
 
 def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
                      held_out_masks: Sequence[np.ndarray], desc: str, jobs: int,
                      progress: bool) -> np.ndarray:
-    """For each clip mask: fit without those clips (and their augmented rows), score them."""
+    """For each clip mask: fit without those clips (and their augmented rows), score them.
+
+    Returns ``(n_clips, models)``: one column per model of :func:`fit_models`.
+    """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -178,7 +230,7 @@ def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: Train
         held_rows = held_out[table.clip_index]
         tasks.append(delayed(_fit_and_score)(table, labels, weights, settings, ~held_rows,
                                              held_rows & ~table.augmented, len(clips)))
-    scores = np.full(len(clips), np.nan)
+    scores = np.full((len(clips), 2 if settings.boosting else 1), np.nan)
     results = Parallel(n_jobs=jobs, return_as="generator")(tasks)
     for held_out, fold_scores in zip(
         held_out_masks, tqdm(results, total=len(tasks), desc=desc, disable=not progress),
@@ -189,10 +241,17 @@ def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: Train
 
 
 def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
-                       folds: np.ndarray, *, jobs: int = 1, progress: bool = True) -> np.ndarray:
-    """Clip scores from models that never saw the clip's speaker (augmented rows train only)."""
+                       folds: np.ndarray, *, fusion: Fusion | None = None, jobs: int = 1,
+                       progress: bool = True) -> np.ndarray:
+    """Clip scores from models that never saw the clip's speaker (augmented rows train only).
+
+    With ``settings.boosting`` the two models' scores are combined by ``fusion``; without
+    a fusion the ``(n_clips, 2)`` columns are returned.
+    """
     masks = [folds == k for k in sorted(set(folds.tolist()))]
-    return _held_out_scores(clips, table, settings, masks, "cross-validation", jobs, progress)
+    columns = _held_out_scores(clips, table, settings, masks, "cross-validation", jobs,
+                               progress)
+    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
 
 
 # --------------------------------------------------------------------------- source family
@@ -270,7 +329,9 @@ def train(
     leave-one-generator-out confusion counts.
 
     Calibration (Platt) and the threshold come from held-out scores (see
-    ``TrainSettings.calibration``); the saved SVM is then fitted on every clip. The
+    ``TrainSettings.calibration``); with ``settings.boosting`` the fusion of the SVM and
+    the boosted trees is standardised on the same held-out scores. The saved models are
+    then fitted on every clip. The
     reliability bins are in ``metrics["reliability"]``: plotting them is the caller's
     choice (:func:`deepfake_audio.plots.plot_reliability`).
 
@@ -286,7 +347,7 @@ def train(
     TrainingError
         The held-out scores do not separate the classes.
     """
-    from .model import Calibration, ModelMetadata, save_model
+    from .model import GENUINE_FAMILY, Calibration, ModelMetadata, save_model
 
     config = config or FeatureConfig()
     settings = settings or TrainSettings()
@@ -297,20 +358,28 @@ def train(
     table = extract_dataset(clips, config, augment_copies=settings.augment_copies,
                             max_windows=settings.max_windows, seed=settings.seed, jobs=jobs,
                             cache_dir=cache_dir, progress=progress)
-    oof = out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=progress)
-    calibration_scores, protocol = oof, (
+    # Columns: one per model (SVM, boosted trees); fused once the fusion is known.
+    oof_columns = _as_columns(out_of_fold_scores(clips, table, settings, folds, jobs=jobs,
+                                                 progress=progress))
+    calibration_columns, protocol = oof_columns, (
         f"{settings.calibration_folds}-fold cross-validation grouped by speaker")
     if settings.calibration == "unseen":
         if can_hold_out_groups(clips):
-            unseen = unseen_scores(clips, table, settings, jobs=jobs, progress=progress)
+            unseen = _as_columns(unseen_scores(clips, table, settings, jobs=jobs,
+                                               progress=progress))
             # A group whose removal leaves one class empty stays NaN: fall back to its
             # out-of-fold score rather than dropping the clip.
-            calibration_scores = np.where(np.isnan(unseen), oof, unseen)
+            calibration_columns = np.where(np.isnan(unseen), oof_columns, unseen)
             protocol = ("genuine clips leave-one-corpus-out, fakes leave-one-generator-out "
                         "(speaker-grouped cross-validation where a group cannot be held out)")
         else:
             logger.warning("calibrating on speaker-grouped cross-validation: leave-one-out "
                            "calibration needs two genuine corpora and two generators")
+    # Standardised on the scores calibration sees: the unseen protocol's where it can run.
+    fusion = (Fusion.fit(calibration_columns[:, 0], calibration_columns[:, 1])
+              if settings.boosting else None)
+    oof = fused(oof_columns, fusion)
+    calibration_scores = fused(calibration_columns, fusion)
     valid = ~np.isnan(calibration_scores)
     a, b = fit_platt(calibration_scores[valid], labels[valid])
     if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
@@ -335,12 +404,15 @@ def train(
         "reliability": reliability,
     }
     weights = row_weights(clips, table, settings)
-    classifier, scaler = fit_svm(table.matrix, labels[table.clip_index], settings, weights)
+    models = fit_models(table.matrix, labels[table.clip_index], settings, weights)
     family_classifier: Any = None
     family_names: tuple[str, ...] = ()
     if source_families is not None:
         family_classifier, metrics["source_family"] = _family_model(
-            clips, table, scaler, source_families, jobs)
+            clips, table, models.scaler, source_families, jobs)
+        metrics["per_family"] = per_group_table(
+            clips, calibration_scores, threshold,
+            lambda c: GENUINE_FAMILY if c.label == 0 else source_families[c.family])
         family_names = tuple(str(c) for c in family_classifier.classes_)
     training = {
         "data": dataset_summary(clips),
@@ -360,8 +432,14 @@ def train(
         training=training,
         metrics=metrics,
         source_families=family_names,
+        fusion=fusion,
     )
-    return save_model(output_dir, classifier, scaler, metadata, family_classifier)
+    return save_model(output_dir, models.svm, models.scaler, metadata, family_classifier,
+                      models.boosting)
+
+
+def _as_columns(scores: np.ndarray) -> np.ndarray:
+    return scores if scores.ndim == 2 else scores[:, None]
 
 
 def _family_model(clips: Sequence[Clip], table: FeatureTable, scaler: Any,
@@ -389,18 +467,21 @@ def _family_model(clips: Sequence[Clip], table: FeatureTable, scaler: Any,
 
 
 def unseen_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings, *,
-                  jobs: int = 1, progress: bool = True) -> np.ndarray:
+                  fusion: Fusion | None = None, jobs: int = 1,
+                  progress: bool = True) -> np.ndarray:
     """Genuine clips scored leave-one-corpus-out, fakes leave-one-generator-out.
 
     The closest this data gets to what a deployed model meets: recordings from a corpus
-    and a generator it never saw. NaN where a group cannot be held out.
+    and a generator it never saw. NaN where a group cannot be held out. ``fusion`` as for
+    :func:`out_of_fold_scores`.
     """
     labels = np.array([c.label for c in clips])
-    real = leave_one_out(clips, table, settings, lambda c: c.corpus, label=0, jobs=jobs,
-                         progress=progress)
-    fake = leave_one_out(clips, table, settings, lambda c: c.family, label=1, jobs=jobs,
-                         progress=progress)
-    return np.where(labels == 0, real, fake)
+    real = leave_one_out(clips, table, settings, lambda c: c.corpus, label=0, fusion=fusion,
+                         jobs=jobs, progress=progress)
+    fake = leave_one_out(clips, table, settings, lambda c: c.family, label=1, fusion=fusion,
+                         jobs=jobs, progress=progress)
+    mask = labels == 0
+    return np.where(mask[:, None] if real.ndim == 2 else mask, real, fake)
 
 
 def leave_one_out(
@@ -410,6 +491,7 @@ def leave_one_out(
     key: Callable[[Clip], str],
     *,
     label: int,
+    fusion: Fusion | None = None,
     jobs: int = 1,
     progress: bool = True,
 ) -> np.ndarray:
@@ -418,29 +500,32 @@ def leave_one_out(
     For ``label=1`` and ``key=family`` this is leave-one-generator-out; for
     ``label=0`` and ``key=corpus`` leave-one-corpus-out. Other clips get NaN.
     Copies derived from held-out clips (8 kHz, resampled) share the key, so they
-    are held out too.
+    are held out too. ``fusion`` as for :func:`out_of_fold_scores`.
     """
     labels = np.array([c.label for c in clips])
     keys = np.array([key(c) for c in clips])
     names = sorted(set(keys[labels == label].tolist()))
     masks = [keys == name for name in names]
-    scores = _held_out_scores(clips, table, settings, masks,
-                              f"leave-one-out ({'fake' if label else 'real'})", jobs, progress)
-    scores[labels != label] = np.nan
-    return scores
+    columns = _held_out_scores(clips, table, settings, masks,
+                               f"leave-one-out ({'fake' if label else 'real'})", jobs, progress)
+    columns[labels != label] = np.nan
+    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
 
 
 __all__ = [
     "AUGMENTATIONS",
     "CALIBRATIONS",
     "FeatureTable",
+    "FittedModels",
     "TrainSettings",
     "augment",
-    "clip_scores",
+    "clip_means",
     "extract_dataset",
     "fit_family_classifier",
+    "fit_models",
     "fit_platt",
     "fit_svm",
+    "fused",
     "grouped_folds",
     "held_out_families",
     "leave_one_out",

@@ -35,9 +35,7 @@ def main() -> None:
 
     clips = load_dataset(args.data)
     model = load_model(None)
-    stored = model.metadata.training.get("settings", {})
-    fields = training.TrainSettings.__dataclass_fields__
-    settings = training.TrainSettings(**{k: v for k, v in stored.items() if k in fields})
+    settings = training.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
     table = feature_table.extract_dataset(
         clips, model.metadata.features, augment_copies=settings.augment_copies,
         max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
@@ -51,7 +49,8 @@ def main() -> None:
     splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=settings.seed)
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(clips)), labels, groups)):
         folds[test] = k
-    raw = training.out_of_fold_scores(clips, table, settings, folds, jobs=args.jobs)
+    raw = training.out_of_fold_scores(clips, table, settings, folds,
+                                      fusion=model.metadata.fusion, jobs=args.jobs)
     root = args.data if args.data.is_dir() else args.data.parent
     scores = {
         str(clip.path.relative_to(root)): float(score)

@@ -143,13 +143,15 @@ def test_manifest_label_synonyms(tmp_path):
 
 def test_train_writes_a_model_the_detector_loads(tiny_model):
     out, metadata = tiny_model
-    assert sorted(p.name for p in out.iterdir()) == ["compiled.npz", "model.json", "scaler.pkl",
-                                                     "svm_model.pkl"]  # no plot
+    assert sorted(p.name for p in out.iterdir()) == [
+        "boosting.npz", "compiled.npz", "model.json", "scaler.pkl", "svm_model.pkl"]  # no plot
     detector = Detector(out)
     assert detector.model_id == "tiny-test"
     assert detector._model.verified and detector._model.compiled is not None
     saved = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert saved["metrics"]["out_of_fold"]["n"] == 24
+    assert metadata.fusion is not None and detector._model.boosting is not None
+    assert saved["fusion"] == metadata.fusion.to_dict()
     assert saved["training"]["settings"]["augment_copies"] == 0
     assert saved["decision_threshold"] == pytest.approx(metadata.decision_threshold)
     p = float(metadata.calibration.probability_deepfake(metadata.decision_threshold))
@@ -293,6 +295,39 @@ def test_unseen_scores_hold_out_corpus_for_real_and_generator_for_fake(two_corpo
     assert not np.isnan(scores).any()
     np.testing.assert_allclose(scores[labels == 0], by_corpus[labels == 0])
     np.testing.assert_allclose(scores[labels == 1], by_generator[labels == 1])
+
+
+def test_boosting_adds_a_column_beside_the_unchanged_svm(two_corpora):
+    from deepfake_audio.boosting import Fusion
+    from deepfake_audio.feature_table import extract_dataset
+
+    plain_settings = TrainSettings(augment_copies=0, boosting=False)
+    table = extract_dataset(two_corpora, FeatureConfig(), max_windows=6, progress=False)
+    plain = unseen_scores(two_corpora, table, plain_settings, progress=False)
+    both = unseen_scores(two_corpora, table, TrainSettings(augment_copies=0), progress=False)
+    assert plain.shape == (24,) and both.shape == (24, 2)
+    np.testing.assert_allclose(both[:, 0], plain)
+    assert not np.allclose(both[:, 1], plain)
+    fusion = Fusion.fit(both[:, 0], both[:, 1])
+    np.testing.assert_allclose(
+        unseen_scores(two_corpora, table, TrainSettings(augment_copies=0), fusion=fusion,
+                      progress=False), fusion.combine(both[:, 0], both[:, 1]))
+
+
+def test_stored_settings_without_boosting_mean_an_svm_only_model():
+    assert TrainSettings().boosting
+    assert not TrainSettings.from_stored({"C": 3.0, "unknown": 1}).boosting
+    assert TrainSettings.from_stored({"boosting": True, "C": 3.0}) == TrainSettings(C=3.0)
+
+
+def test_train_cli_no_boosting_writes_an_svm_only_model(tiny_data, tmp_path):
+    from deepfake_audio.cli import main
+
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "m"), "-q", "--augment", "0",
+                 "--no-boosting"]) == 0
+    assert not (tmp_path / "m" / "boosting.npz").exists()
+    assert "fusion" not in json.loads((tmp_path / "m" / "model.json").read_text("utf-8"))
+    assert Detector(tmp_path / "m")._model.boosting is None
 
 
 def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_path):
