@@ -33,16 +33,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.audio import load_audio
-from deepfake_audio.datasets import Clip, load_dataset
-from deepfake_audio.detector import Detector
-from deepfake_audio.ge2e import ENCODER_DIR, SAMPLE_RATE, load_encoder
-from deepfake_audio.metrics import equal_error_rate
-from deepfake_audio.reference_eval import (
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout, not whichever is installed
+
+from deepfake_audio.audio import load_audio  # noqa: E402
+from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
+from deepfake_audio.detector import Detector  # noqa: E402
+from deepfake_audio.ge2e import ENCODER_DIR, SAMPLE_RATE, load_encoder  # noqa: E402
+from deepfake_audio.metrics import equal_error_rate  # noqa: E402
+from deepfake_audio.reference_eval import (  # noqa: E402
     ClipEmbeddings,
     Trial,
     TrialScores,
@@ -53,8 +57,8 @@ from deepfake_audio.reference_eval import (
     reference_trials,
     synthesis_kind,
 )
-from deepfake_audio.speaker import _two_voice_cosine
-from deepfake_audio.speaker_scoring import fuse, params_digest, snorm
+from deepfake_audio.speaker import _two_voice_cosine  # noqa: E402
+from deepfake_audio.speaker_scoring import fuse, params_digest, snorm  # noqa: E402
 
 KINDS_PROTECTED = ("neural vocoder", "neural TTS")
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio import feature_table, training
-from deepfake_audio.datasets import load_dataset
-from deepfake_audio.model import load_model
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout, not whichever is installed
+
+from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio.datasets import load_dataset  # noqa: E402
+from deepfake_audio.model import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -60,6 +64,10 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(scores, indent=0) + "\n")
     print(f"{len(scores)} held-out scores -> {args.output} (model {model.metadata.model_id})")
+    ok = np.isfinite(raw)
+    summary = metrics.summarise(labels[ok], raw[ok], model.metadata.decision_threshold)
+    print(f"all clips, 5 folds grouped by corpus / generator family: EER {summary['eer']:.2%},"
+          f" ROC-AUC {summary['roc_auc']:.4f}")
 
 
 if __name__ == "__main__":
