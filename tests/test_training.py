@@ -342,6 +342,21 @@ def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_p
     assert detector.analyze(two_corpora[0].path).classification == "real"
 
 
+def test_unseen_window_scores_use_the_models_fusion(two_corpora, tmp_path):
+    from deepfake_audio.evaluation import unseen_window_scores
+
+    metadata = train(two_corpora, tmp_path / "m", progress=False,
+                     settings=TrainSettings(augment_copies=0, calibration_folds=3))
+    assert metadata.fusion is not None
+    scores = unseen_window_scores(two_corpora, model_dir=tmp_path / "m", progress=False)
+    assert all(len(w) == len(s) > 0 for w, s in zip(scores.windows, scores.spans, strict=True))
+    assert np.isfinite(np.concatenate(scores.windows)).all()
+    # Fused with the model's constants, the clip means sit on its raw-score scale: the
+    # held-out fakes (tones) above its threshold, the genuine noise below.
+    above = scores.clip_scores > metadata.decision_threshold
+    np.testing.assert_array_equal(above, scores.labels == 1)
+
+
 def test_training_without_two_corpora_falls_back_to_speaker_cv(tiny_model):
     metadata = tiny_model[1]
     assert metadata.metrics["protocol"].startswith("3-fold cross-validation grouped by speaker")
