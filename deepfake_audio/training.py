@@ -331,9 +331,8 @@ def train(
     Calibration (Platt) and the threshold come from held-out scores (see
     ``TrainSettings.calibration``); with ``settings.boosting`` the fusion of the SVM and
     the boosted trees is standardised on the same held-out scores. The saved models are
-    then fitted on every clip. The
-    reliability bins are in ``metrics["reliability"]``: plotting them is the caller's
-    choice (:func:`deepfake_audio.plots.plot_reliability`).
+    then fitted on every clip. The reliability bins are in ``metrics["reliability"]``:
+    plotting them is the caller's choice (:func:`deepfake_audio.plots.plot_reliability`).
 
     Returns
     -------
