@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Does the fusion hold when a clip is scored on every window? Unseen protocol (issue 13).
+
+    python scripts/window_fusion_check.py --data ../shared/data   # ~20 min on 2 CPUs
+
+Training calibrates and standardises the fusion on clip scores of up to 6 sampled windows
+(``scripts/train_default.py``); :class:`~deepfake_audio.Detector` averages every window of
+a clip. This script fits the bundled recipe's fold models as ``scripts/fit_band.py`` does
+(genuine corpora and generator families held out one at a time), scores every window of
+each held-out clip with the SVM and the boosted trees separately, and prints the clip
+figures of each model and of fusions whose constants come from
+
+- ``bundled``: the bundled model's ``fusion`` (fitted on the sampled-window scores), and
+- ``window``: these every-window clip scores themselves (no labels used),
+
+with the SVM weighted 0.25, 0.5 and 0.75. Per-model window scores are cached in
+``build/window-components.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fusion_check import report  # noqa: E402
+
+from deepfake_audio import feature_table, training  # noqa: E402
+from deepfake_audio.boosting import Fusion  # noqa: E402
+from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
+from deepfake_audio.evaluation import _clip_windows, _model_settings  # noqa: E402
+from deepfake_audio.model import load_model  # noqa: E402
+
+
+def window_components(clips: list[Clip], cache: Path, jobs: int) -> list[np.ndarray]:
+    """Per clip, ``(windows, 2)`` held-out SVM and boosted-tree scores (empty if none)."""
+    if cache.is_file():
+        with np.load(cache) as data:
+            counts, values = data["counts"], data["values"]
+        return np.split(values, np.cumsum(counts)[:-1])
+    from joblib import Parallel, delayed
+
+    recipe = _model_settings(None, False)
+    settings = replace(recipe.settings, boosting=True)
+    table = feature_table.extract_dataset(
+        clips, recipe.config, augment_copies=settings.augment_copies,
+        max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, progress=False,
+        cache_dir=ROOT / "build" / "feature-cache")
+    full = Parallel(n_jobs=jobs)(delayed(_clip_windows)(c, recipe.config) for c in clips)
+    labels = np.array([c.label for c in clips])
+    weights = training.row_weights(clips, table, settings)
+    groups = [(label, name) for label, key in ((0, "corpus"), (1, "family"))
+              for name in sorted({getattr(c, key) for c in clips if c.label == label})]
+
+    def fold(label: int, name: str) -> list[tuple[int, np.ndarray]]:
+        key = "corpus" if label == 0 else "family"
+        held = np.array([c.label == label and getattr(c, key) == name for c in clips])
+        keep = ~held[table.clip_index]
+        models = training.fit_models(table.matrix[keep], labels[table.clip_index[keep]],
+                                     settings, weights[keep])
+        return [(i, models.components(full[i][0])) for i in np.flatnonzero(held).tolist()
+                if len(full[i][0])]
+
+    out = [np.zeros((0, 2))] * len(clips)
+    for scored in Parallel(n_jobs=jobs)(delayed(fold)(label, name) for label, name in groups):
+        for i, values in scored:
+            out[i] = values
+    np.savez(cache, counts=np.array([len(v) for v in out]),
+             values=np.concatenate([*out, np.zeros((0, 2))]))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "window-components.npz")
+    args = parser.parse_args()
+
+    clips = load_dataset(args.data)
+    windows = window_components(clips, args.cache, args.jobs)
+    means = np.array([w.mean(axis=0) if len(w) else [np.nan, np.nan] for w in windows])
+    stored = load_model().metadata.fusion
+    assert stored is not None, "the bundled model has no fusion"
+    print(f"unseen protocol, every window of each clip ({len(clips)} clips)")
+    print(f"{'scores':30s} {'clips':>5s} {'EER':>7s} {'balanced':>9s} {'ROC-AUC':>8s}"
+          f" {'real->real':>10s} {'fake->fake':>10s}")
+    report("SVM alone", means[:, 0], clips)
+    report("boosted trees alone", means[:, 1], clips)
+    for source, base in (("bundled", stored), ("window", Fusion.fit(*means.T))):
+        for weight in (0.25, 0.5, 0.75):
+            fusion = replace(base, svm_weight=weight)
+            report(f"{source} constants, SVM {weight}", fusion.combine(*means.T), clips)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
