@@ -8,8 +8,8 @@ import pytest
 
 from . import ROOT
 
-CANDIDATES = (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data",
-              Path("/work/shared/data"))
+# Beside the checkout (CI's layout), or one level up for a git worktree in a subfolder.
+CANDIDATES = (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data")
 
 
 def corpus_dir() -> Path:
