@@ -24,6 +24,7 @@ from .exceptions import DatasetError, DeepfakeAudioError, TrainingError
 from .feature_table import FeatureTable, extract_dataset
 from .features import FeatureConfig
 from .metrics import per_group_table, reliability_bins, source_label_key, summarise
+from .source_family import family_model
 
 if TYPE_CHECKING:
     from .model import ModelMetadata
@@ -254,57 +255,6 @@ def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: Tra
     return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
 
 
-# --------------------------------------------------------------------------- source family
-
-
-def fit_family_classifier(matrix: np.ndarray, families: np.ndarray) -> Any:
-    """Multinomial logistic regression from scaled window features to source families.
-
-    Only synthetic windows are passed: it answers "which kind of generator", and the
-    binary SVM answers "synthetic or not". Classes are balanced.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    classifier = LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000)
-    return classifier.fit(matrix, families)
-
-
-def held_out_families(clips: Sequence[Clip], table: FeatureTable, scaler: Any,
-                      source_family: Callable[[Clip], str], *, jobs: int = 1
-                      ) -> list[dict[str, float] | None]:
-    """Family probabilities of each fake from a classifier trained without its generator
-    family (leave-one-generator-out; None for genuine clips and families that cannot be held
-    out because they alone make up a source family)."""
-    from joblib import Parallel, delayed
-
-    labels = np.array([c.label for c in clips])
-    fake_rows = (labels[table.clip_index] == 1) & ~table.augmented
-    scaled = scaler.transform(table.matrix)
-    names = np.array([source_family(c) if c.label == 1 else "" for c in clips])
-    keys = np.array([c.family for c in clips])
-    row_names, row_keys = names[table.clip_index], keys[table.clip_index]
-    train_rows = (labels[table.clip_index] == 1)
-
-    def one(key: str) -> tuple[str, np.ndarray | None, list[str]]:
-        keep = train_rows & (row_keys != key)
-        if len(set(row_names[keep].tolist())) < len(set(names[labels == 1].tolist())):
-            return key, None, []
-        model = fit_family_classifier(scaled[keep], row_names[keep])
-        test = fake_rows & (row_keys == key)
-        return key, model.predict_proba(scaled[test]), [str(c) for c in model.classes_]
-
-    out: list[dict[str, float] | None] = [None] * len(clips)
-    held = sorted(set(keys[labels == 1].tolist()))
-    for key, proba, classes in Parallel(n_jobs=jobs)(delayed(one)(k) for k in held):
-        if proba is None:
-            continue
-        owners = table.clip_index[fake_rows & (row_keys == key)]
-        for index in np.unique(owners):
-            mean = proba[owners == index].mean(axis=0)
-            out[int(index)] = dict(zip(classes, (float(v) for v in mean), strict=True))
-    return out
-
-
 # --------------------------------------------------------------------------- high level
 
 
@@ -407,8 +357,8 @@ def train(
     family_classifier: Any = None
     family_names: tuple[str, ...] = ()
     if source_families is not None:
-        family_classifier, metrics["source_family"] = _family_model(
-            clips, table, models.scaler, source_families, jobs)
+        family_classifier, metrics["source_family"] = family_model(
+            clips, table, models.scaler, source_families, jobs=jobs)
         metrics["per_family"] = per_group_table(
             clips, calibration_scores, threshold,
             lambda c: GENUINE_FAMILY if c.label == 0 else source_families[c.family])
@@ -439,30 +389,6 @@ def train(
 
 def _as_columns(scores: np.ndarray) -> np.ndarray:
     return scores if scores.ndim == 2 else scores[:, None]
-
-
-def _family_model(clips: Sequence[Clip], table: FeatureTable, scaler: Any,
-                  source_families: Mapping[str, str], jobs: int
-                  ) -> tuple[Any, dict[str, Any]]:
-    unmapped = sorted({c.family for c in clips if c.label == 1} - set(source_families))
-    if unmapped:
-        raise DatasetError("no source family for generator(s): " + ", ".join(unmapped))
-    labels = np.array([c.label for c in clips])
-    names = np.array([source_families[c.family] if c.label == 1 else "" for c in clips])
-    fake = labels[table.clip_index] == 1
-    model = fit_family_classifier(scaler.transform(table.matrix[fake]),
-                                  names[table.clip_index][fake])
-    held = held_out_families(clips, table, scaler, lambda c: source_families[c.family],
-                             jobs=jobs)
-    classes = [str(c) for c in model.classes_]
-    confusion = {true: dict.fromkeys(classes, 0) for true in classes}
-    for clip, probabilities in zip(clips, held, strict=True):
-        if probabilities is not None:
-            confusion[source_families[clip.family]][max(probabilities,
-                                                         key=probabilities.__getitem__)] += 1
-    return model, {"protocol": "fakes scored by a family classifier trained without their"
-                               " generator family (rows: true family, columns: predicted)",
-                   "confusion": confusion}
 
 
 def unseen_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings, *,
@@ -520,13 +446,11 @@ __all__ = [
     "augment",
     "clip_means",
     "extract_dataset",
-    "fit_family_classifier",
     "fit_models",
     "fit_platt",
     "fit_svm",
     "fused",
     "grouped_folds",
-    "held_out_families",
     "leave_one_out",
     "out_of_fold_scores",
     "row_weights",
