@@ -16,13 +16,13 @@ scikit-learn's ``decision_function``.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .compiled import read_arrays
 from .exceptions import ModelLoadError
 
 BOOSTING_FILE = "boosting.npz"
@@ -156,11 +156,7 @@ def load_boosting(path: Path) -> BoostedTrees:
     ModelLoadError
         The file is not such an ``.npz`` or its arrays do not fit together.
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in _ARRAYS}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelLoadError(f"{path.name} is not a tree ensemble: {exc}") from None
+    arrays = read_arrays(path, _ARRAYS, (), "a tree ensemble")
     n_nodes = len(arrays["value"])
     n_features = int(arrays["n_features"])
     links = np.concatenate([arrays["left"], arrays["right"], arrays["roots"]])

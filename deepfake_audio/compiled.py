@@ -97,7 +97,10 @@ class CompiledModel:
 
     def decision_values(self, matrix: np.ndarray) -> np.ndarray:
         """Signed score per row of raw (unscaled) features: positive leans deepfake."""
-        x = self.scaled(matrix)
+        return self.decision_values_scaled(self.scaled(matrix))
+
+    def decision_values_scaled(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`decision_values` of rows already passed through :meth:`scaled`."""
         products = x @ self.support_vectors.T
         if self.kernel == "linear":
             kernel = products
@@ -175,6 +178,24 @@ def compile_estimators(classifier: Any, scaler: Any, deepfake_label: Any,
     )
 
 
+def read_arrays(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
+                what: str) -> dict[str, np.ndarray]:
+    """The named arrays of a pickle-free ``.npz`` (``optional`` ones when present).
+
+    Raises
+    ------
+    ModelLoadError
+        Not a readable ``.npz``, a required array missing, or an object array (which
+        would need unpickling).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in (*required, *optional)
+                    if name in required or name in data.files}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"{path.name} is not {what}: {exc}") from None
+
+
 def load_compiled(path: Path) -> CompiledModel:
     """Read a :class:`CompiledModel` written by :meth:`CompiledModel.save` (no unpickling).
 
@@ -183,15 +204,11 @@ def load_compiled(path: Path) -> CompiledModel:
     ModelLoadError
         The file is not such an ``.npz`` or its arrays do not fit together.
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in _ARRAYS}
-            family = {name: data[name].astype(np.float64) for name in _FAMILY_ARRAYS
-                      if name in data.files}
-            classes = (tuple(str(c) for c in data["family_classes"].reshape(-1))
-                       if "family_classes" in data.files else ())
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelLoadError(f"{path.name} is not a compiled model: {exc}") from None
+    arrays = read_arrays(path, _ARRAYS, (*_FAMILY_ARRAYS, "family_classes"), "a compiled model")
+    family = {name: arrays.pop(name).astype(np.float64) for name in _FAMILY_ARRAYS
+              if name in arrays}
+    classes = (tuple(str(c) for c in arrays.pop("family_classes").reshape(-1))
+               if "family_classes" in arrays else ())
     kernel = str(arrays["kernel"])
     support_vectors = arrays["support_vectors"]
     n_support, n_features = support_vectors.shape if support_vectors.ndim == 2 else (-1, -1)

@@ -228,10 +228,13 @@ class LoadedModel:
         if len(matrix) > _SCORE_BATCH:
             return np.concatenate([self.decision_values(matrix[i : i + _SCORE_BATCH])
                                    for i in range(0, len(matrix), _SCORE_BATCH)])
+        # Scaled once for both models.
         if self.compiled is not None:
-            svm = self.compiled.decision_values(matrix)
+            scaled = self.compiled.scaled(matrix)
+            svm = self.compiled.decision_values_scaled(scaled)
         else:
-            svm = np.asarray(self.classifier.decision_function(self.scaler.transform(matrix)),
+            scaled = self.scaler.transform(matrix)
+            svm = np.asarray(self.classifier.decision_function(scaled),
                              dtype=np.float64).reshape(-1)
             classes = list(getattr(self.classifier, "classes_", [0, 1]))
             # decision_function is positive towards classes_[1]; flip if that is "real".
@@ -239,8 +242,6 @@ class LoadedModel:
                 svm = -svm
         if self.boosting is None or self.metadata.fusion is None:
             return svm
-        scaled = (self.compiled.scaled(matrix) if self.compiled is not None
-                  else self.scaler.transform(matrix))
         return self.metadata.fusion.combine(svm, self.boosting.decision_values(scaled))
 
 
