@@ -318,7 +318,7 @@ def _clip_windows(clip: Clip, config: FeatureConfig) -> tuple[np.ndarray, np.nda
     return windows.matrix, np.array(windows.spans, dtype=np.float64).reshape(-1, 2)
 
 
-def unseen_window_scores(
+def unseen_window_components(
     clips: Sequence[Clip],
     *,
     model_dir: str | Path | None = None,
@@ -327,18 +327,8 @@ def unseen_window_scores(
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> WindowScores:
-    """Window-level scores under the ``unseen`` protocol, for rules that look inside a clip.
-
-    Fold models are trained as :func:`evaluate` trains them for ``unseen`` (the model's
-    feature settings and training settings, genuine corpora and generator families held
-    out one at a time), but each held-out clip is scored on *all* its windows, as
-    :meth:`Detector.analyze` scores it, rather than on the training table's sample.
-
-    Raises
-    ------
-    DatasetError
-        The data cannot support the ``unseen`` protocol.
-    """
+    """Like :func:`unseen_window_scores`, but each clip's windows are ``(n_windows, models)``:
+    one column per model of :meth:`training.FittedModels.components`, not fused."""
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -358,16 +348,20 @@ def unseen_window_scores(
               for name in sorted({getattr(c, key) for c in clips if c.label == label})]
 
     def fold(label: int, name: str) -> tuple[list[int], list[np.ndarray]]:
+        # As training.leave_one_out holds out: every clip of the group leaves the training
+        # table, so a genuine corpus goes with the fakes made from it (vocoded LJSpeech
+        # with LJSpeech), as a corpus the model never met would.
         key = "corpus" if label == 0 else "family"
-        held = np.array([c.label == label and getattr(c, key) == name for c in clips])
+        held = np.array([getattr(c, key) == name for c in clips])
         keep = ~held[table.clip_index]
         models = training.fit_models(table.matrix[keep], labels[table.clip_index[keep]],
                                      settings, weights[keep])
-        indices = [i for i in np.flatnonzero(held).tolist() if len(full[i][0])]
-        return indices, [training.fused(models.components(full[i][0]), recipe.fusion)
-                         for i in indices]
+        indices = [i for i in np.flatnonzero(held & (labels == label)).tolist()
+                   if len(full[i][0])]
+        return indices, [models.components(full[i][0]) for i in indices]
 
-    scores: list[np.ndarray] = [np.zeros(0)] * len(clips)
+    n_models = 2 if settings.boosting else 1
+    scores: list[np.ndarray] = [np.zeros((0, n_models))] * len(clips)
     results = Parallel(n_jobs=jobs, return_as="generator")(
         delayed(fold)(label, name) for label, name in groups)
     for indices, values in tqdm(results, total=len(groups), desc="unseen folds",
@@ -377,5 +371,38 @@ def unseen_window_scores(
     return WindowScores(labels, tuple(scores), tuple(spans for _, spans in full))
 
 
+def unseen_window_scores(
+    clips: Sequence[Clip],
+    *,
+    model_dir: str | Path | None = None,
+    allow_unverified: bool = False,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> WindowScores:
+    """Window-level scores under the ``unseen`` protocol, for rules that look inside a clip.
+
+    Fold models are trained as :func:`evaluate` trains them for ``unseen`` (the model's
+    feature settings and training settings; each genuine corpus and each generator family
+    held out one at a time, a corpus together with the fakes made from it), but each
+    held-out clip is scored on *all* its windows, as :meth:`Detector.analyze` scores it,
+    rather than on the training table's sample. The models' scores are fused with the
+    model's stored constants.
+
+    Raises
+    ------
+    DatasetError
+        The data cannot support the ``unseen`` protocol.
+    """
+    components = unseen_window_components(
+        clips, model_dir=model_dir, allow_unverified=allow_unverified, jobs=jobs,
+        cache_dir=cache_dir, progress=progress)
+    fusion = _model_settings(model_dir, allow_unverified).fusion
+    return WindowScores(
+        components.labels,
+        tuple(training.fused(w, fusion) if len(w) else np.zeros(0) for w in components.windows),
+        components.spans)
+
+
 __all__ = ["PROTOCOLS", "EvaluationReport", "WindowScores", "check_protocol", "evaluate",
-           "unseen_window_scores"]
+           "unseen_window_components", "unseen_window_scores"]

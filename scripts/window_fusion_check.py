@@ -6,7 +6,8 @@
 Training calibrates and standardises the fusion on clip scores of up to 6 sampled windows
 (``scripts/train_default.py``); :class:`~deepfake_audio.Detector` averages every window of
 a clip. This script fits the bundled recipe's fold models as ``scripts/fit_band.py`` does
-(genuine corpora and generator families held out one at a time), scores every window of
+(:func:`deepfake_audio.evaluation.unseen_window_components`: genuine corpora, with the
+fakes made from them, and generator families held out one at a time), scores every window of
 each held-out clip with the SVM and the boosted trees separately, and prints the clip
 figures of each model and of fusions whose constants come from
 
@@ -32,10 +33,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fusion_check import report  # noqa: E402
 
-from deepfake_audio import feature_table, training  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
-from deepfake_audio.evaluation import _clip_windows, _model_settings  # noqa: E402
+from deepfake_audio.evaluation import unseen_window_components  # noqa: E402
 from deepfake_audio.model import load_model  # noqa: E402
 
 
@@ -45,33 +45,9 @@ def window_components(clips: list[Clip], cache: Path, jobs: int) -> list[np.ndar
         with np.load(cache) as data:
             counts, values = data["counts"], data["values"]
         return np.split(values, np.cumsum(counts)[:-1])
-    from joblib import Parallel, delayed
-
-    recipe = _model_settings(None, False)
-    settings = replace(recipe.settings, boosting=True)
-    table = feature_table.extract_dataset(
-        clips, recipe.config, augment_copies=settings.augment_copies,
-        max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, progress=False,
-        cache_dir=ROOT / "build" / "feature-cache")
-    full = Parallel(n_jobs=jobs)(delayed(_clip_windows)(c, recipe.config) for c in clips)
-    labels = np.array([c.label for c in clips])
-    weights = training.row_weights(clips, table, settings)
-    groups = [(label, name) for label, key in ((0, "corpus"), (1, "family"))
-              for name in sorted({getattr(c, key) for c in clips if c.label == label})]
-
-    def fold(label: int, name: str) -> list[tuple[int, np.ndarray]]:
-        key = "corpus" if label == 0 else "family"
-        held = np.array([c.label == label and getattr(c, key) == name for c in clips])
-        keep = ~held[table.clip_index]
-        models = training.fit_models(table.matrix[keep], labels[table.clip_index[keep]],
-                                     settings, weights[keep])
-        return [(i, models.components(full[i][0])) for i in np.flatnonzero(held).tolist()
-                if len(full[i][0])]
-
-    out = [np.zeros((0, 2))] * len(clips)
-    for scored in Parallel(n_jobs=jobs)(delayed(fold)(label, name) for label, name in groups):
-        for i, values in scored:
-            out[i] = values
+    scored = unseen_window_components(clips, jobs=jobs, progress=False,
+                                      cache_dir=ROOT / "build" / "feature-cache")
+    out = list(scored.windows)
     np.savez(cache, counts=np.array([len(v) for v in out]),
              values=np.concatenate([*out, np.zeros((0, 2))]))
     return out

@@ -357,6 +357,28 @@ def test_unseen_window_scores_use_the_models_fusion(two_corpora, tmp_path):
     np.testing.assert_array_equal(above, scores.labels == 1)
 
 
+def test_unseen_window_components_hold_out_a_corpus_with_its_fakes(two_corpora, tmp_path):
+    """Every-window scoring uses the same fold models as the clip-level ``unseen`` protocol:
+    a genuine corpus leaves training together with the fakes made from it."""
+    from deepfake_audio.evaluation import unseen_window_components
+    from deepfake_audio.feature_table import extract_dataset
+
+    # Each fake claims the genuine corpus of its speaker group, as vocoded LJSpeech does.
+    clips = [Clip(c.path, c.label, c.corpus.replace("tonecorpus", "noisecorpus"), c.generator,
+                  c.speaker) for c in two_corpora]
+    assert {c.corpus for c in clips if c.label} == {c.corpus for c in clips if not c.label}
+    settings = TrainSettings(augment_copies=0, calibration_folds=3)
+    train(clips, tmp_path / "m", progress=False, settings=settings)
+    table = extract_dataset(clips, FeatureConfig(), progress=False)
+    assert np.bincount(table.clip_index).max() <= settings.max_windows  # table = all windows
+
+    components = unseen_window_components(clips, model_dir=tmp_path / "m", progress=False)
+    means = np.array([w.mean(axis=0) for w in components.windows])
+    assert means.shape == (len(clips), 2)
+    expected = unseen_scores(clips, table, settings, progress=False)
+    np.testing.assert_allclose(means, expected, rtol=1e-9, atol=1e-9)
+
+
 def test_training_without_two_corpora_falls_back_to_speaker_cv(tiny_model):
     metadata = tiny_model[1]
     assert metadata.metrics["protocol"].startswith("3-fold cross-validation grouped by speaker")
