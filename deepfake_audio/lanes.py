@@ -1,8 +1,8 @@
 """Lanes: one signal (a channel, or the mix) analysed block by block for the detector.
 
 Each lane drives its own :class:`~.features.WindowStream` and speech-activity
-tracker, scores windows as they complete and keeps only their scores, so memory
-does not grow with the recording's length.
+tracker, scores windows in batches of :data:`SCORE_BATCH` as they complete and keeps
+only their scores, so memory does not grow with the recording's length.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from .vad import MIN_SPEECH_SHARE, SpeechActivity
 
 if TYPE_CHECKING:
     from .detector import Detector
+
+#: Windows scored together (96 s of audio at the bundled 1.5 s hop).
+SCORE_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Lane:
         self._vad = (SpeechActivity(config.sample_rate, config.window_s or 3.0, slot=index or 0)
                      if self.gate else None)
         self._spans: list[tuple[float, float]] = []
+        self._pending: list[WindowFeatures] = []
         self._scores: list[np.ndarray] = []
         self._speech: list[np.ndarray] = []
         self._families: list[np.ndarray] = []
@@ -77,14 +81,26 @@ class Lane:
             self._score(windows)
 
     def _score(self, windows: WindowFeatures) -> None:
-        self._spans.extend(windows.spans)
+        self._pending.append(windows)
+        if sum(len(w.spans) for w in self._pending) >= SCORE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        # Scoring reads every support vector once per call, whatever the number of rows:
+        # one call per batch of windows instead of one per block of frames.
+        if not self._pending:
+            return
+        matrix = np.concatenate([w.matrix for w in self._pending])
+        spans = [span for w in self._pending for span in w.spans]
+        self._pending = []
+        self._spans.extend(spans)
         model = self.detector._model
-        self._scores.append(model.decision_values(windows.matrix))
-        families = model.family_probabilities(windows.matrix)
+        self._scores.append(model.decision_values(matrix))
+        families = model.family_probabilities(matrix)
         if families is not None:
             self._families.append(families)
-        self._speech.append(np.ones(len(windows.spans), dtype=bool) if self._vad is None
-                            else self._vad.speech_shares(list(windows.spans)) >= MIN_SPEECH_SHARE)
+        self._speech.append(np.ones(len(spans), dtype=bool) if self._vad is None
+                            else self._vad.speech_shares(spans) >= MIN_SPEECH_SHARE)
 
     def finish(self) -> LaneOutcome:
         duration = self._frames / self.sample_rate
@@ -98,7 +114,8 @@ class Lane:
         last = (self._stream.finish() if self._stream is not None
                 else extract(np.concatenate(self._whole), self.detector.feature_config))
         if last is not None:
-            self._score(last)
+            self._pending.append(last)
+        self._flush()
         scores = np.concatenate(self._scores)
         speech = np.concatenate(self._speech)
         error: InputError | None = None
