@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,11 @@ LEGACY_KIND = "legacy-mfcc-mean"
 ALL_GROUPS = ("mfcc", "mfcc_delta", "lfcc", "lfcc_delta", "spectral", "phase")
 MEAN_CHOICES = ("all", "no-cepstral", "artefact")
 STATISTICS = ("mean", "std")
+#: Modulation-frequency bands (Hz) of :attr:`FeatureConfig.modulation`: syllable rate
+#: (2-8 Hz) against the slow drift below and the frame-to-frame jitter above it.
+MODULATION_EDGES_HZ = (0.5, 2.0, 4.0, 8.0, 16.0, 32.0, 50.0)
+#: Static MFCCs 1.. are split into this many contiguous groups for the modulation block.
+MODULATION_GROUPS = 4
 _PHASE_NAMES = ("phase_dev_low", "phase_dev_high", "phase_dev_low_spread",
                 "phase_dev_high_spread")
 _SPECTRAL_NAMES = (
@@ -56,6 +62,14 @@ class FeatureConfig:
         one window over the whole clip.
     statistics : tuple of str
         Summaries of each frame feature over a window (``mean``, ``std``).
+    shape_groups : tuple of str
+        Frame-feature groups whose window skewness and excess kurtosis are kept too
+        (after the ``statistics`` columns): how peaked and lopsided a coefficient's
+        distribution is, which smooth synthetic trajectories change.
+    modulation : bool
+        Keep the modulation spectrum of the static MFCC trajectories in each window:
+        the share of their temporal variation in :data:`MODULATION_EDGES_HZ` bands, for
+        :data:`MODULATION_GROUPS` groups of coefficients (log). Needs ``"mfcc"``.
     means : {"all", "no-cepstral", "artefact"}
         Which frame features keep their window mean (standard deviations are always
         kept). ``no-cepstral`` drops the means of the static MFCC/LFCC; ``artefact``
@@ -82,6 +96,8 @@ class FeatureConfig:
     hop_s: float = 1.5
     statistics: tuple[str, ...] = field(default=("mean", "std"))
     means: str = "artefact"
+    shape_groups: tuple[str, ...] = ()
+    modulation: bool = False
 
     @classmethod
     def legacy(cls) -> FeatureConfig:
@@ -111,6 +127,9 @@ class FeatureConfig:
             values["means"] = "all" if values.pop("cepstral_means") else "no-cepstral"
         # Files written before the setting existed kept every mean (the default has moved).
         values.setdefault("means", "all")
+        # Nor did they have the shape statistics or the modulation block.
+        values.setdefault("shape_groups", ())
+        values.setdefault("modulation", False)
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -128,6 +147,11 @@ class FeatureConfig:
         bad = set(self.statistics) - set(STATISTICS)
         if bad:
             raise ValueError(f"unknown statistics: {', '.join(sorted(bad))}")
+        bad = set(self.shape_groups) - set(self.groups)
+        if bad:
+            raise ValueError(f"shape_groups not among the groups: {', '.join(sorted(bad))}")
+        if self.modulation and "mfcc" not in self.groups:
+            raise ValueError("modulation needs the 'mfcc' group")
         if self.kind == MAIN_KIND and not feature_names(self):
             raise ValueError("these groups, statistics and means select no feature at all")
         if self.win_length > self.n_fft or self.hop_length <= 0:
@@ -176,7 +200,25 @@ def feature_names(config: FeatureConfig) -> list[str]:
         return [f"mfcc{i}_mean" for i in range(config.n_mfcc)]
     frame = frame_feature_names(config)
     names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
+    shaped = shape_columns(config)
+    names += [f"{frame[i]}_{stat}" for stat in ("skew", "kurt") for i in shaped]
+    if config.modulation:
+        names += [f"mod_g{g}_{lo:g}-{hi:g}hz" for lo, hi in itertools.pairwise(MODULATION_EDGES_HZ)
+                  for g in range(MODULATION_GROUPS)]
     return [n for n in names if _keeps(config.means, n)]
+
+
+def shape_columns(config: FeatureConfig) -> list[int]:
+    """Indices into the frame features of the ``shape_groups`` columns."""
+    names = _group_names(config)
+    out: list[int] = []
+    start = 0
+    for group in _enabled_groups(config):
+        width = len(names[group])
+        if group in config.shape_groups:
+            out.extend(range(start, start + width))
+        start += width
+    return out
 
 
 _ARTEFACT_MEANS = ("flatness", "fine_structure", "phase_dev")

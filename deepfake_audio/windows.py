@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .feature_config import LEGACY_KIND, FeatureConfig, _kept_columns
+from .feature_config import (
+    LEGACY_KIND,
+    MODULATION_EDGES_HZ,
+    MODULATION_GROUPS,
+    FeatureConfig,
+    _kept_columns,
+    shape_columns,
+)
 from .spectra import FrameFeatureStream
 
 _MIN_ACTIVE_FRAMES = 10
@@ -56,7 +63,61 @@ def _summaries(rows: np.ndarray, energy: np.ndarray, bounds: np.ndarray,
     std = np.sqrt(np.maximum(weights @ (values * values) - mean * mean, 0.0))
     mean += rows.astype(np.float64).mean(axis=0)
     parts = {"mean": mean, "std": std}
-    return np.concatenate([parts[stat] for stat in config.statistics], axis=1)
+    blocks = [parts[stat] for stat in config.statistics]
+    shaped = shape_columns(config)
+    if shaped:
+        blocks.extend(_shapes(values[:, shaped], weights))
+    if config.modulation:
+        blocks.append(_modulation(rows[:, : config.n_mfcc - 1], bounds, config))
+    return np.concatenate(blocks, axis=1)
+
+
+def _shapes(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted skewness and excess kurtosis of each column per window (0 where flat)."""
+    m1 = weights @ values
+    squares = values * values
+    m2, m3, m4 = weights @ squares, weights @ (squares * values), weights @ (squares * squares)
+    var = m2 - m1 * m1
+    c3 = m3 - 3 * m1 * m2 + 2 * m1**3
+    c4 = m4 - 4 * m1 * m3 + 6 * m1 * m1 * m2 - 3 * m1**4
+    flat = var <= 1e-12
+    var = np.where(flat, 1.0, var)
+    return (np.where(flat, 0.0, c3 / var**1.5), np.where(flat, 0.0, c4 / (var * var) - 3.0))
+
+
+#: Windows shorter than this many frames get the flat modulation spectrum.
+_MIN_MODULATION_FRAMES = 32
+
+
+def _modulation(cepstra: np.ndarray, bounds: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Log share of each window's MFCC-trajectory power in each modulation band.
+
+    Every frame of the window counts (a trajectory needs its pauses); windows of one
+    length are transformed together, so there is no per-window loop.
+    """
+    edges = MODULATION_EDGES_HZ
+    groups = np.array_split(np.arange(cepstra.shape[1]), MODULATION_GROUPS)
+    n_bands = len(edges) - 1
+    lengths = bounds[:, 1] - bounds[:, 0]
+    out = np.full((len(bounds), n_bands * len(groups)), np.log(1.0 / n_bands + 1e-6))
+    frame_rate = config.sample_rate / config.hop_length
+    for length in np.unique(lengths).tolist():
+        if length < _MIN_MODULATION_FRAMES:
+            continue
+        chosen = np.flatnonzero(lengths == length)
+        x = cepstra[bounds[chosen, :1] + np.arange(length)].astype(np.float64)
+        x -= x.mean(axis=1, keepdims=True)
+        x *= np.hanning(length)[None, :, None]
+        power = np.abs(np.fft.rfft(x, axis=1)) ** 2  # (windows, modulation bins, cepstra)
+        freqs = np.fft.rfftfreq(length, 1.0 / frame_rate)
+        total = power[:, freqs >= edges[0]].sum(axis=1) + 1e-12
+        columns: list[np.ndarray] = []
+        for k in range(n_bands):
+            top = edges[k + 1] if k < n_bands - 1 else np.inf
+            share = power[:, (freqs >= edges[k]) & (freqs < top)].sum(axis=1) / total
+            columns.extend(share[:, g].mean(axis=1) for g in groups)
+        out[chosen] = np.log(np.stack(columns, axis=1) + 1e-6)
+    return out
 
 
 

@@ -17,6 +17,10 @@ from deepfake_audio.features import FeatureConfig, extract, feature_names
 SR = 16_000
 
 
+#: Every optional block on: skewness/kurtosis of two groups and the modulation spectrum.
+SHAPED = FeatureConfig(shape_groups=("mfcc", "phase"), modulation=True)
+
+
 @pytest.fixture(scope="module")
 def config() -> FeatureConfig:
     return FeatureConfig()
@@ -193,8 +197,9 @@ def test_window_zero_means_whole_clip():
     FeatureConfig(groups=("mfcc_delta", "spectral"), statistics=("std",)),
     FeatureConfig(means="no-cepstral"),
     FeatureConfig(means="artefact"),
+    SHAPED,
 ], ids=["default", "mfcc-mean", "lfcc-spectral", "deltas-std", "no-cepstral-means",
-        "artefact-means"])
+        "artefact-means", "shaped"])
 def test_extract_shape_matches_feature_names(cfg, clip):
     result = extract(clip, cfg)
     names = feature_names(cfg)
@@ -304,7 +309,7 @@ def test_legacy_features_equal_librosa_mfcc_mean(gen):
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig.legacy(),
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig.legacy(), SHAPED,
                                  FeatureConfig(groups=("lfcc",), means="no-cepstral")])
 def test_config_round_trip(cfg):
     data = cfg.to_dict()
@@ -334,6 +339,55 @@ def test_artefact_means_keep_only_artefact_levels_and_every_std():
                                   reference.matrix[:, [full.index(n) for n in names]])
 
 
+def test_config_of_models_before_the_shape_and_modulation_blocks():
+    data = SHAPED.to_dict()
+    del data["shape_groups"], data["modulation"]
+    old = FeatureConfig.from_dict(data)
+    assert old.shape_groups == () and not old.modulation
+    assert feature_names(old) == feature_names(dataclasses.replace(SHAPED, shape_groups=(),
+                                                                    modulation=False))
+
+
+def test_shape_columns_are_the_skewness_and_kurtosis_of_the_active_frames(gen):
+    """One window over a clip whose frames are all loud: scipy's moments of each column."""
+    import scipy.stats
+
+    y = (gen.speechlike(SR, 2.0, seed=21) + 0.2 * gen.noise(SR, 2.0, seed=22)).astype(np.float32)
+    config = FeatureConfig(groups=("mfcc", "phase"), shape_groups=("phase",), means="all",
+                           energy_floor_db=200.0)
+    frames, _ = features.frame_features(y, config)
+    names = feature_names(config)
+    row = extract(y, config).matrix[0]
+    phase = features.frame_feature_names(config).index("phase_dev_low")
+    width = len(features.frame_feature_names(dataclasses.replace(config, groups=("phase",))))
+    block = frames[:, phase : phase + width].astype(np.float64)
+    skew = row[[names.index(f"{n}_skew") for n in features.frame_feature_names(config)[phase:]]]
+    kurt = row[[names.index(f"{n}_kurt") for n in features.frame_feature_names(config)[phase:]]]
+    np.testing.assert_allclose(skew, scipy.stats.skew(block, axis=0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(kurt, scipy.stats.kurtosis(block, axis=0), rtol=1e-3, atol=1e-3)
+    assert not any(n.startswith("mfcc") and n.endswith(("_skew", "_kurt")) for n in names)
+
+
+@pytest.mark.parametrize(("rate_hz", "band"), [(1.0, "0.5-2hz"), (5.0, "4-8hz"),
+                                               (12.0, "8-16hz"), (25.0, "16-32hz")])
+def test_modulation_block_finds_the_rate_of_a_modulated_spectrum(gen, rate_hz, band):
+    """Noise whose spectral tilt swings at ``rate_hz``: the MFCC trajectories' power sits
+    in the modulation band holding that rate, for every group of coefficients."""
+    t = np.arange(3 * SR) / SR
+    rng = np.random.default_rng(3)
+    white = rng.standard_normal(len(t))
+    tilted = np.convolve(white, [1.0, 0.95], mode="same")  # bright
+    dull = np.convolve(white, [1.0, -0.95], mode="same")  # dark
+    mix = 0.5 + 0.5 * np.sin(2 * np.pi * rate_hz * t)
+    y = (0.1 * (mix * tilted + (1 - mix) * dull)).astype(np.float32)
+    config = FeatureConfig(modulation=True)
+    names = feature_names(config)
+    row = extract(y, config).matrix[0]
+    shares = {n: row[names.index(n)] for n in names if n.startswith("mod_g0_")}
+    assert max(shares, key=shares.__getitem__) == f"mod_g0_{band}"
+    assert np.exp(shares[f"mod_g0_{band}"]) > 0.5  # most of the variation is at that rate
+
+
 def test_config_rejects_unknown_keys():
     data = FeatureConfig().to_dict()
     data["n_mfccs"] = 20
@@ -351,6 +405,8 @@ def test_config_rejects_unknown_keys():
     {"means": "some"},
     {"groups": ["mfcc"], "statistics": ["mean"], "means": "artefact"},  # leaves nothing
     {"statistics": ["mean", "median"]},
+    {"groups": ["lfcc"], "shape_groups": ["mfcc"]},  # shape of a group that is not there
+    {"groups": ["lfcc"], "modulation": True},  # modulation needs the MFCCs
 ])
 def test_config_rejects_invalid_values(change):
     with pytest.raises(ValueError):
@@ -379,6 +435,7 @@ def _blocks(y: np.ndarray, seed: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("seconds", [0.5, 3.2, 17.3])
+@pytest.mark.parametrize("config", [FeatureConfig(), SHAPED], ids=["default", "shaped"])
 def test_window_stream_in_blocks_equals_extract(config, gen, seconds, monkeypatch):
     """Audio fed in irregular blocks (and frame chunks smaller than a window) gives the
     windows of the whole clip."""
