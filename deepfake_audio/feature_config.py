@@ -65,11 +65,13 @@ class FeatureConfig:
     shape_groups : tuple of str
         Frame-feature groups whose window skewness and excess kurtosis are kept too
         (after the ``statistics`` columns): how peaked and lopsided a coefficient's
-        distribution is, which smooth synthetic trajectories change.
+        distribution is, which smooth synthetic trajectories change. Groups not in
+        ``groups`` are skipped.
     modulation : bool
         Keep the modulation spectrum of the static MFCC trajectories in each window:
         the share of their temporal variation in :data:`MODULATION_EDGES_HZ` bands, for
-        :data:`MODULATION_GROUPS` groups of coefficients (log). Needs ``"mfcc"``.
+        :data:`MODULATION_GROUPS` groups of coefficients (log). Only when ``"mfcc"`` is
+        in ``groups`` (:attr:`uses_modulation`).
     means : {"all", "no-cepstral", "artefact"}
         Which frame features keep their window mean (standard deviations are always
         kept). ``no-cepstral`` drops the means of the static MFCC/LFCC; ``artefact``
@@ -96,8 +98,8 @@ class FeatureConfig:
     hop_s: float = 1.5
     statistics: tuple[str, ...] = field(default=("mean", "std"))
     means: str = "artefact"
-    shape_groups: tuple[str, ...] = ()
-    modulation: bool = False
+    shape_groups: tuple[str, ...] = ("mfcc",)
+    modulation: bool = True
 
     @classmethod
     def legacy(cls) -> FeatureConfig:
@@ -105,7 +107,7 @@ class FeatureConfig:
         return cls(
             kind=LEGACY_KIND, sample_rate=22_050, n_fft=2048, win_length=2048, hop_length=512,
             n_mels=128, n_mfcc=13, groups=("mfcc",), window_s=0.0, hop_s=0.0,
-            statistics=("mean",), means="all",
+            statistics=("mean",), means="all", shape_groups=(), modulation=False,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,17 +149,20 @@ class FeatureConfig:
         bad = set(self.statistics) - set(STATISTICS)
         if bad:
             raise ValueError(f"unknown statistics: {', '.join(sorted(bad))}")
-        bad = set(self.shape_groups) - set(self.groups)
+        bad = set(self.shape_groups) - set(ALL_GROUPS)
         if bad:
-            raise ValueError(f"shape_groups not among the groups: {', '.join(sorted(bad))}")
-        if self.modulation and "mfcc" not in self.groups:
-            raise ValueError("modulation needs the 'mfcc' group")
+            raise ValueError(f"unknown shape_groups: {', '.join(sorted(bad))}")
         if self.kind == MAIN_KIND and not feature_names(self):
             raise ValueError("these groups, statistics and means select no feature at all")
         if self.win_length > self.n_fft or self.hop_length <= 0:
             raise ValueError("need 0 < hop_length and win_length <= n_fft")
         if self.n_mfcc > self.n_mels or self.n_lfcc > self.n_linear:
             raise ValueError("need n_mfcc <= n_mels and n_lfcc <= n_linear")
+
+    @property
+    def uses_modulation(self) -> bool:
+        """Whether the modulation block is computed (it reads the static MFCCs)."""
+        return self.modulation and "mfcc" in self.groups
 
     @property
     def frames_per_window(self) -> int:
@@ -202,7 +207,7 @@ def feature_names(config: FeatureConfig) -> list[str]:
     names = [f"{name}_{stat}" for stat in config.statistics for name in frame]
     shaped = shape_columns(config)
     names += [f"{frame[i]}_{stat}" for stat in ("skew", "kurt") for i in shaped]
-    if config.modulation:
+    if config.uses_modulation:
         names += [f"mod_g{g}_{lo:g}-{hi:g}hz" for lo, hi in itertools.pairwise(MODULATION_EDGES_HZ)
                   for g in range(MODULATION_GROUPS)]
     return [n for n in names if _keeps(config.means, n)]

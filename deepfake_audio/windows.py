@@ -67,7 +67,7 @@ def _summaries(rows: np.ndarray, energy: np.ndarray, bounds: np.ndarray,
     shaped = shape_columns(config)
     if shaped:
         blocks.extend(_shapes(values[:, shaped], weights))
-    if config.modulation:
+    if config.uses_modulation:
         blocks.append(_modulation(rows[:, : config.n_mfcc - 1], bounds, config))
     return np.concatenate(blocks, axis=1)
 

@@ -339,6 +339,16 @@ def test_artefact_means_keep_only_artefact_levels_and_every_std():
                                   reference.matrix[:, [full.index(n) for n in names]])
 
 
+def test_shape_and_modulation_apply_to_enabled_groups_only(clip):
+    config = FeatureConfig(groups=("lfcc", "spectral"), shape_groups=("mfcc", "spectral"),
+                           modulation=True)
+    names = feature_names(config)
+    assert not config.uses_modulation and not any(n.startswith("mod_") for n in names)
+    assert {n.rsplit("_", 1)[0] for n in names if n.endswith("_skew")} == set(
+        features.frame_feature_names(dataclasses.replace(config, groups=("spectral",))))
+    assert extract(clip, config).matrix.shape[1] == len(names)
+
+
 def test_config_of_models_before_the_shape_and_modulation_blocks():
     data = SHAPED.to_dict()
     del data["shape_groups"], data["modulation"]
@@ -403,10 +413,10 @@ def test_config_rejects_unknown_keys():
     {"n_mfcc": 41},
     {"n_lfcc": 71},
     {"means": "some"},
-    {"groups": ["mfcc"], "statistics": ["mean"], "means": "artefact"},  # leaves nothing
+    {"groups": ["mfcc"], "statistics": ["mean"], "means": "artefact", "shape_groups": [],
+     "modulation": False},  # leaves nothing
     {"statistics": ["mean", "median"]},
-    {"groups": ["lfcc"], "shape_groups": ["mfcc"]},  # shape of a group that is not there
-    {"groups": ["lfcc"], "modulation": True},  # modulation needs the MFCCs
+    {"shape_groups": ["mfcc", "chroma"]},
 ])
 def test_config_rejects_invalid_values(change):
     with pytest.raises(ValueError):
