@@ -9,7 +9,7 @@ calibrates on genuine clips scored leave-one-corpus-out and fakes scored
 leave-one-generator-out; writes ``deepfake_audio/models/default`` and prints the figures
 quoted in ``docs/model-card.md``, including the source-family confusion matrix.
 
-The bundled ``default-2026.11.5`` is trained on ``../shared/data`` **only**: the scripted
+The bundled ``default-2026.11.6`` is trained on ``../shared/data`` **only**: the scripted
 extra data (``--extra generated``: ``scripts/generate_data.py``; ``--extra registry``:
 ``scripts/generate_registry_data.py``, which needs torch and the TTS packages of
 ``scripts/requirements-generate.txt``) was not part of this release's training run.
@@ -39,11 +39,13 @@ from deepfake_audio.features import FeatureConfig  # noqa: E402
 from deepfake_audio.metrics import format_table  # noqa: E402
 from deepfake_audio.plots import plot_reliability  # noqa: E402
 
-MODEL_ID = "default-2026.11.5"
+MODEL_ID = "default-2026.11.6"
 # The recipe of default-2026.11.2 (only the artefact-describing means, one channel-augmented
 # copy per clip, up to 6 windows, gamma 0.001): retrained on the three batches it beat the
-# recipe of default-2026.11.3 on the unseen protocol (docs/model-card.md).
-CONFIG = FeatureConfig(means="artefact")
+# recipe of default-2026.11.3 on the unseen protocol (docs/model-card.md). Since 2026.11.6
+# also the skewness and kurtosis of the MFCCs and their modulation spectrum per window
+# (scripts/feature_screen.py).
+CONFIG = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True)
 # Since 2026.11.5 gradient-boosted trees are fused beside the SVM (scripts/fusion_check.py).
 SETTINGS = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6, boosting=True)
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
