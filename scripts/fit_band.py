@@ -10,7 +10,8 @@ model's own feature and training settings), fits the band with
 :func:`deepfake_audio.metrics.fit_band` (the narrowest band around the threshold outside
 which each side errs at most ``--max-error`` of the time, both classes weighted equally)
 and prints its coverage and accuracy. The window scores are kept in ``--scores`` (reused
-when present, and read by ``scripts/insert_eval.py``). Only ``band`` and
+when present, and read by ``scripts/insert_eval.py``); each model's own window scores go
+to ``--components`` for ``scripts/window_fusion_check.py``. Only ``band`` and
 ``metrics.band`` of ``model.json`` change; the pickles and their hashes are untouched.
 Run it again after retraining a model (delete the ``--scores`` file first).
 """
@@ -28,13 +29,30 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import metrics  # noqa: E402
+from deepfake_audio import metrics, training  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
-from deepfake_audio.evaluation import WindowScores, unseen_window_scores  # noqa: E402
+from deepfake_audio.evaluation import WindowScores, unseen_window_components  # noqa: E402
 from deepfake_audio.model import METADATA_FILE, load_model  # noqa: E402
 from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
 DEFAULT_SCORES = ROOT / "build" / "unseen-windows.npz"
+DEFAULT_COMPONENTS = ROOT / "build" / "window-components.npz"
+
+
+def save_components(path: Path, windows: tuple[np.ndarray, ...]) -> None:
+    """Per clip, the ``(windows, models)`` held-out scores of each model, unfused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width = max((w.shape[1] for w in windows if w.ndim == 2), default=1)
+    np.savez(path, counts=np.array([len(w) for w in windows]),
+             values=np.concatenate([*[w.reshape(-1, width) for w in windows],
+                                    np.zeros((0, width))]))
+
+
+def load_components(path: Path) -> list[np.ndarray]:
+    """What :func:`save_components` wrote."""
+    with np.load(path) as data:
+        counts, values = data["counts"], data["values"]
+    return np.split(values, np.cumsum(counts)[:-1])
 
 
 def save_scores(path: Path, scores: WindowScores, paths: list[str], model_id: str) -> None:
@@ -66,6 +84,8 @@ def main() -> int:
                         help="use only the first N clips (e.g. the corpus a model was trained on)")
     parser.add_argument("--max-error", type=float, default=0.15)
     parser.add_argument("--scores", type=Path, default=DEFAULT_SCORES)
+    parser.add_argument("--components", type=Path, default=DEFAULT_COMPONENTS,
+                        help="where the per-model window scores go (window_fusion_check.py)")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write model.json")
@@ -80,8 +100,12 @@ def main() -> int:
         if args.rows:
             clips = clips[: args.rows]
         with without_decoder_noise():
-            scores = unseen_window_scores(clips, model_dir=args.model_dir, jobs=args.jobs,
-                                          cache_dir=args.cache)
+            components = unseen_window_components(clips, model_dir=args.model_dir,
+                                                  jobs=args.jobs, cache_dir=args.cache)
+        save_components(args.components, components.windows)
+        scores = WindowScores(components.labels, tuple(
+            training.fused(w, model.metadata.fusion) if len(w) else np.zeros(0)
+            for w in components.windows), components.spans)
         paths = [str(c.path) for c in clips]
         save_scores(args.scores, _drop_unscored(scores), paths, model.metadata.model_id)
         print(f"window scores of {len(paths)} clips written to {args.scores}")

@@ -14,8 +14,9 @@ figures of each model and of fusions whose constants come from
 - ``bundled``: the bundled model's ``fusion`` (fitted on the sampled-window scores), and
 - ``window``: these every-window clip scores themselves (no labels used),
 
-with the SVM weighted 0.25, 0.5 and 0.75. Per-model window scores are cached in
-``build/window-components.npz``.
+with the SVM weighted 0.25, 0.5 and 0.75. Per-model window scores are read from
+``build/window-components.npz``, which ``scripts/fit_band.py`` writes (or computed and
+written there).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from fit_band import DEFAULT_COMPONENTS, load_components, save_components  # noqa: E402
 from fusion_check import report  # noqa: E402
 
 from deepfake_audio.boosting import Fusion  # noqa: E402
@@ -42,22 +44,18 @@ from deepfake_audio.model import load_model  # noqa: E402
 def window_components(clips: list[Clip], cache: Path, jobs: int) -> list[np.ndarray]:
     """Per clip, ``(windows, 2)`` held-out SVM and boosted-tree scores (empty if none)."""
     if cache.is_file():
-        with np.load(cache) as data:
-            counts, values = data["counts"], data["values"]
-        return np.split(values, np.cumsum(counts)[:-1])
+        return load_components(cache)
     scored = unseen_window_components(clips, jobs=jobs, progress=False,
                                       cache_dir=ROOT / "build" / "feature-cache")
-    out = list(scored.windows)
-    np.savez(cache, counts=np.array([len(v) for v in out]),
-             values=np.concatenate([*out, np.zeros((0, 2))]))
-    return out
+    save_components(cache, scored.windows)
+    return list(scored.windows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "window-components.npz")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_COMPONENTS)
     args = parser.parse_args()
 
     clips = load_dataset(args.data)
