@@ -93,30 +93,37 @@ def _modulation(cepstra: np.ndarray, bounds: np.ndarray, config: FeatureConfig) 
     """Log share of each window's MFCC-trajectory power in each modulation band.
 
     Every frame of the window counts (a trajectory needs its pauses); windows of one
-    length are transformed together, so there is no per-window loop.
+    length are transformed together and the bands and coefficient groups are summed
+    by two matrix products, so there is no per-window loop.
     """
-    edges = MODULATION_EDGES_HZ
-    groups = np.array_split(np.arange(cepstra.shape[1]), MODULATION_GROUPS)
+    edges = np.asarray(MODULATION_EDGES_HZ)
     n_bands = len(edges) - 1
+    # (cepstra, groups): the mean over each contiguous group of coefficients.
+    grouping = np.zeros((cepstra.shape[1], MODULATION_GROUPS))
+    for g, members in enumerate(np.array_split(np.arange(cepstra.shape[1]), MODULATION_GROUPS)):
+        grouping[members, g] = 1.0 / len(members)
     lengths = bounds[:, 1] - bounds[:, 0]
-    out = np.full((len(bounds), n_bands * len(groups)), np.log(1.0 / n_bands + 1e-6))
+    out = np.full((len(bounds), n_bands * MODULATION_GROUPS), np.log(1.0 / n_bands + 1e-6))
     frame_rate = config.sample_rate / config.hop_length
     for length in np.unique(lengths).tolist():
         if length < _MIN_MODULATION_FRAMES:
             continue
         chosen = np.flatnonzero(lengths == length)
-        x = cepstra[bounds[chosen, :1] + np.arange(length)].astype(np.float64)
-        x -= x.mean(axis=1, keepdims=True)
-        x *= np.hanning(length)[None, :, None]
-        power = np.abs(np.fft.rfft(x, axis=1)) ** 2  # (windows, modulation bins, cepstra)
+        # (windows, cepstra, frames): each trajectory contiguous for the FFT.
+        x = cepstra.T[:, bounds[chosen, :1] + np.arange(length)].transpose(1, 0, 2)
+        x = x.astype(np.float64)
+        x -= x.mean(axis=2, keepdims=True)
+        x *= np.hanning(length)
+        spectrum = np.fft.rfft(x, axis=2)
+        power = spectrum.real**2 + spectrum.imag**2  # (windows, cepstra, modulation bins)
         freqs = np.fft.rfftfreq(length, 1.0 / frame_rate)
-        total = power[:, freqs >= edges[0]].sum(axis=1) + 1e-12
-        columns: list[np.ndarray] = []
-        for k in range(n_bands):
-            top = edges[k + 1] if k < n_bands - 1 else np.inf
-            share = power[:, (freqs >= edges[k]) & (freqs < top)].sum(axis=1) / total
-            columns.extend(share[:, g].mean(axis=1) for g in groups)
-        out[chosen] = np.log(np.stack(columns, axis=1) + 1e-6)
+        # (bins, bands): which band each modulation bin falls in (the last band is open).
+        band = np.searchsorted(edges[1:-1], freqs, side="right")
+        members = (band[:, None] == np.arange(n_bands)) & (freqs >= edges[0])[:, None]
+        per_band = power @ members.astype(np.float64)  # (windows, cepstra, bands)
+        shares = per_band / (per_band.sum(axis=2, keepdims=True) + 1e-12)
+        grouped = shares.transpose(0, 2, 1) @ grouping  # (windows, bands, groups)
+        out[chosen] = np.log(grouped + 1e-6).reshape(len(chosen), -1)
     return out
 
 

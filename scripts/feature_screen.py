@@ -51,6 +51,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--level", choices=("clip", "window"), default="clip")
+    parser.add_argument("--rows", default="",
+                        help="comma-separated row numbers to run (1-4; default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
     args = parser.parse_args()
@@ -74,7 +76,10 @@ def main() -> int:
     print(f"unseen protocol, {len(clips)} clips, SVM only, {args.level} level")
     print(f"{'features':34s} {'columns':>7s} {'EER':>7s} {'balanced':>9s} {'ROC-AUC':>8s}"
           f" {'seconds':>8s}")
-    for row, keep in ROWS.items():
+    chosen = {int(r) for r in args.rows.split(",") if r} or set(range(1, len(ROWS) + 1))
+    for number, (row, keep) in enumerate(ROWS.items(), start=1):
+        if number not in chosen:
+            continue
         started = time.perf_counter()
         columns = [i for i, n in enumerate(names) if keep(n)]
         sliced = feature_table.FeatureTable(table.matrix[:, columns], table.clip_index,
