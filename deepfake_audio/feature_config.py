@@ -213,7 +213,8 @@ def feature_names(config: FeatureConfig) -> list[str]:
     return [n for n in names if _keeps(config.means, n)]
 
 
-def shape_columns(config: FeatureConfig) -> list[int]:
+@functools.lru_cache(maxsize=16)
+def shape_columns(config: FeatureConfig) -> tuple[int, ...]:
     """Indices into the frame features of the ``shape_groups`` columns."""
     names = _group_names(config)
     out: list[int] = []
@@ -223,7 +224,7 @@ def shape_columns(config: FeatureConfig) -> list[int]:
         if group in config.shape_groups:
             out.extend(range(start, start + width))
         start += width
-    return out
+    return tuple(out)
 
 
 _ARTEFACT_MEANS = ("flatness", "fine_structure", "phase_dev")

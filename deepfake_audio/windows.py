@@ -66,7 +66,7 @@ def _summaries(rows: np.ndarray, energy: np.ndarray, bounds: np.ndarray,
     blocks = [parts[stat] for stat in config.statistics]
     shaped = shape_columns(config)
     if shaped:
-        blocks.extend(_shapes(values[:, shaped], weights))
+        blocks.extend(_shapes(values[:, list(shaped)], weights))
     if config.uses_modulation:
         blocks.append(_modulation(rows[:, : config.n_mfcc - 1], bounds, config))
     return np.concatenate(blocks, axis=1)
