@@ -397,7 +397,11 @@ def unseen_window_scores(
     components = unseen_window_components(
         clips, model_dir=model_dir, allow_unverified=allow_unverified, jobs=jobs,
         cache_dir=cache_dir, progress=progress)
-    fusion = _model_settings(model_dir, allow_unverified).fusion
+    return fuse_windows(components, _model_settings(model_dir, allow_unverified).fusion)
+
+
+def fuse_windows(components: WindowScores, fusion: Fusion | None) -> WindowScores:
+    """One fused score per window from :func:`unseen_window_components`' columns."""
     return WindowScores(
         components.labels,
         tuple(training.fused(w, fusion) if len(w) else np.zeros(0) for w in components.windows),
@@ -405,4 +409,4 @@ def unseen_window_scores(
 
 
 __all__ = ["PROTOCOLS", "EvaluationReport", "WindowScores", "check_protocol", "evaluate",
-           "unseen_window_components", "unseen_window_scores"]
+           "fuse_windows", "unseen_window_components", "unseen_window_scores"]

@@ -29,9 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import metrics, training  # noqa: E402
+from deepfake_audio import metrics  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
-from deepfake_audio.evaluation import WindowScores, unseen_window_components  # noqa: E402
+from deepfake_audio.evaluation import (  # noqa: E402
+    WindowScores,
+    fuse_windows,
+    unseen_window_components,
+)
 from deepfake_audio.model import METADATA_FILE, load_model  # noqa: E402
 from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
@@ -103,9 +107,7 @@ def main() -> int:
             components = unseen_window_components(clips, model_dir=args.model_dir,
                                                   jobs=args.jobs, cache_dir=args.cache)
         save_components(args.components, components.windows)
-        scores = WindowScores(components.labels, tuple(
-            training.fused(w, model.metadata.fusion) if len(w) else np.zeros(0)
-            for w in components.windows), components.spans)
+        scores = fuse_windows(components, model.metadata.fusion)
         paths = [str(c.path) for c in clips]
         save_scores(args.scores, _drop_unscored(scores), paths, model.metadata.model_id)
         print(f"window scores of {len(paths)} clips written to {args.scores}")
