@@ -165,9 +165,12 @@ class MediaFile:
             logger.info("skipped %d undecodable %s packets", bad_packets, self.codec)
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        arr = frame.to_ndarray()
         channels = frame.layout.nb_channels
-        arr = arr.T if frame.format.is_planar else arr.reshape(-1, channels)
+        try:
+            arr, planar = frame.to_ndarray(), frame.format.is_planar
+        except (KeyError, ValueError):  # a sample format PyAV has no numpy type for (s64)
+            arr, planar = _packed_float(frame), False
+        arr = arr.T if planar else arr.reshape(-1, channels)
         arr = to_float32(arr)
         if channels != self.channels:  # a mid-stream layout change: keep the declared count
             arr = np.repeat(arr.mean(axis=1, keepdims=True), self.channels, axis=1)
@@ -175,6 +178,17 @@ class MediaFile:
 
     def close(self) -> None:
         self._container.close()
+
+
+def _packed_float(frame: Any) -> np.ndarray:
+    """``frame`` converted to packed float32 by libswresample, as ``(1, samples * channels)``."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+    out = [*resampler.resample(frame), *resampler.resample(None)]
+    if not out:
+        return np.zeros((1, 0), dtype=np.float32)
+    return np.concatenate([o.to_ndarray() for o in out], axis=1)
 
 
 def to_float32(arr: np.ndarray) -> np.ndarray:

@@ -147,3 +147,22 @@ def test_mp3_resync_chatter_never_reaches_stderr(tmp_path):
     assert run.returncode == 0, run.stderr
     assert float(run.stdout) == pytest.approx(4.0, abs=0.6)  # damaged frames dropped
     assert run.stderr == ""
+
+
+def test_64_bit_pcm_wav_decodes():
+    """64-bit PCM (FFmpeg's pcm_s64le) has no numpy type in PyAV: it is converted by
+    libswresample instead of escaping as a KeyError (found by the random-mutation fuzzer)."""
+    sr = 8000
+    t = np.arange(sr) / sr
+    pcm = (0.5 * np.sin(2 * np.pi * 440 * t) * (2**63 - 1)).astype("<i8")
+    payload = pcm.tobytes()
+    fmt = (b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little")
+           + (1).to_bytes(2, "little") + sr.to_bytes(4, "little") + (sr * 8).to_bytes(4, "little")
+           + (8).to_bytes(2, "little") + (64).to_bytes(2, "little"))
+    data = b"data" + len(payload).to_bytes(4, "little") + payload
+    wav = b"RIFF" + (4 + len(fmt) + len(data)).to_bytes(4, "little") + b"WAVE" + fmt + data
+    audio = load_audio(wav, target_sr=sr)
+    assert audio.original_sample_rate == sr
+    assert len(audio.samples) == sr
+    assert _dominant_hz(audio.samples, sr) == pytest.approx(440, abs=2)
+    assert np.max(np.abs(audio.samples)) == pytest.approx(0.5, abs=0.01)
