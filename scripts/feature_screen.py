@@ -3,6 +3,7 @@
 
     python scripts/feature_screen.py --data ../shared/data                 # whole clips, ~3 min
     python scripts/feature_screen.py --data ../shared/data --level window  # ~25 min on 2 CPUs
+    python scripts/feature_screen.py --data ../shared/data --candidates    # ~8 min
 
 Genuine clips are scored by SVMs trained without their corpus (and the fakes made from
 it), fakes by SVMs trained without their generator family (``training.unseen_scores``).
@@ -19,6 +20,12 @@ each of them, and with both:
 how these two were found. ``--level window`` is the bundled recipe itself (3 s windows,
 up to 6 per clip, one augmented copy, balanced, gamma 0.001), SVM only. Features are
 extracted once with every block and sliced per row.
+
+``--candidates`` (clip level only) screens the blocks of ``scripts/candidate_blocks.py``,
+which the package does not use, against the 2026.11.6 blocks: each appended to them, all
+four appended, and all four as a separate SVM whose held-out scores are averaged with the
+2026.11.6 SVM's (each standardised over the clips, no labels used; weight 0.35). The
+blocks are computed once and kept in ``--cache``/``candidate-blocks.npz``.
 """
 
 from __future__ import annotations
@@ -29,12 +36,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from candidate_blocks import BLOCKS  # noqa: E402
+from fusion_check import standardised  # noqa: E402
 
 from deepfake_audio import feature_table, metrics, training  # noqa: E402
-from deepfake_audio.datasets import load_dataset  # noqa: E402
+from deepfake_audio.audio import load_audio  # noqa: E402
+from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
+from deepfake_audio.exceptions import InputError  # noqa: E402
 from deepfake_audio.features import FeatureConfig, feature_names  # noqa: E402
 
 FULL = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True)
@@ -47,15 +61,44 @@ ROWS = {
 }
 
 
+def candidate_blocks(clips: list[Clip], cache: Path, jobs: int) -> dict[str, np.ndarray]:
+    """``(clips, columns)`` per candidate block, read from or written to ``cache``."""
+    path = cache / "candidate-blocks.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            if set(stored.files) == set(BLOCKS) and len(stored[stored.files[0]]) == len(clips):
+                return {name: stored[name] for name in BLOCKS}
+
+    def describe(clip: Clip) -> list[np.ndarray] | None:
+        try:
+            samples = load_audio(clip.path, max_duration_s=None, min_duration_s=0.1).samples
+        except InputError:
+            return None  # not in the feature table either
+        return [block(samples.astype(np.float64)) for block in BLOCKS.values()]
+
+    rows = Parallel(n_jobs=jobs)(delayed(describe)(clip) for clip in clips)
+    found = next(row for row in rows if row is not None)
+    blocks = {name: np.nan_to_num(np.array([found[i] * 0 if row is None else row[i]
+                                            for row in rows]), posinf=0.0, neginf=0.0)
+              for i, name in enumerate(BLOCKS)}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **blocks)
+    return blocks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--level", choices=("clip", "window"), default="clip")
     parser.add_argument("--rows", default="",
                         help="comma-separated row numbers to run (1-4; default: all)")
+    parser.add_argument("--candidates", action="store_true",
+                        help="screen scripts/candidate_blocks.py (clip level)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
     args = parser.parse_args()
+    if args.candidates and args.level != "clip":
+        parser.error("--candidates screens at the clip level only")
 
     clips = load_dataset(args.data)
     labels = np.array([c.label for c in clips])
@@ -76,21 +119,39 @@ def main() -> int:
     print(f"unseen protocol, {len(clips)} clips, SVM only, {args.level} level")
     print(f"{'features':34s} {'columns':>7s} {'EER':>7s} {'balanced':>9s} {'ROC-AUC':>8s}"
           f" {'seconds':>8s}")
-    chosen = {int(r) for r in args.rows.split(",") if r} or set(range(1, len(ROWS) + 1))
-    for number, (row, keep) in enumerate(ROWS.items(), start=1):
-        if number not in chosen:
-            continue
+
+    def row(name: str, matrix: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        columns = [i for i, n in enumerate(names) if keep(n)]
-        sliced = feature_table.FeatureTable(table.matrix[:, columns], table.clip_index,
-                                            table.augmented)
+        sliced = feature_table.FeatureTable(matrix, table.clip_index, table.augmented)
         scores = training.unseen_scores(clips, sliced, settings, jobs=args.jobs,
                                         progress=False)
+        show(name, matrix.shape[1], scores, time.perf_counter() - started)
+        return scores
+
+    def show(name: str, columns: int, scores: np.ndarray, seconds: float) -> None:
         ok = np.isfinite(scores)
         summary = metrics.summarise(labels[ok], scores[ok], 0.0)
         balanced = metrics.equal_error_rate(labels[ok], scores[ok], weights[ok])[0]
-        print(f"{row:34s} {len(columns):7d} {summary['eer']:7.2%} {balanced:9.2%}"
-              f" {summary['roc_auc']:8.4f} {time.perf_counter() - started:8.0f}", flush=True)
+        print(f"{name:34s} {columns:7d} {summary['eer']:7.2%} {balanced:9.2%}"
+              f" {summary['roc_auc']:8.4f} {seconds:8.0f}", flush=True)
+
+    if args.candidates:
+        blocks = {name: values[table.clip_index]
+                  for name, values in candidate_blocks(clips, args.cache, args.jobs).items()}
+        base = row("2026.11.6 blocks", table.matrix)
+        for name, values in blocks.items():
+            row(f"+ {name}", np.hstack([table.matrix, values]))
+        every = np.hstack(list(blocks.values()))
+        row("+ all four", np.hstack([table.matrix, every]))
+        alone = row("all four alone", every)
+        show("2026.11.6 SVM + all-four SVM, 0.35", table.matrix.shape[1] + every.shape[1],
+             0.65 * standardised(base) + 0.35 * standardised(alone), 0.0)
+        return 0
+    chosen = {int(r) for r in args.rows.split(",") if r} or set(range(1, len(ROWS) + 1))
+    for number, (name, keep) in enumerate(ROWS.items(), start=1):
+        if number in chosen:
+            columns = [i for i, n in enumerate(names) if keep(n)]
+            row(name, table.matrix[:, columns])
     return 0
 
 

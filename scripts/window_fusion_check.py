@@ -17,6 +17,12 @@ figures of each model and of fusions whose constants come from
 with the SVM weighted 0.25, 0.5 and 0.75. Per-model window scores are read from
 ``build/window-components.npz``, which ``scripts/fit_band.py`` writes (or computed and
 written there).
+
+``--clip-view`` adds a second view of each clip, not part of the bundled model: an RBF SVM
+(gamma "scale", no augmentation, no balancing) on the *mean* of the clip's sampled window
+feature vectors (the training windows of the bundled recipe, from ``--features``), under
+the same unseen protocol (``training.unseen_scores``), alone and averaged with the bundled
+fusion's every-window scores (both standardised over the clips, no labels used).
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from fit_band import DEFAULT_COMPONENTS, load_components, save_components  # noqa: E402
-from fusion_check import report  # noqa: E402
+from fusion_check import report, standardised  # noqa: E402
 
+from deepfake_audio import feature_table, training  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.evaluation import unseen_window_components  # noqa: E402
@@ -51,11 +58,35 @@ def window_components(clips: list[Clip], cache: Path, jobs: int) -> list[np.ndar
     return list(scored.windows)
 
 
+def clip_view_scores(clips: list[Clip], features: Path, jobs: int) -> np.ndarray:
+    """Unseen-protocol scores of an SVM on each clip's mean sampled-window features."""
+    metadata = load_model().metadata
+    settings = training.TrainSettings.from_stored(metadata.training["settings"])
+    table = feature_table.extract_dataset(
+        clips, metadata.features, augment_copies=settings.augment_copies,
+        max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, cache_dir=features,
+        progress=False)
+    original = ~table.augmented
+    owner = table.clip_index[original]
+    counts = np.bincount(owner, minlength=len(clips))
+    sums = np.zeros((len(clips), table.matrix.shape[1]))
+    np.add.at(sums, owner, table.matrix[original])
+    present = np.flatnonzero(counts)
+    means = feature_table.FeatureTable(sums[present] / counts[present, None], present,
+                                       np.zeros(len(present), dtype=bool))
+    clip_settings = training.TrainSettings(gamma="scale", augment_copies=0, max_windows=0,
+                                           balance=False, boosting=False)
+    return training.unseen_scores(clips, means, clip_settings, jobs=jobs, progress=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=DEFAULT_COMPONENTS)
+    parser.add_argument("--clip-view", action="store_true",
+                        help="add an SVM on each clip's mean window features (not bundled)")
+    parser.add_argument("--features", type=Path, default=ROOT / "build" / "feature-cache")
     args = parser.parse_args()
 
     clips = load_dataset(args.data)
@@ -72,6 +103,13 @@ def main() -> int:
         for weight in (0.25, 0.5, 0.75):
             fusion = replace(base, svm_weight=weight)
             report(f"{source} constants, SVM {weight}", fusion.combine(*means.T), clips)
+    if args.clip_view:
+        bundled = standardised(stored.combine(*means.T))
+        view = clip_view_scores(clips, args.features, args.jobs)
+        report("clip view alone", view, clips)
+        for weight in (0.25, 0.35, 0.5):
+            report(f"bundled + clip view {weight}",
+                   (1 - weight) * bundled + weight * standardised(view), clips)
     return 0
 
 
