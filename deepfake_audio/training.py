@@ -216,9 +216,11 @@ def _fit_and_score(table: FeatureTable, labels: np.ndarray, weights: np.ndarray,
 
 def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
                      held_out_masks: Sequence[np.ndarray], desc: str, jobs: int,
-                     progress: bool) -> np.ndarray:
+                     progress: bool,
+                     scored_masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """For each clip mask: fit without those clips (and their augmented rows), score them.
 
+    With ``scored_masks``, only those clips (a subset of the held-out ones) are scored.
     Returns ``(n_clips, models)``: one column per model of :func:`fit_models`.
     """
     from joblib import Parallel, delayed
@@ -226,18 +228,20 @@ def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: Train
 
     labels = np.array([c.label for c in clips])
     weights = row_weights(clips, table, settings)
+    scored_masks = held_out_masks if scored_masks is None else scored_masks
     tasks = []
-    for held_out in held_out_masks:
-        held_rows = held_out[table.clip_index]
-        tasks.append(delayed(_fit_and_score)(table, labels, weights, settings, ~held_rows,
-                                             held_rows & ~table.augmented, len(clips)))
+    for held_out, scored in zip(held_out_masks, scored_masks, strict=True):
+        tasks.append(delayed(_fit_and_score)(table, labels, weights, settings,
+                                             ~held_out[table.clip_index],
+                                             scored[table.clip_index] & ~table.augmented,
+                                             len(clips)))
     scores = np.full((len(clips), 2 if settings.boosting else 1), np.nan)
     results = Parallel(n_jobs=jobs, return_as="generator")(tasks)
-    for held_out, fold_scores in zip(
-        held_out_masks, tqdm(results, total=len(tasks), desc=desc, disable=not progress),
+    for scored, fold_scores in zip(
+        scored_masks, tqdm(results, total=len(tasks), desc=desc, disable=not progress),
         strict=True,
     ):
-        scores[held_out] = fold_scores[held_out]
+        scores[scored] = fold_scores[scored]
     return scores
 
 
@@ -409,6 +413,33 @@ def unseen_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSet
     return np.where(mask[:, None] if real.ndim == 2 else mask, real, fake)
 
 
+def unseen_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
+                       n_folds: int = 5, *, fusion: Fusion | None = None, jobs: int = 1,
+                       progress: bool = True) -> np.ndarray:
+    """:func:`unseen_scores` in ``n_folds`` fits instead of one per corpus and generator.
+
+    Genuine corpora and generator families are dealt into folds (stratified, grouped). A
+    fold's model is trained without its corpora, the fakes made from them included, and
+    without its families; it scores the fold's genuine clips and its families' fakes.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.array([c.label for c in clips])
+    corpora = np.array([c.corpus for c in clips])
+    families = np.array([c.family for c in clips])
+    groups = np.where(labels == 1, np.char.add("fake:", families), np.char.add("real:", corpora))
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=settings.seed)
+    held_out, scored = [], []
+    for _, test in splitter.split(np.zeros(len(clips)), labels, groups):
+        genuine = np.isin(corpora, corpora[test][labels[test] == 0])
+        fake = (labels == 1) & np.isin(families, families[test][labels[test] == 1])
+        held_out.append(genuine | fake)
+        scored.append((genuine & (labels == 0)) | fake)
+    columns = _held_out_scores(clips, table, settings, held_out, "unseen folds", jobs, progress,
+                               scored)
+    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
+
+
 def leave_one_out(
     clips: Sequence[Clip],
     table: FeatureTable,
@@ -455,5 +486,6 @@ __all__ = [
     "out_of_fold_scores",
     "row_weights",
     "train",
+    "unseen_fold_scores",
     "unseen_scores",
 ]

@@ -3,10 +3,11 @@
 The bundled model was trained on the whole corpus, so its scores on corpus clips
 are in-sample and too confident. The fusion (``scripts/fit_speaker.py``) is fitted
 on scores closer to what a deployed model meets: 5-fold cross-validation grouped
-by genuine corpus and by generator family, so each genuine clip is scored by a
-model that never saw its corpus and each synthetic clip by one that never saw its
-generator family (the ``unseen`` protocol's idea in 5 fits instead of one per
-group). Writes ``{path relative to DATA: raw score}`` as JSON::
+by genuine corpus and by generator family (``training.unseen_fold_scores``), so each
+genuine clip is scored by a model that never saw its corpus nor the fakes made from it,
+and each synthetic clip by one that never saw its generator family (the ``unseen``
+protocol's idea in 5 fits instead of one per group). Writes ``{path relative to DATA:
+raw score}`` as JSON::
 
     python scripts/heldout_artefact_scores.py /work/shared/data -o cache/heldout.json \\
         --cache cache/features
@@ -45,16 +46,9 @@ def main() -> None:
         max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
         cache_dir=args.cache,
     )
-    from sklearn.model_selection import StratifiedGroupKFold
-
     labels = np.array([c.label for c in clips])
-    groups = np.array([f"fake:{c.family}" if c.label else f"real:{c.corpus}" for c in clips])
-    folds = np.zeros(len(clips), dtype=int)
-    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=settings.seed)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(clips)), labels, groups)):
-        folds[test] = k
-    raw = training.out_of_fold_scores(clips, table, settings, folds,
-                                      fusion=model.metadata.fusion, jobs=args.jobs)
+    raw = training.unseen_fold_scores(clips, table, settings, 5, fusion=model.metadata.fusion,
+                                      jobs=args.jobs)
     root = args.data if args.data.is_dir() else args.data.parent
     scores = {
         str(clip.path.relative_to(root)): float(score)
@@ -66,8 +60,8 @@ def main() -> None:
     print(f"{len(scores)} held-out scores -> {args.output} (model {model.metadata.model_id})")
     ok = np.isfinite(raw)
     summary = metrics.summarise(labels[ok], raw[ok], model.metadata.decision_threshold)
-    print(f"all clips, 5 folds grouped by corpus / generator family: EER {summary['eer']:.2%},"
-          f" ROC-AUC {summary['roc_auc']:.4f}")
+    print(f"all clips, 5 folds grouped by corpus (with its fakes) / generator family:"
+          f" EER {summary['eer']:.2%}, ROC-AUC {summary['roc_auc']:.4f}")
 
 
 if __name__ == "__main__":

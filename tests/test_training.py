@@ -379,6 +379,44 @@ def test_unseen_window_components_hold_out_a_corpus_with_its_fakes(two_corpora, 
     np.testing.assert_allclose(means, expected, rtol=1e-9, atol=1e-9)
 
 
+def test_unseen_fold_scores_keep_held_out_corpora_and_their_fakes_out_of_training(
+        tiny_data, monkeypatch):
+    """The k-fold unseen protocol (speaker-fusion fit): a fold's model never saw its genuine
+    corpora, the fakes made from them, or its generator families; every clip is scored once."""
+    from deepfake_audio import training
+    from deepfake_audio.feature_table import extract_dataset
+
+    # Four corpora and four families; each fake was made from the next speaker's corpus.
+    clips = [Clip(c.path, c.label, f"corpus{(int(c.speaker[-1]) + c.label) % 4}",
+                  f"gen{c.speaker[-1]}" if c.label else "human", c.speaker)
+             for c in load_dataset(tiny_data)]
+    settings = TrainSettings(augment_copies=0)
+    table = extract_dataset(clips, FeatureConfig(), max_windows=2, progress=False)
+    corpora = np.array([c.corpus for c in clips])
+    families = np.array([c.family for c in clips])
+    labels = np.array([c.label for c in clips])
+    folds: list[tuple[np.ndarray, np.ndarray]] = []
+    fit_and_score = training._fit_and_score
+
+    def spy(table, labels, weights, settings, train_rows, test_rows, n_clips):
+        folds.append((np.unique(table.clip_index[train_rows]),
+                      np.unique(table.clip_index[test_rows])))
+        return fit_and_score(table, labels, weights, settings, train_rows, test_rows, n_clips)
+
+    monkeypatch.setattr(training, "_fit_and_score", spy)
+    scores = training.unseen_fold_scores(clips, table, settings, 4, progress=False)
+    assert scores.shape == (len(clips), 2) and not np.isnan(scores).any()
+    scored = np.concatenate([test for _, test in folds])
+    assert sorted(scored.tolist()) == list(range(len(clips)))  # each clip exactly once
+    for train_clips, test_clips in folds:
+        held_corpora = set(corpora[test_clips][labels[test_clips] == 0])
+        held_families = set(families[test_clips][labels[test_clips] == 1])
+        assert held_corpora or held_families
+        assert not held_corpora & set(corpora[train_clips])  # fakes of those corpora too
+        assert not held_families & set(families[train_clips])
+        assert {0, 1} <= set(labels[train_clips])
+
+
 def test_training_without_two_corpora_falls_back_to_speaker_cv(tiny_model):
     metadata = tiny_model[1]
     assert metadata.metrics["protocol"].startswith("3-fold cross-validation grouped by speaker")
