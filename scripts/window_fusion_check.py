@@ -22,7 +22,9 @@ written there).
 (gamma "scale", no augmentation, no balancing) on the *mean* of the clip's sampled window
 feature vectors (the training windows of the bundled recipe, from ``--features``), under
 the same unseen protocol (``training.unseen_scores``), alone and averaged with the bundled
-fusion's every-window scores (both standardised over the clips, no labels used).
+fusion's every-window scores (both standardised over the clips, no labels used). With
+``--all-windows`` the mean is over every window of the clip, unaugmented, as a detector
+would compute it.
 """
 
 from __future__ import annotations
@@ -58,14 +60,15 @@ def window_components(clips: list[Clip], cache: Path, jobs: int) -> list[np.ndar
     return list(scored.windows)
 
 
-def clip_view_scores(clips: list[Clip], features: Path, jobs: int) -> np.ndarray:
-    """Unseen-protocol scores of an SVM on each clip's mean sampled-window features."""
+def clip_view_scores(clips: list[Clip], features: Path, jobs: int,
+                     all_windows: bool) -> np.ndarray:
+    """Unseen-protocol scores of an SVM on each clip's mean window features."""
     metadata = load_model().metadata
     settings = training.TrainSettings.from_stored(metadata.training["settings"])
     table = feature_table.extract_dataset(
-        clips, metadata.features, augment_copies=settings.augment_copies,
-        max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, cache_dir=features,
-        progress=False)
+        clips, metadata.features, augment_copies=0 if all_windows else settings.augment_copies,
+        max_windows=0 if all_windows else settings.max_windows, seed=settings.seed, jobs=jobs,
+        cache_dir=features, progress=False)
     original = ~table.augmented
     owner = table.clip_index[original]
     counts = np.bincount(owner, minlength=len(clips))
@@ -86,6 +89,8 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_COMPONENTS)
     parser.add_argument("--clip-view", action="store_true",
                         help="add an SVM on each clip's mean window features (not bundled)")
+    parser.add_argument("--all-windows", action="store_true",
+                        help="--clip-view: average every window, not the sampled ones")
     parser.add_argument("--features", type=Path, default=ROOT / "build" / "feature-cache")
     args = parser.parse_args()
 
@@ -105,7 +110,7 @@ def main() -> int:
             report(f"{source} constants, SVM {weight}", fusion.combine(*means.T), clips)
     if args.clip_view:
         bundled = standardised(stored.combine(*means.T))
-        view = clip_view_scores(clips, args.features, args.jobs)
+        view = clip_view_scores(clips, args.features, args.jobs, args.all_windows)
         report("clip view alone", view, clips)
         for weight in (0.25, 0.35, 0.5):
             report(f"bundled + clip view {weight}",
