@@ -229,3 +229,44 @@ def load_compiled(path: Path) -> CompiledModel:
         intercept=float(arrays["intercept"]), gamma=float(arrays["gamma"]), kernel=kernel,
         family_classes=classes, **family,
     )
+
+
+def compile_model(directory: str | Path) -> str:
+    """Add the compiled arrays to a verified model folder and list them in ``model.json``.
+
+    The pickles are loaded (after their hash check) through scikit-learn once;
+    the rest of ``model.json`` is kept as it is.
+
+    Parameters
+    ----------
+    directory : path
+        A folder :func:`load_model` accepts without ``allow_unverified``.
+
+    Returns
+    -------
+    str
+        SHA-256 of the written ``compiled.npz``.
+
+    Raises
+    ------
+    ModelLoadError, ModelIntegrityError
+        As for :func:`load_model`, or the estimators cannot be compiled.
+    """
+    import json
+
+    from .model import METADATA_FILE, load_model
+    from .safe_pickle import sha256_file
+
+    loaded = load_model(directory, compiled=False)
+    try:
+        arrays = compile_estimators(loaded.classifier, loaded.scaler,
+                                    loaded.metadata.deepfake_label, loaded.family_classifier)
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot compile {loaded.directory}: {exc}") from None
+    arrays.save(loaded.directory / COMPILED_FILE)
+    digest = sha256_file(loaded.directory / COMPILED_FILE)
+    meta_path = loaded.directory / METADATA_FILE
+    data = json.loads(meta_path.read_text(encoding="utf-8"))
+    data["artefacts"] = {**data.get("artefacts", {}), COMPILED_FILE: digest}
+    meta_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return digest

@@ -6,7 +6,9 @@ window). Each window gets the SVM's signed decision value. The clip's
 ``raw_score`` aggregates its window scores as ``model.json`` says (the
 **mean**, the only rule implemented, which load_model enforces) — the same rule
 the calibration and threshold were fitted with at training time — and the timeline
-keeps every window's own score, so a long call shows where synthetic speech is.
+keeps every window's own score, so a long call shows where synthetic speech is. A model
+with a clip view (:mod:`deepfake_audio.clip_view`) joins a second score to that mean: its
+SVM's verdict on the mean feature vector of the speech windows.
 
 Only windows with speech are scored (:mod:`deepfake_audio.vad`): silence, noise,
 music and tones appear in the timeline as ``"no-speech"`` and stay out of the
@@ -311,7 +313,9 @@ class Detector:
         )
         segments = flagged_segments(outcome.spans, np.where(outcome.speech, scores, -np.inf),
                                     self.threshold, calibration)
-        verdict = self.verdict(self._aggregate(scores[outcome.speech]), segments)
+        raw = self._model.clip_raw_score(self._aggregate(scores[outcome.speech]),
+                                         outcome.feature_mean)
+        verdict = self.verdict(raw, segments)
         source_family = None
         if outcome.families is not None:
             p_fake = verdict.probability_deepfake

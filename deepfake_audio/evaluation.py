@@ -35,6 +35,7 @@ import numpy as np
 
 from . import feature_table, metrics, training
 from .boosting import Fusion
+from .clip_view import ClipView, view_settings, window_means
 from .datasets import Clip
 from .exceptions import DatasetError, InputError
 from .features import FeatureConfig
@@ -144,6 +145,7 @@ class _Recipe:
     settings: training.TrainSettings
     threshold: float
     fusion: Fusion | None
+    clip_view: ClipView | None = None
 
 
 def _model_settings(model_dir: str | Path | None, allow_unverified: bool) -> _Recipe:
@@ -152,7 +154,7 @@ def _model_settings(model_dir: str | Path | None, allow_unverified: bool) -> _Re
     model = load_model(model_dir, allow_unverified=allow_unverified)
     settings = training.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
     return _Recipe(model.metadata.features, settings, model.metadata.decision_threshold,
-                   model.metadata.fusion)
+                   model.metadata.fusion, model.metadata.clip_view)
 
 
 def check_protocol(clips: Sequence[Clip], protocol: str) -> None:
@@ -185,13 +187,24 @@ def _held_out_scores(
 ) -> tuple[np.ndarray, float]:
     recipe = _model_settings(model_dir, allow_unverified)
     settings, fusion = recipe.settings, recipe.fusion
-    labels = np.array([c.label for c in clips])
     table = feature_table.extract_dataset(
         clips, recipe.config, augment_copies=settings.augment_copies,
         max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, progress=progress,
         cache_dir=cache_dir,
     )
     folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
+    raw = _protocol_scores(clips, table, settings, fusion, folds, protocol, jobs, progress)
+    if recipe.clip_view is not None:  # the clip view held out the same way, then joined
+        view = _protocol_scores(clips, window_means(table, len(clips)),
+                                view_settings(settings), None, folds, protocol, jobs, progress)
+        raw = recipe.clip_view.combine(raw, view)
+    return raw, recipe.threshold
+
+
+def _protocol_scores(clips: Sequence[Clip], table: feature_table.FeatureTable,
+                     settings: training.TrainSettings, fusion: Fusion | None, folds: np.ndarray,
+                     protocol: str, jobs: int, progress: bool) -> np.ndarray:
+    labels = np.array([c.label for c in clips])
     raw = training.out_of_fold_scores(clips, table, settings, folds, fusion=fusion, jobs=jobs,
                                       progress=progress)
     held_out_by: dict[str, tuple[Callable[[Clip], str], int]] = {
@@ -207,7 +220,7 @@ def _held_out_scores(
         held = training.unseen_scores(clips, table, settings, fusion=fusion, jobs=jobs,
                                       progress=progress)
         raw = np.where(np.isnan(held), raw, held)
-    return raw, recipe.threshold
+    return raw
 
 
 def evaluate(

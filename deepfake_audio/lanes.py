@@ -42,6 +42,8 @@ class LaneOutcome:
     error: InputError | None = None
     #: Per-window source-family probabilities, when the model has a family classifier.
     families: np.ndarray | None = None
+    #: Mean feature vector of the speech windows, when the model has a clip view.
+    feature_mean: np.ndarray | None = None
 
 
 class Lane:
@@ -65,6 +67,9 @@ class Lane:
         self._families: list[np.ndarray] = []
         self._frames = 0
         self._peak = 0.0
+        # Running sum of the speech windows' features for the clip view: bounded memory.
+        self._feature_sum: np.ndarray | None = None
+        self._feature_count = 0
 
     def feed(self, samples: np.ndarray) -> None:
         samples = np.ascontiguousarray(samples, dtype=np.float32)
@@ -99,8 +104,13 @@ class Lane:
         families = model.family_probabilities(matrix)
         if families is not None:
             self._families.append(families)
-        self._speech.append(np.ones(len(spans), dtype=bool) if self._vad is None
-                            else self._vad.speech_shares(spans) >= MIN_SPEECH_SHARE)
+        speech = (np.ones(len(spans), dtype=bool) if self._vad is None
+                  else self._vad.speech_shares(spans) >= MIN_SPEECH_SHARE)
+        self._speech.append(speech)
+        if model.clip_view is not None:
+            total = matrix[speech].sum(axis=0, dtype=np.float64)
+            self._feature_sum = total if self._feature_sum is None else self._feature_sum + total
+            self._feature_count += int(speech.sum())
 
     def finish(self) -> LaneOutcome:
         duration = self._frames / self.sample_rate
@@ -126,5 +136,7 @@ class Lane:
             error = NoSpeechError(f"{which}no speech found (only silence, noise, music or"
                                   " tones); nothing to judge")
         families = np.concatenate(self._families) if self._families else None
+        feature_mean = (self._feature_sum / self._feature_count
+                        if self._feature_sum is not None and self._feature_count else None)
         return LaneOutcome(self.index, tuple(self._spans), scores, speech, duration, error,
-                           families)
+                           families, feature_mean)

@@ -9,7 +9,8 @@ it, scoring reads it instead of the pickles and never imports scikit-learn.
 ``scripts/compile_model.py`` adds it to an older folder. A model trained with
 boosted trees beside the SVM also holds ``boosting.npz`` (arrays only, always read
 that way) and the ``fusion`` of the two scores in ``model.json``
-(:mod:`deepfake_audio.boosting`).
+(:mod:`deepfake_audio.boosting`). A model with a clip view also holds ``clip_view.npz``
+(arrays only) and its ``clip_view`` rule (:mod:`deepfake_audio.clip_view`).
 
 Pickles can run arbitrary code when loaded, so loading is guarded twice:
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from ._version import __version__
 from .boosting import BOOSTING_FILE, BoostedTrees, Fusion, compile_boosting, load_boosting
+from .clip_view import CLIP_VIEW_FILE, ClipView, load_view, save_view
 from .compiled import COMPILED_FILE, CompiledModel, compile_estimators, load_compiled
 from .exceptions import ModelIntegrityError, ModelLoadError
 from .features import FeatureConfig, feature_names
@@ -116,6 +118,8 @@ class ModelMetadata:
     #: How the SVM's and the boosted trees' window scores are combined; None for an
     #: SVM-only model (no ``boosting.npz``).
     fusion: Fusion | None = None
+    #: How the clip view's score joins the window mean; None without one (``clip_view.npz``).
+    clip_view: ClipView | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -144,6 +148,7 @@ class ModelMetadata:
             "artefacts": self.artefacts,
             "source_families": list(self.source_families),
             **({"fusion": self.fusion.to_dict()} if self.fusion else {}),
+            **({"clip_view": self.clip_view.to_dict()} if self.clip_view else {}),
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -179,6 +184,7 @@ class ModelMetadata:
                 library_version=str(data.get("library_version", "")),
                 source_families=tuple(str(name) for name in data.get("source_families", ())),
                 fusion=Fusion.from_dict(fusion) if fusion else None,
+                clip_view=ClipView.from_dict(data["clip_view"]) if data.get("clip_view") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"invalid model.json: {exc}") from None
@@ -208,6 +214,15 @@ class LoadedModel:
     compiled: CompiledModel | None = None
     family_classifier: Any = None
     boosting: BoostedTrees | None = None
+    #: The clip view's scaler and SVM (``metadata.clip_view``), if the model has one.
+    clip_view: CompiledModel | None = None
+
+    def clip_raw_score(self, window_mean: float, feature_mean: np.ndarray | None) -> float:
+        """A clip's raw score from its windows' mean score and mean feature vector."""
+        if self.clip_view is None or self.metadata.clip_view is None or feature_mean is None:
+            return window_mean
+        view = self.clip_view.decision_values(feature_mean[None, :])[0]
+        return float(self.metadata.clip_view.combine(window_mean, view))
 
     def family_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
         """P(family | synthetic) per ``metadata.source_families`` for each row.
@@ -318,7 +333,8 @@ def load_model(
                                      " do not match model.json's source_families"
                                      f" {list(metadata.source_families)}")
             return LoadedModel(path, metadata, None, None, True, arrays,
-                               boosting=_load_trees(path, metadata, n_features))
+                               boosting=_load_trees(path, metadata, n_features),
+                               clip_view=load_view(path, metadata.clip_view, n_features))
         verified = True
     elif allow_unverified:
         logger.warning("loading %s without model.json: pickles are NOT verified; legacy MFCC"
@@ -338,12 +354,16 @@ def load_model(
     _warn_on_version_drift(metadata)
     return LoadedModel(path, metadata, classifier, scaler, verified,
                        family_classifier=family,
-                       boosting=_load_trees(path, metadata, len(feature_names(metadata.features))))
+                       boosting=_load_trees(path, metadata, len(feature_names(metadata.features))),
+                       clip_view=load_view(path, metadata.clip_view,
+                                           len(feature_names(metadata.features))))
 
 
 def _artefact_names(metadata: ModelMetadata) -> tuple[str, ...]:
     return (MODEL_FILE, SCALER_FILE, *((FAMILY_FILE,) if metadata.source_families else ()),
-            *((BOOSTING_FILE,) if metadata.fusion else ()))
+            *((BOOSTING_FILE,) if metadata.fusion else ()),
+            *((CLIP_VIEW_FILE,) if metadata.clip_view else ()))
+
 
 
 def _load_trees(path: Path, metadata: ModelMetadata, n_features: int) -> BoostedTrees | None:
@@ -396,14 +416,15 @@ def _warn_on_version_drift(metadata: ModelMetadata) -> None:
 
 def save_model(
     directory: str | Path, classifier: Any, scaler: Any, metadata: ModelMetadata,
-    family_classifier: Any = None, boosting: Any = None,
+    family_classifier: Any = None, boosting: Any = None, clip_view: CompiledModel | None = None,
 ) -> ModelMetadata:
     """Write the pickles and ``model.json`` (with their SHA-256) to ``directory``.
 
     ``family_classifier`` (optional) maps the scaled window features to probabilities over
     ``metadata.source_families``; it is saved as ``family_model.pkl``. ``boosting``
     (optional, with ``metadata.fusion``) is a fitted ``HistGradientBoostingClassifier`` on
-    the scaled features, saved as ``boosting.npz`` arrays.
+    the scaled features, saved as ``boosting.npz`` arrays; ``clip_view`` (with
+    ``metadata.clip_view``) the clip view's arrays, saved as ``clip_view.npz``.
 
     Returns
     -------
@@ -429,6 +450,9 @@ def save_model(
         compile_boosting(boosting, metadata.deepfake_label).save(path / BOOSTING_FILE)
     else:
         (path / BOOSTING_FILE).unlink(missing_ok=True)
+    if (clip_view is None) != (metadata.clip_view is None):
+        raise ValueError("clip-view arrays need metadata.clip_view, and vice versa")
+    save_view(path, clip_view)
     names = list(_artefact_names(metadata))
     try:
         compile_estimators(classifier, scaler, metadata.deepfake_label,
@@ -443,38 +467,3 @@ def save_model(
                                       encoding="utf-8")
     return final
 
-
-def compile_model(directory: str | Path) -> str:
-    """Add the compiled arrays to a verified model folder and list them in ``model.json``.
-
-    The pickles are loaded (after their hash check) through scikit-learn once;
-    the rest of ``model.json`` is kept as it is.
-
-    Parameters
-    ----------
-    directory : path
-        A folder :func:`load_model` accepts without ``allow_unverified``.
-
-    Returns
-    -------
-    str
-        SHA-256 of the written ``compiled.npz``.
-
-    Raises
-    ------
-    ModelLoadError, ModelIntegrityError
-        As for :func:`load_model`, or the estimators cannot be compiled.
-    """
-    loaded = load_model(directory, compiled=False)
-    try:
-        arrays = compile_estimators(loaded.classifier, loaded.scaler,
-                                    loaded.metadata.deepfake_label, loaded.family_classifier)
-    except ValueError as exc:
-        raise ModelLoadError(f"cannot compile {loaded.directory}: {exc}") from None
-    arrays.save(loaded.directory / COMPILED_FILE)
-    digest = sha256_file(loaded.directory / COMPILED_FILE)
-    meta_path = loaded.directory / METADATA_FILE
-    data = json.loads(meta_path.read_text(encoding="utf-8"))
-    data["artefacts"] = {**data.get("artefacts", {}), COMPILED_FILE: digest}
-    meta_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return digest

@@ -61,6 +61,8 @@ class TrainSettings:
     #: Fit gradient-boosted trees beside the SVM and fuse their scores
     #: (:mod:`deepfake_audio.boosting`); the bundled model does since 2026.11.5.
     boosting: bool = True
+    #: Weight of the clip view in each clip's raw score (:mod:`deepfake_audio.clip_view`).
+    clip_view: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -75,6 +77,8 @@ class TrainSettings:
             problems.append(f"augment_copies must be >= 0 (got {self.augment_copies})")
         if self.max_windows < 0:
             problems.append(f"max_windows must be >= 0 (got {self.max_windows})")
+        if not 0.0 <= self.clip_view <= 1.0:
+            problems.append(f"clip_view must be between 0 and 1 (got {self.clip_view})")
         if self.calibration_folds < 2:
             problems.append(f"calibration_folds must be >= 2 (got {self.calibration_folds})")
         if self.calibration not in CALIBRATIONS:
@@ -333,6 +337,13 @@ def train(
               if settings.boosting else None)
     oof = fused(oof_columns, fusion)
     calibration_scores = fused(calibration_columns, fusion)
+    view = view_arrays = None
+    if settings.clip_view > 0:
+        from .clip_view import attach_view
+
+        view, view_arrays, calibration_scores, oof = attach_view(
+            clips, table, settings, folds, calibration_scores, oof,
+            unseen=calibration_columns is not oof_columns, jobs=jobs, progress=progress)
     valid = ~np.isnan(calibration_scores)
     a, b = fit_platt(calibration_scores[valid], labels[valid])
     if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
@@ -386,9 +397,10 @@ def train(
         metrics=metrics,
         source_families=family_names,
         fusion=fusion,
+        clip_view=view,
     )
     return save_model(output_dir, models.svm, models.scaler, metadata, family_classifier,
-                      models.boosting)
+                      models.boosting, view_arrays)
 
 
 def _as_columns(scores: np.ndarray) -> np.ndarray:
@@ -469,23 +481,8 @@ def leave_one_out(
 
 
 __all__ = [
-    "AUGMENTATIONS",
-    "CALIBRATIONS",
-    "FeatureTable",
-    "FittedModels",
-    "TrainSettings",
-    "augment",
-    "clip_means",
-    "extract_dataset",
-    "fit_models",
-    "fit_platt",
-    "fit_svm",
-    "fused",
-    "grouped_folds",
-    "leave_one_out",
-    "out_of_fold_scores",
-    "row_weights",
-    "train",
-    "unseen_fold_scores",
-    "unseen_scores",
+    "AUGMENTATIONS", "CALIBRATIONS", "FeatureTable", "FittedModels", "TrainSettings",
+    "augment", "clip_means", "extract_dataset", "fit_models", "fit_platt", "fit_svm", "fused",
+    "grouped_folds", "leave_one_out", "out_of_fold_scores", "row_weights", "train",
+    "unseen_fold_scores", "unseen_scores",
 ]

@@ -22,7 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio.model import compile_model, load_model  # noqa: E402
+from deepfake_audio.compiled import compile_model  # noqa: E402
+from deepfake_audio.model import load_model  # noqa: E402
 
 
 def max_difference(directory: Path) -> float:

@@ -39,15 +39,18 @@ from deepfake_audio.features import FeatureConfig  # noqa: E402
 from deepfake_audio.metrics import format_table  # noqa: E402
 from deepfake_audio.plots import plot_reliability  # noqa: E402
 
-MODEL_ID = "default-2026.11.6"
+MODEL_ID = "default-2026.11.7"
 # The recipe of default-2026.11.2 (only the artefact-describing means, one channel-augmented
 # copy per clip, up to 6 windows, gamma 0.001): retrained on the three batches it beat the
 # recipe of default-2026.11.3 on the unseen protocol (docs/model-card.md). Since 2026.11.6
 # also the skewness and kurtosis of the MFCCs and their modulation spectrum per window
 # (scripts/feature_screen.py).
 CONFIG = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True)
-# Since 2026.11.5 gradient-boosted trees are fused beside the SVM (scripts/fusion_check.py).
-SETTINGS = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6, boosting=True)
+# Since 2026.11.5 gradient-boosted trees are fused beside the SVM (scripts/fusion_check.py);
+# since 2026.11.7 a clip view joins the window mean at weight 0.35
+# (scripts/window_fusion_check.py --clip-view).
+SETTINGS = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6, boosting=True,
+                                  clip_view=0.35)
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
 # (about 0.1 dB mel error): as "fake" it taught the magnitude features that genuine
 # LibriSpeech is fake. Measured with scripts/ablation.py; see docs/model-card.md.

@@ -18,7 +18,7 @@ from sklearn.svm import SVC
 
 from deepfake_audio import Detector, model, safe_pickle
 from deepfake_audio.boosting import BOOSTING_FILE
-from deepfake_audio.compiled import COMPILED_FILE
+from deepfake_audio.compiled import COMPILED_FILE, compile_model
 from deepfake_audio.exceptions import ModelIntegrityError, ModelLoadError
 from deepfake_audio.features import FeatureConfig, extract, feature_names
 from deepfake_audio.model import (
@@ -28,7 +28,6 @@ from deepfake_audio.model import (
     MODEL_FILE,
     SCALER_FILE,
     ModelMetadata,
-    compile_model,
     load_model,
     save_model,
     sha256_file,
