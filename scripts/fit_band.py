@@ -13,7 +13,9 @@ and prints its coverage and accuracy. The window scores are kept in ``--scores``
 when present, and read by ``scripts/insert_eval.py``); each model's own window scores go
 to ``--components`` for ``scripts/window_fusion_check.py``. Only ``band`` and
 ``metrics.band`` of ``model.json`` change; the pickles and their hashes are untouched.
-Run it again after retraining a model (delete the ``--scores`` file first).
+Run it again after retraining a model (delete the ``--scores`` file first, unless the
+window recipe is unchanged). A model with a clip view (:mod:`deepfake_audio.clip_view`)
+joins each clip's window mean to its clip view's held-out score (same protocol) first.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import metrics  # noqa: E402
+from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
 from deepfake_audio.evaluation import (  # noqa: E402
     WindowScores,
     fuse_windows,
     unseen_window_components,
 )
-from deepfake_audio.model import METADATA_FILE, load_model  # noqa: E402
+from deepfake_audio.model import METADATA_FILE, LoadedModel, load_model  # noqa: E402
 from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
 DEFAULT_SCORES = ROOT / "build" / "unseen-windows.npz"
@@ -80,6 +83,21 @@ def load_scores(path: Path) -> tuple[WindowScores, list[str], str]:
                 str(data["model"]))
 
 
+def clip_view_scores(model: LoadedModel, data: list[str], paths: list[str], jobs: int,
+                     cache: Path) -> np.ndarray:
+    """The clip view's held-out scores (unseen protocol, as training calibrates) for ``paths``."""
+    clips = load_datasets(data)
+    settings = training.TrainSettings.from_stored(model.metadata.training["settings"])
+    table = feature_table.extract_dataset(
+        clips, model.metadata.features, augment_copies=settings.augment_copies,
+        max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, cache_dir=cache,
+        progress=False)
+    view = training.unseen_scores(clips, window_means(table, len(clips)),
+                                  view_settings(settings), jobs=jobs, progress=False)
+    by_path = {str(c.path): float(v) for c, v in zip(clips, view, strict=True)}
+    return np.array([by_path.get(path, np.nan) for path in paths])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
@@ -112,6 +130,10 @@ def main() -> int:
         save_scores(args.scores, _drop_unscored(scores), paths, model.metadata.model_id)
         print(f"window scores of {len(paths)} clips written to {args.scores}")
     raw = scores.clip_scores
+    if model.metadata.clip_view is not None:
+        raw = model.metadata.clip_view.combine(
+            raw, clip_view_scores(model, args.data, paths, args.jobs, args.cache))
+        print(f"clip view joined at weight {model.metadata.clip_view.weight}")
     valid = ~np.isnan(raw)
     labels, raw = scores.labels[valid], raw[valid]
     threshold = model.metadata.decision_threshold

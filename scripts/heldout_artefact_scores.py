@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout, not whichever is installed
 
 from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import load_dataset  # noqa: E402
 from deepfake_audio.model import load_model  # noqa: E402
 
@@ -49,6 +50,10 @@ def main() -> None:
     labels = np.array([c.label for c in clips])
     raw = training.unseen_fold_scores(clips, table, settings, 5, fusion=model.metadata.fusion,
                                       jobs=args.jobs)
+    if model.metadata.clip_view is not None:  # held out the same way, then joined
+        view = training.unseen_fold_scores(clips, window_means(table, len(clips)),
+                                           view_settings(settings), 5, jobs=args.jobs)
+        raw = model.metadata.clip_view.combine(raw, view)
     root = args.data if args.data.is_dir() else args.data.parent
     scores = {
         str(clip.path.relative_to(root)): float(score)

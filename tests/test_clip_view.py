@@ -107,3 +107,31 @@ def test_models_without_a_view_score_the_window_mean(tiny_data, tmp_path):  # no
     model = load_model(tmp_path / "m")
     assert model.clip_view is None and model.metadata.clip_view is None
     assert model.clip_raw_score(0.25, np.ones(3)) == 0.25
+
+
+def test_held_out_protocols_hold_the_view_out_too(view_model, two_corpora, tmp_path):  # noqa: F811
+    """``evaluate --protocol unseen`` retrains the clip view per fold and joins it."""
+    import shutil
+
+    from deepfake_audio.clip_view import view_settings
+    from deepfake_audio.evaluation import evaluate
+    from deepfake_audio.training import unseen_scores
+
+    directory, metadata = view_model
+    assert metadata.clip_view is not None
+    with_view = evaluate(two_corpora, "unseen", model_dir=directory, progress=False)
+    # The same folder without its clip view: the window models' own held-out scores.
+    plain = tmp_path / "plain"
+    shutil.copytree(directory, plain)
+    stored = json.loads((plain / METADATA_FILE).read_text())
+    del stored["clip_view"], stored["artefacts"][CLIP_VIEW_FILE]
+    (plain / METADATA_FILE).write_text(json.dumps(stored))
+    (plain / CLIP_VIEW_FILE).unlink()
+    window = evaluate(two_corpora, "unseen", model_dir=plain, progress=False)
+    table = extract_dataset(two_corpora, metadata.features, max_windows=SETTINGS.max_windows,
+                            progress=False)
+    view = unseen_scores(two_corpora, window_means(table, len(two_corpora)),
+                         view_settings(SETTINGS), progress=False)
+    np.testing.assert_allclose(with_view.scores,
+                               metadata.clip_view.combine(window.scores, view), atol=1e-9)
+    assert not np.allclose(with_view.scores, window.scores)
