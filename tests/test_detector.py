@@ -20,7 +20,8 @@ from deepfake_audio.exceptions import (
     ModelLoadError,
     UnsupportedFormatError,
 )
-from deepfake_audio.model import DEFAULT_MODEL_DIR
+from deepfake_audio.features import extract
+from deepfake_audio.model import DEFAULT_MODEL_DIR, load_model
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +115,21 @@ def test_probability_grows_with_raw_score(results):
     assert probabilities == sorted(probabilities)
 
 
-def test_raw_score_is_the_mean_of_the_windows(detector, gen):
-    result = detector.analyze((gen.speechlike(16000, 12.0, seed=6), 16000))
+def test_raw_score_joins_the_window_mean_and_the_clip_view(detector, gen):
+    """The bundled model's raw score: its speech windows' mean score joined to the clip
+    view's score of their mean feature vector (docs/model-card.md, "File score")."""
+    samples = gen.speechlike(16000, 12.0, seed=6)
+    result = detector.analyze((samples, 16000))
     assert len(result.timeline) > 1
-    assert result.raw_score == pytest.approx(np.mean([w.raw_score for w in result.timeline]))
+    speech = np.array([w.raw_score is not None for w in result.timeline])
+    assert speech.any()
+    window_mean = float(np.mean([w.raw_score for w in result.timeline if w.raw_score is not None]))
+    matrix = extract(samples, detector.feature_config).matrix[speech]
+    model = load_model()
+    assert model.clip_view is not None
+    assert result.raw_score == pytest.approx(model.clip_raw_score(window_mean, matrix.mean(axis=0)),
+                                             abs=1e-6)
+    assert result.raw_score != pytest.approx(window_mean, abs=1e-3)
 
 
 def test_threshold_override(detector, fake_clip, real_clip):
@@ -171,9 +183,14 @@ def test_sixty_second_clip_has_many_windows(detector, gen):
 
 
 def test_short_clip_is_one_window(detector, gen):
-    result = detector.analyze((gen.speechlike(16000, 1.0), 16000))
+    samples = gen.speechlike(16000, 1.0)
+    result = detector.analyze((samples, 16000))
     assert len(result.timeline) == 1
-    assert result.timeline[0].raw_score == pytest.approx(result.raw_score)
+    window = result.timeline[0].raw_score
+    assert window is not None
+    features = extract(samples, detector.feature_config).matrix[0]
+    assert result.raw_score == pytest.approx(load_model().clip_raw_score(window, features),
+                                             abs=1e-6)
 
 
 # --------------------------------------------------------------------------- the bundled clips

@@ -18,6 +18,7 @@ from sklearn.svm import SVC
 
 from deepfake_audio import Detector, model, safe_pickle
 from deepfake_audio.boosting import BOOSTING_FILE
+from deepfake_audio.clip_view import CLIP_VIEW_FILE
 from deepfake_audio.compiled import COMPILED_FILE, compile_model
 from deepfake_audio.exceptions import ModelIntegrityError, ModelLoadError
 from deepfake_audio.features import FeatureConfig, extract, feature_names
@@ -189,7 +190,7 @@ def test_family_classifier_must_match_model_json(tmp_path):
 
 def test_model_without_family_classifier_loads_and_saves(tmp_path):
     bundled = load_model(compiled=False)
-    meta = dataclasses.replace(bundled.metadata, source_families=(), fusion=None)
+    meta = dataclasses.replace(bundled.metadata, source_families=(), fusion=None, clip_view=None)
     saved = save_model(tmp_path / "plain", bundled.classifier, bundled.scaler, meta)
     assert FAMILY_FILE not in saved.artefacts and not (tmp_path / "plain" / FAMILY_FILE).exists()
     plain = load_model(tmp_path / "plain")
@@ -200,7 +201,8 @@ def test_model_without_family_classifier_loads_and_saves(tmp_path):
 # --------------------------------------------------------------------------- integrity
 
 
-@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE, FAMILY_FILE, BOOSTING_FILE])
+@pytest.mark.parametrize("name", [MODEL_FILE, SCALER_FILE, FAMILY_FILE, BOOSTING_FILE,
+                                  CLIP_VIEW_FILE])
 def test_one_changed_byte_is_refused_before_unpickling(tmp_path, forbid_unpickling, name):
     directory = copy_default(tmp_path)
     flip_middle_byte(directory / name)
