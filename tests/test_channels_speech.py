@@ -14,6 +14,8 @@ import soundfile as sf
 from deepfake_audio import Detector, load_audio, silero
 from deepfake_audio.channels import channels_differ, check_mode
 from deepfake_audio.exceptions import NoSpeechError, SilentAudioError
+from deepfake_audio.features import extract
+from deepfake_audio.model import load_model
 from deepfake_audio.vad import MIN_SPEECH_SHARE, SpeechActivity, short_stride
 from tests.helpers.corpus import corpus_clip
 
@@ -141,7 +143,14 @@ def test_non_speech_windows_are_not_scored(detector, kind):
     assert inside and all(w.classification == "no-speech" for w in inside)
     assert all(w.raw_score is None and w.probability_deepfake is None for w in inside)
     speech = [w for w in timeline if w.classification != "no-speech"]
-    assert speech and result.raw_score == pytest.approx(np.mean([w.raw_score for w in speech]))
+    assert speech
+    # The clip score: the speech windows' mean score joined to the clip view's score of
+    # their mean features; the other windows count in neither.
+    gated = np.array([w.classification != "no-speech" for w in timeline])
+    features = extract(recording, detector.feature_config).matrix[gated].mean(axis=0)
+    expected = load_model().clip_raw_score(float(np.mean([w.raw_score for w in speech])),
+                                           features)
+    assert result.raw_score == pytest.approx(expected, abs=1e-6)
     # Without the gate every window is scored and they move the clip score.
     open_gate = Detector(speech_gate=False).analyze((recording, SR))
     assert all(w.classification != "no-speech" for w in open_gate.timeline)
