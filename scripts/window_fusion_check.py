@@ -45,6 +45,7 @@ from fusion_check import report, standardised  # noqa: E402
 
 from deepfake_audio import feature_table, training  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
+from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.evaluation import unseen_window_components  # noqa: E402
 from deepfake_audio.model import load_model  # noqa: E402
@@ -69,17 +70,8 @@ def clip_view_scores(clips: list[Clip], features: Path, jobs: int,
         clips, metadata.features, augment_copies=0 if all_windows else settings.augment_copies,
         max_windows=0 if all_windows else settings.max_windows, seed=settings.seed, jobs=jobs,
         cache_dir=features, progress=False)
-    original = ~table.augmented
-    owner = table.clip_index[original]
-    counts = np.bincount(owner, minlength=len(clips))
-    sums = np.zeros((len(clips), table.matrix.shape[1]))
-    np.add.at(sums, owner, table.matrix[original])
-    present = np.flatnonzero(counts)
-    means = feature_table.FeatureTable(sums[present] / counts[present, None], present,
-                                       np.zeros(len(present), dtype=bool))
-    clip_settings = training.TrainSettings(gamma="scale", augment_copies=0, max_windows=0,
-                                           balance=False, boosting=False)
-    return training.unseen_scores(clips, means, clip_settings, jobs=jobs, progress=False)
+    return training.unseen_scores(clips, window_means(table, len(clips)),
+                                  view_settings(settings), jobs=jobs, progress=False)
 
 
 def main() -> int:
