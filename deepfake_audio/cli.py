@@ -277,6 +277,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 " speaker-grouped cross-validation"),
     option("--no-boosting", action="store_true",
            help="SVM only: no gradient-boosted trees fused beside it (faster to train)"),
+    option("--clip-view", type=float, default="0.35", metavar="WEIGHT",
+           help="weight of the clip view (an SVM on each clip's mean window features) in"
+                " the raw score, 0-1; 0 trains none"),
     JOBS, CACHE,
     option("--model-id"),
     option("--reliability-plot", metavar="PNG",
@@ -290,7 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed,
                                       calibration=args.calibration,
-                                      boosting=not args.no_boosting)
+                                      boosting=not args.no_boosting, clip_view=args.clip_view)
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
     metadata = training.train(
         clips, args.output, settings=settings, jobs=args.jobs, progress=not args.quiet,

@@ -61,8 +61,9 @@ class TrainSettings:
     #: Fit gradient-boosted trees beside the SVM and fuse their scores
     #: (:mod:`deepfake_audio.boosting`); the bundled model does since 2026.11.5.
     boosting: bool = True
-    #: Weight of the clip view in each clip's raw score (:mod:`deepfake_audio.clip_view`).
-    clip_view: float = 0.0
+    #: Weight of the clip view in each clip's raw score (:mod:`deepfake_audio.clip_view`);
+    #: 0 trains none. 0.35 since 2026.11.7 (``scripts/window_fusion_check.py --clip-view``).
+    clip_view: float = 0.35
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,10 +92,12 @@ class TrainSettings:
     def from_stored(cls, stored: Mapping[str, Any]) -> TrainSettings:
         """The settings a model's ``model.json`` recorded (``training.settings``).
 
-        Unknown keys are ignored; models saved before boosting existed are SVM-only.
+        Unknown keys are ignored; models saved before boosting or the clip view existed
+        have neither.
         """
         names = set(cls.__dataclass_fields__)
-        return cls(**{"boosting": False, **{k: v for k, v in stored.items() if k in names}})
+        return cls(**{"boosting": False, "clip_view": 0.0,
+                      **{k: v for k, v in stored.items() if k in names}})
 
 
 def fit_svm(matrix: np.ndarray, labels: np.ndarray, settings: TrainSettings,

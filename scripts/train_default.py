@@ -50,7 +50,7 @@ CONFIG = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True
 # since 2026.11.7 a clip view joins the window mean at weight 0.35
 # (scripts/window_fusion_check.py --clip-view).
 SETTINGS = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6, boosting=True,
-                                  clip_view=0.35)
+                                  clip_view=0.35)  # the TrainSettings defaults, spelled out
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
 # (about 0.1 dB mel error): as "fake" it taught the magnitude features that genuine
 # LibriSpeech is fake. Measured with scripts/ablation.py; see docs/model-card.md.

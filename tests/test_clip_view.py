@@ -101,8 +101,8 @@ def test_rule_keeps_window_units_and_round_trips():
 
 def test_models_without_a_view_score_the_window_mean(tiny_data, tmp_path):  # noqa: F811
     clips = load_dataset(tiny_data)
-    train(clips, tmp_path / "m", settings=TrainSettings(augment_copies=0, calibration_folds=3),
-          progress=False)
+    train(clips, tmp_path / "m", progress=False,
+          settings=TrainSettings(augment_copies=0, calibration_folds=3, clip_view=0.0))
     assert not (tmp_path / "m" / CLIP_VIEW_FILE).exists()
     model = load_model(tmp_path / "m")
     assert model.clip_view is None and model.metadata.clip_view is None

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deepfake_audio import Detector
+from deepfake_audio.clip_view import CLIP_VIEW_FILE
 from deepfake_audio.datasets import Clip, load_dataset
 from deepfake_audio.exceptions import DatasetError, TrainingError
 from deepfake_audio.features import FeatureConfig
@@ -144,7 +145,8 @@ def test_manifest_label_synonyms(tmp_path):
 def test_train_writes_a_model_the_detector_loads(tiny_model):
     out, metadata = tiny_model
     assert sorted(p.name for p in out.iterdir()) == [
-        "boosting.npz", "compiled.npz", "model.json", "scaler.pkl", "svm_model.pkl"]  # no plot
+        "boosting.npz", "clip_view.npz", "compiled.npz", "model.json", "scaler.pkl",
+        "svm_model.pkl"]  # no plot
     detector = Detector(out)
     assert detector.model_id == "tiny-test"
     assert detector._model.verified and detector._model.compiled is not None
@@ -317,7 +319,14 @@ def test_boosting_adds_a_column_beside_the_unchanged_svm(two_corpora):
 def test_stored_settings_without_boosting_mean_an_svm_only_model():
     assert TrainSettings().boosting
     assert not TrainSettings.from_stored({"C": 3.0, "unknown": 1}).boosting
-    assert TrainSettings.from_stored({"boosting": True, "C": 3.0}) == TrainSettings(C=3.0)
+    assert TrainSettings.from_stored({"boosting": True, "C": 3.0}) == TrainSettings(
+        C=3.0, clip_view=0.0)
+
+
+def test_the_default_recipe_has_a_clip_view_that_older_models_lack():
+    assert TrainSettings().clip_view == 0.35  # what train_default.py trains
+    assert TrainSettings.from_stored({"boosting": True}).clip_view == 0.0
+    assert TrainSettings.from_stored({"clip_view": 0.5}).clip_view == 0.5
 
 
 def test_train_cli_no_boosting_writes_an_svm_only_model(tiny_data, tmp_path):
@@ -328,6 +337,27 @@ def test_train_cli_no_boosting_writes_an_svm_only_model(tiny_data, tmp_path):
     assert not (tmp_path / "m" / "boosting.npz").exists()
     assert "fusion" not in json.loads((tmp_path / "m" / "model.json").read_text("utf-8"))
     assert Detector(tmp_path / "m")._model.boosting is None
+
+
+def test_train_cli_clip_view_weight(tiny_data, tmp_path, monkeypatch, capsys):
+    from deepfake_audio.cli import main
+
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "default"), "-q",
+                 "--augment", "0"]) == 0
+    stored = json.loads((tmp_path / "default" / "model.json").read_text("utf-8"))
+    assert stored["clip_view"]["weight"] == 0.35
+    assert (tmp_path / "default" / CLIP_VIEW_FILE).is_file()
+
+    monkeypatch.setenv("DEEPFAKE_AUDIO_CLIP_VIEW", "0")
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "none"), "-q",
+                 "--augment", "0"]) == 0
+    assert not (tmp_path / "none" / CLIP_VIEW_FILE).exists()
+    assert Detector(tmp_path / "none")._model.clip_view is None
+
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "bad"), "-q",
+                 "--clip-view", "1.5"]) == 2
+    assert "clip_view must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_path):
