@@ -25,6 +25,11 @@ the same unseen protocol (``training.unseen_scores``), alone and averaged with t
 fusion's every-window scores (both standardised over the clips, no labels used). With
 ``--all-windows`` the mean is over every window of the clip, unaugmented, as a detector
 would compute it.
+
+``--logistic`` (with ``--clip-view``) fits the join instead: a logistic regression
+(group-balanced weights) over standardised clip statistics — the window mean, the view, the
+SVM and tree means, upper and lower deciles of the window scores — scored leave-one-group-out
+(genuine clips by corpus, fakes by family), so no clip is scored by a fusion that saw its group.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fit_band import DEFAULT_COMPONENTS, load_components, save_components  # noqa: E402
 from fusion_check import report, standardised  # noqa: E402
 
-from deepfake_audio import feature_table, training  # noqa: E402
+from deepfake_audio import feature_table, metrics, training  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
 from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
@@ -74,6 +79,28 @@ def clip_view_scores(clips: list[Clip], features: Path, jobs: int,
                                   view_settings(settings), jobs=jobs, progress=False)
 
 
+def logistic_join(columns: dict[str, np.ndarray], clips: list[Clip]) -> np.ndarray:
+    """Leave-one-group-out scores of a logistic regression over ``columns``."""
+    from sklearn.linear_model import LogisticRegression
+
+    matrix = np.column_stack([standardised(c) for c in columns.values()])
+    labels = np.array([c.label for c in clips])
+    groups = np.array([f"real:{c.corpus}" if c.label == 0 else f"fake:{c.family}"
+                       for c in clips])
+    usable = ~np.isnan(matrix).any(axis=1)
+    weights = np.zeros(len(clips))
+    # Every corpus and family counts the same, as in the balanced EER.
+    weights[usable] = metrics.group_balanced_weights(
+        [c for c, ok in zip(clips, usable, strict=True) if ok])
+    scores = np.full(len(clips), np.nan)
+    for group in np.unique(groups[usable]):
+        held_out = usable & (groups == group)
+        fit = usable & ~held_out
+        model = LogisticRegression().fit(matrix[fit], labels[fit], sample_weight=weights[fit])
+        scores[held_out] = model.decision_function(matrix[held_out])
+    return scores
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -83,6 +110,8 @@ def main() -> int:
                         help="add an SVM on each clip's mean window features (not bundled)")
     parser.add_argument("--all-windows", action="store_true",
                         help="--clip-view: average every window, not the sampled ones")
+    parser.add_argument("--logistic", action="store_true",
+                        help="--clip-view: also fit the join by logistic regression")
     parser.add_argument("--features", type=Path, default=ROOT / "build" / "feature-cache")
     args = parser.parse_args()
 
@@ -107,6 +136,22 @@ def main() -> int:
         for weight in (0.25, 0.35, 0.5):
             report(f"bundled + clip view {weight}",
                    (1 - weight) * bundled + weight * standardised(view), clips)
+        if args.logistic:
+            fused = [stored.combine(*w.T) if len(w) else np.zeros(0) for w in windows]
+
+            def per_clip(statistic: str) -> np.ndarray:
+                return np.array([getattr(np, statistic)(f) if len(f) else np.nan
+                                 for f in fused])
+
+            def decile(q: float) -> np.ndarray:
+                return np.array([np.quantile(f, q) if len(f) else np.nan for f in fused])
+
+            candidates = {"mean": per_clip("mean"), "view": view, "SVM": means[:, 0],
+                          "trees": means[:, 1], "q90": decile(0.9), "q10": decile(0.1)}
+            for names in (("mean", "view"), ("SVM", "trees", "view"),
+                          ("mean", "view", "q90", "q10")):
+                report(f"logistic: {'+'.join(names)}",
+                       logistic_join({n: candidates[n] for n in names}, clips), clips)
     return 0
 
 
