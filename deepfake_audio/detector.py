@@ -207,7 +207,8 @@ class Detector:
         references : SpeakerProfile or sequence of audio sources, optional
             Genuine recordings of the person supposedly speaking, paths of saved
             profiles among them, or a loaded profile: adds ``speaker`` to the result and
-            fuses identity mismatch into ``probability_deepfake`` (see
+            fuses identity evidence into ``probability_deepfake`` and the verdict (a
+            mismatch raises it, a clear match lowers it a little; see
             :mod:`deepfake_audio.speaker`).
 
         Returns
@@ -275,10 +276,10 @@ class Detector:
         speaker, p_fused = self._verifier().check(audio, profile, result.probability_deepfake)
         # One verdict rule: the fused probability goes back through the calibration to the
         # raw score it stands for, and that score meets the threshold, band and segments.
-        # Identity evidence only ever adds suspicion to what the artefacts already say.
+        # A clear voice match may pull an artefact "deepfake" below the threshold: the
+        # fitted rule (scripts/fit_speaker.py) is scored that way, and bounds how far.
         fused_raw = self._model.metadata.calibration.raw_score_at(p_fused)
-        verdict = self.verdict(max(fused_raw, result.raw_score) if result.is_deepfake
-                               else fused_raw, result.segments)
+        verdict = self.verdict(fused_raw, result.segments)
         return replace(result, speaker=speaker, probability_deepfake=verdict.probability_deepfake,
                        classification=verdict.classification, confidence=verdict.confidence,
                        verdict=verdict.verdict)

@@ -6,10 +6,10 @@ with a profile and returns a :class:`SpeakerResult`: the cosine similarity to
 the references' mean embedding and its calibrated probability of being the same
 speaker. :meth:`SpeakerVerifier.fuse` combines that with the artefact detector's
 probability by the rule fitted with ``scripts/fit_speaker.py`` (parameters in
-``models/speaker/speaker.json``): identity evidence can only *raise* the
-deepfake probability, and only once the mismatch is clear, because clones and
-vocoder resyntheses of the real voice can match the references while a genuine
-recording of the person should not mismatch.
+``models/speaker/speaker.json``): a clear mismatch raises the deepfake probability,
+since a genuine recording of the person should not mismatch; a clear match may lower
+it only a little, because clones and vocoder resyntheses of the real voice can match
+the references too.
 """
 
 from __future__ import annotations
@@ -410,8 +410,9 @@ class SpeakerVerifier:
     def fuse(self, probability_artefacts: float, probability_same_speaker: float,
              speech_s: float) -> float:
         """Deepfake probability with identity evidence (see the module docstring)."""
-        return fuse(probability_artefacts, probability_same_speaker, self.params.weight,
-                    self.params.margin, self.reliability(speech_s))
+        return float(fuse(probability_artefacts, probability_same_speaker, self.params.weight,
+                          self.params.margin, self.reliability(speech_s),
+                          self.params.match_weight, self.params.match_margin))
 
     def check(self, audio: Audio, profile: SpeakerProfile,
               probability_artefacts: float) -> tuple[SpeakerResult, float]:

@@ -27,11 +27,6 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 @dataclass(frozen=True)
 class SpeakerParams:
     """Fitted parameters of the speaker check (``models/speaker/speaker.json``).
@@ -44,10 +39,12 @@ class SpeakerParams:
         speakers (s-norm: how unusual the similarity is for each side).
     cohort_sha256 : str
         SHA-256 of ``cohort.npz`` (GE2E embeddings of 90 LibriSpeech speakers).
-    weight, margin, full_speech_s : float
-        Fusion: ``logit(p_fused) = logit(p_artefacts) + r * weight * max(0, logit(p_different)
-        - margin)`` where ``p_different = 1 - probability_same_speaker`` and
+    weight, margin, full_speech_s, match_weight, match_margin : float
+        Fusion: ``logit(p_fused) = logit(p_artefacts) + r * (weight * max(0, logit(p_different)
+        - margin) - match_weight * max(0, logit(p_same) - match_margin))`` where
+        ``p_same = probability_same_speaker``, ``p_different = 1 - p_same`` and
         ``r = min(1, speech seconds / full_speech_s)`` (1 when ``full_speech_s`` is 0).
+        Files fitted before the match term existed have ``match_weight`` 0.
     voices_threshold : float
         Cosine between the two voice clusters of one reference below which it
         probably holds several voices.
@@ -61,6 +58,8 @@ class SpeakerParams:
     full_speech_s: float
     voices_threshold: float
     cohort_sha256: str
+    match_weight: float = 0.0
+    match_margin: float = 0.0
 
 
 def params_digest(params: dict[str, Any]) -> str:
@@ -117,11 +116,21 @@ def load_params(directory: Path = ENCODER_DIR) -> SpeakerParams:
         raise ModelLoadError(f"cannot load speaker parameters from {directory}: {exc}") from exc
 
 
-def fuse(p_artefacts: float, p_same: float, weight: float, margin: float,
-         reliability: float = 1.0) -> float:
-    """``sigmoid(logit(p_artefacts) + reliability * weight * max(0, logit(1 - p_same) - margin))``.
+def fuse(p_artefacts: Any, p_same: Any, weight: float, margin: float,
+         reliability: Any = 1.0, match_weight: float = 0.0, match_margin: float = 0.0) -> Any:
+    """Deepfake probability with identity evidence (:class:`SpeakerParams` has the formula).
 
+    A clear mismatch raises the probability by up to ``weight`` per logit unit; a clear
+    match lowers it by ``match_weight`` per unit, kept small because a vocoder
+    resynthesis of the real voice matches as well as the person does.
     ``reliability`` (0–1) scales identity evidence down for recordings with little speech.
+    Scalars give a float; arrays (``scripts/fit_speaker.py``'s grid) an array.
     """
-    mismatch = max(0.0, _logit(1.0 - p_same) - margin)
-    return _sigmoid(_logit(p_artefacts) + reliability * weight * mismatch)
+    eps = 1e-6
+    p_art = np.clip(np.asarray(p_artefacts, dtype=float), eps, 1 - eps)
+    same = np.clip(np.asarray(p_same, dtype=float), eps, 1 - eps)
+    logit_same = np.log(same) - np.log1p(-same)
+    evidence = (weight * np.maximum(0.0, -logit_same - margin)
+                - match_weight * np.maximum(0.0, logit_same - match_margin))
+    fused = 1.0 / (1.0 + np.exp(-(np.log(p_art) - np.log1p(-p_art) + reliability * evidence)))
+    return float(fused) if fused.ndim == 0 else fused

@@ -74,13 +74,48 @@ def test_same_speaker_scores_higher_than_another_speaker(profile_150, halves, re
     assert "voice matches the references: " in same.summary()
 
 
-def test_fusion_only_raises_and_only_on_clear_mismatch():
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def test_fusion_raises_on_a_mismatch_and_lowers_a_little_on_a_match():
     params = load_params()
+    rule = (params.weight, params.margin, 1.0, params.match_weight, params.match_margin)
     for p_art in (0.05, 0.3, 0.7):
-        assert fuse(p_art, 0.99, params.weight, params.margin) == pytest.approx(p_art)
-        assert fuse(p_art, 0.01, params.weight, params.margin) >= p_art
-    values = [fuse(0.2, p, params.weight, params.margin) for p in np.linspace(0.01, 0.99, 30)]
+        assert fuse(p_art, 0.01, *rule) > p_art
+        matched = fuse(p_art, 0.99, *rule)
+        assert matched <= p_art
+        # a match moves the logit by match_weight per logit unit above match_margin
+        assert _logit(p_art) - _logit(matched) == pytest.approx(
+            params.match_weight * max(0.0, _logit(0.99) - params.match_margin), abs=1e-9)
+        # in between (neither a clear match nor a clear mismatch) nothing changes
+        unclear = 1 / (1 + np.exp(-(params.match_margin - 0.01)))
+        if -_logit(unclear) <= params.margin:
+            assert fuse(p_art, unclear, *rule) == pytest.approx(p_art)
+    values = [fuse(0.2, p, *rule) for p in np.linspace(0.01, 0.99, 30)]
     assert all(a >= b - 1e-12 for a, b in itertools.pairwise(values))
+    assert any(a > b + 1e-6 for a, b in itertools.pairwise(values))
+    # the script's grid evaluates arrays: the same numbers
+    grid = np.linspace(0.01, 0.99, 30)
+    assert np.allclose(fuse(np.full(30, 0.2), grid, *rule), values, rtol=0, atol=1e-12)
+    # short probes count less: at reliability 0 the artefact score stands
+    assert fuse(0.3, 0.01, params.weight, params.margin, 0.0, params.match_weight,
+                params.match_margin) == pytest.approx(0.3)
+
+
+def test_parameters_fitted_before_the_match_term_keep_the_one_sided_rule(tmp_path):
+    from deepfake_audio.speaker_scoring import params_digest
+
+    target = tmp_path / "speaker"
+    shutil.copytree(ENCODER_DIR, target)
+    data = json.loads((target / "speaker.json").read_text())
+    for key in ("match_weight", "match_margin"):
+        del data["params"][key]
+    data["sha256"] = params_digest(data["params"])
+    (target / "speaker.json").write_text(json.dumps(data))
+    old = load_params(target)
+    assert (old.match_weight, old.match_margin) == (0.0, 0.0)
+    assert fuse(0.3, 0.999, old.weight, old.margin) == pytest.approx(0.3)
 
 
 def test_short_references_warn_and_a_fragment_is_an_error(halves):
@@ -119,7 +154,12 @@ def test_detector_with_references(detector, real_clip, profile_150, tmp_path):
     assert checked.speaker is not None
     assert checked.speaker.probability_artefacts == pytest.approx(plain.probability_deepfake,
                                                                   abs=1e-4)
-    assert checked.probability_deepfake >= plain.probability_deepfake - 1e-9
+    # the same voice: a clear match, which may only lower the probability, by the rule
+    assert checked.speaker.probability_same_speaker > 0.9
+    assert checked.probability_deepfake <= plain.probability_deepfake + 1e-9
+    assert checked.probability_deepfake == pytest.approx(SpeakerVerifier().fuse(
+        checked.speaker.probability_artefacts, checked.speaker.probability_same_speaker,
+        checked.speaker.speech_seconds), abs=1e-4)
     assert checked.raw_score == plain.raw_score
     data = checked.to_dict()
     assert data["speaker"]["references"]["count"] == 1
