@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Screen: does the 8–10.5 kHz band add to the bundled detector? Unseen protocol.
 
-    PYTHONPATH=. nice -n 5 python scripts/top_band_screen.py > /work/exp/topband.log 2>&1
+    python scripts/top_band_screen.py --data ../shared/data
 
-(about 20 s on one core; the blocks are cached, see below.)
+(about 20 s on one core once ``scripts/fit_band.py`` has stored the bundled recipe's window
+scores and the blocks are cached, see below.)
 
 Only recordings whose native rate is at least 22.05 kHz have this band. Each such clip is
 resampled to exactly 22 050 Hz (so every native rate sees the same band and stays below
@@ -30,13 +31,15 @@ LibriSpeech copies (-101 to -76 dB on the loud frames) from recorded bands; 65 d
 The block is scored under the project's unseen protocol (as ``training.leave_one_out``
 holds groups out: a genuine corpus with every clip of that corpus, a fake family) by
 StandardScaler + ``SVC(C=10, gamma="scale", class_weight="balanced")``, and averaged with
-the bundled model's held-out scores (``/work/exp/bundled_unseen.npz``, standardised over
-all clips) at block weights 0.2, 0.35 and 0.5; clips without a block keep the bundled
+the bundled model's held-out scores (its window models' every-window scores from
+``build/window-components.npz`` joined with its clip view, as
+``scripts/window_fusion_check.py --clip-view --all-windows`` computes them; standardised
+over all clips) at block weights 0.2, 0.35 and 0.5; clips without a block keep the bundled
 score. The weights are not fitted. It then checks rate invariance (genuine 44.1/48 kHz
 clips resampled to 22.05, 24, 44.1 and 48 kHz and scored by a block SVM fitted on every
 usable clip) and prints what the block costs per minute of audio.
 
-Blocks are cached in ``--cache`` (``/work/exp/topband_blocks.npz``) so a rerun only scores.
+Blocks are cached in ``--cache`` (``build/top-band-blocks.npz``) so a rerun only scores.
 """
 
 from __future__ import annotations
@@ -56,11 +59,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from fit_band import DEFAULT_COMPONENTS  # noqa: E402
 from fusion_check import report, standardised  # noqa: E402
+from window_fusion_check import clip_view_scores, window_components  # noqa: E402
 
 from deepfake_audio import training  # noqa: E402
 from deepfake_audio.audio import load_audio, probe, resample  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
+from deepfake_audio.model import load_model  # noqa: E402
 
 RATE = 22_050
 N_FFT = 1024
@@ -215,18 +221,28 @@ def header() -> None:
           f" {'real->real':>10s} {'fake->fake':>10s}")
 
 
+def bundled_scores(clips: list[Clip], features: Path, jobs: int) -> np.ndarray:
+    """The bundled recipe's unseen-protocol clip scores, window mean joined with its view."""
+    windows = window_components(clips, DEFAULT_COMPONENTS, jobs)
+    fusion = load_model().metadata.fusion
+    view_rule = load_model().metadata.clip_view
+    assert fusion is not None and view_rule is not None, "the bundled model changed shape"
+    mean = np.array([fusion.combine(*w.T).mean() if len(w) else np.nan for w in windows])
+    view = clip_view_scores(clips, features, jobs, all_windows=True)
+    return np.asarray((1 - view_rule.weight) * standardised(mean)
+                      + view_rule.weight * standardised(view))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/shared/data")
-    parser.add_argument("--bundled", type=Path, default=Path("/work/exp/bundled_unseen.npz"))
-    parser.add_argument("--cache", type=Path, default=Path("/work/exp/topband_blocks.npz"))
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "top-band-blocks.npz")
+    parser.add_argument("--features", type=Path, default=ROOT / "build" / "feature-cache")
+    parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
 
     clips = load_dataset(args.data)
-    bundled_file = np.load(args.bundled)
-    if [str(c.path) for c in clips] != bundled_file["paths"].tolist():
-        raise SystemExit("bundled scores are not in load_dataset order")
-    bundled = np.asarray(bundled_file["scores"], dtype=float)
+    bundled = bundled_scores(clips, args.features, args.jobs)
     labels = np.array([c.label for c in clips])
     data = compute_blocks(clips, args.cache)
     blocks, gate = data["blocks"], data["gate_db"]
