@@ -339,15 +339,19 @@ def unseen_window_components(
     jobs: int = 1,
     cache_dir: Path | None = None,
     progress: bool = True,
+    settings: training.TrainSettings | None = None,
 ) -> WindowScores:
     """Like :func:`unseen_window_scores`, but each clip's windows are ``(n_windows, models)``:
-    one column per model of :meth:`training.FittedModels.components`, not fused."""
+    one column per model of :meth:`training.FittedModels.components`, not fused.
+
+    ``settings`` replaces the model's own training settings (to measure a recipe change).
+    """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     check_protocol(clips, "unseen")
     recipe = _model_settings(model_dir, allow_unverified)
-    config, settings = recipe.config, recipe.settings
+    config, settings = recipe.config, settings or recipe.settings
     table = feature_table.extract_dataset(
         clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
         seed=settings.seed, jobs=jobs, progress=progress, cache_dir=cache_dir,
