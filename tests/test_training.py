@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import subprocess
@@ -407,6 +408,15 @@ def test_unseen_window_components_hold_out_a_corpus_with_its_fakes(two_corpora, 
     assert means.shape == (len(clips), 2)
     expected = unseen_scores(clips, table, settings, progress=False)
     np.testing.assert_allclose(means, expected, rtol=1e-9, atol=1e-9)
+
+    # A recipe change (scripts/window_fusion_check.py --svm-c) retrains the folds with it.
+    tighter = dataclasses.replace(settings, C=0.01)
+    changed = unseen_window_components(clips, model_dir=tmp_path / "m", progress=False,
+                                       settings=tighter)
+    changed_means = np.array([w.mean(axis=0) for w in changed.windows])
+    np.testing.assert_allclose(changed_means, unseen_scores(clips, table, tighter,
+                                                            progress=False), rtol=1e-9, atol=1e-9)
+    assert not np.allclose(changed_means[:, 0], means[:, 0])
 
 
 def test_unseen_fold_scores_keep_held_out_corpora_and_their_fakes_out_of_training(
