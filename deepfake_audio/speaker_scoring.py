@@ -120,9 +120,9 @@ def fuse(p_artefacts: Any, p_same: Any, weight: float, margin: float,
          reliability: Any = 1.0, match_weight: float = 0.0, match_margin: float = 0.0) -> Any:
     """Deepfake probability with identity evidence (:class:`SpeakerParams` has the formula).
 
-    A clear mismatch raises the probability by up to ``weight`` per logit unit; a clear
-    match lowers it by ``match_weight`` per unit, kept small because a vocoder
-    resynthesis of the real voice matches as well as the person does.
+    A mismatch beyond ``margin`` raises the logit by ``weight`` per logit unit; a match
+    beyond ``match_margin`` lowers it by ``match_weight`` per unit, kept small because a
+    vocoder resynthesis of the real voice matches as well as the person does.
     ``reliability`` (0–1) scales identity evidence down for recordings with little speech.
     Scalars give a float; arrays (``scripts/fit_speaker.py``'s grid) an array.
     """
