@@ -224,8 +224,8 @@ def header() -> None:
 def bundled_scores(clips: list[Clip], features: Path, jobs: int) -> np.ndarray:
     """The bundled recipe's unseen-protocol clip scores, window mean joined with its view."""
     windows = window_components(clips, DEFAULT_COMPONENTS, jobs)
-    fusion = load_model().metadata.fusion
-    view_rule = load_model().metadata.clip_view
+    metadata = load_model().metadata
+    fusion, view_rule = metadata.fusion, metadata.clip_view
     assert fusion is not None and view_rule is not None, "the bundled model changed shape"
     mean = np.array([fusion.combine(*w.T).mean() if len(w) else np.nan for w in windows])
     view = clip_view_scores(clips, features, jobs, all_windows=True)

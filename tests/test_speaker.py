@@ -85,13 +85,12 @@ def test_fusion_raises_on_a_mismatch_and_lowers_a_little_on_a_match():
         assert fuse(p_art, 0.01, *rule) > p_art
         matched = fuse(p_art, 0.99, *rule)
         assert matched <= p_art
-        # a match moves the logit by match_weight per logit unit above match_margin
-        assert _logit(p_art) - _logit(matched) == pytest.approx(
-            params.match_weight * max(0.0, _logit(0.99) - params.match_margin), abs=1e-9)
-        # in between (neither a clear match nor a clear mismatch) nothing changes
-        unclear = 1 / (1 + np.exp(-(params.match_margin - 0.01)))
-        if -_logit(unclear) <= params.margin:
-            assert fuse(p_art, unclear, *rule) == pytest.approx(p_art)
+        # everywhere: the logit moves by the mismatch term minus the match term
+        for p_same in (0.02, 0.3, 0.6, 0.9, 0.97):
+            expected = (params.weight * max(0.0, -_logit(p_same) - params.margin)
+                        - params.match_weight * max(0.0, _logit(p_same) - params.match_margin))
+            assert _logit(fuse(p_art, p_same, *rule)) - _logit(p_art) == pytest.approx(
+                expected, abs=1e-6)
     values = [fuse(0.2, p, *rule) for p in np.linspace(0.01, 0.99, 30)]
     assert all(a >= b - 1e-12 for a, b in itertools.pairwise(values))
     assert any(a > b + 1e-6 for a, b in itertools.pairwise(values))
