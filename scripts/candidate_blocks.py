@@ -13,7 +13,12 @@ cost (model card, "Feature blocks"). Kept so the screen can be rerun.
   bicoherence's magnitude and phase over frequency pairs below 4 kHz (AlBadawy et al.,
   2019: synthesis leaves unusual higher-order phase correlations);
 - :func:`subband_flatness`: spectral flatness of seven bands (0-1-2-4-5-6-7-8 kHz),
-  mean and standard deviation over frames.
+  mean and standard deviation over frames;
+- :func:`cqcc`: constant-Q cepstral coefficients (Todisco et al., 2017): a constant-Q
+  transform (24 bins per octave, 31.25 Hz to 8 kHz, computed octave by octave on a
+  signal halved in rate each time), its log power resampled to a uniform frequency
+  grid, then a DCT; mean and standard deviation of coefficients 1-19 and the standard
+  deviation of their deltas.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.fft import dct
+from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16_000
 
@@ -115,9 +121,59 @@ def subband_flatness(x: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+def _constant_q_power(x: np.ndarray, octaves: int = 8, per_octave: int = 24,
+                      hop: int = 128) -> np.ndarray:
+    """``(frames, octaves * per_octave)`` constant-Q power, lowest bin first (``hop`` at 16 kHz)."""
+    quality = 1 / (2 ** (1 / per_octave) - 1)
+    frames = max(1, len(x) // hop)
+    columns = []
+    signal = x
+    for octave in range(octaves):
+        rate = SAMPLE_RATE / 2**octave
+        # the top octave of each (halved) signal: rate/4 to rate/2, same kernels every time
+        centres = rate / 4 * 2 ** (np.arange(per_octave) / per_octave)
+        lengths = np.ceil(quality * rate / centres).astype(int)
+        width = int(lengths.max()) | 1
+        kernels = np.zeros((per_octave, width), dtype=complex)
+        for row, (centre, length) in enumerate(zip(centres, lengths, strict=True)):
+            t = np.arange(length) - length // 2
+            kernels[row, t + width // 2] = (np.hanning(length) / length
+                                            * np.exp(2j * np.pi * centre * t / rate))
+        # the transform is only needed at the frame times: one matrix product per octave
+        step = max(1, hop >> octave)
+        padded = np.pad(signal, (width // 2, width))
+        starts = step * np.arange(frames)
+        starts = starts[starts < len(signal)]
+        power = np.abs(padded[starts[:, None] + np.arange(width)] @ kernels.T) ** 2
+        columns.append(np.pad(power, ((0, frames - len(power)), (0, 0)))[:, ::-1])
+        signal = resample_poly(signal, 1, 2)
+    return np.concatenate(columns, axis=1)[:, ::-1]
+
+
+def cqcc(x: np.ndarray) -> np.ndarray:
+    """CQCC 1-19: mean and standard deviation, and the deltas' standard deviation (57 numbers)."""
+    per_octave, octaves = 24, 8
+    power = _constant_q_power(x, octaves, per_octave)
+    level = 10 * np.log10(power.sum(axis=1) + 1e-12)
+    log_power = np.log(power[level > level.max() - 50.0] + 1e-12)
+    # uniform resampling (Todisco et al.): 16 points in the lowest octave, doubling upwards
+    geometric = 31.25 * 2 ** (np.arange(octaves * per_octave) / per_octave)
+    uniform = np.linspace(geometric[0], geometric[-1], 16 * (2**octaves - 1))
+    # interpolation then DCT is one linear map: fold both into a (192, 19) matrix
+    interpolation = np.array([np.interp(uniform, geometric, column)
+                              for column in np.eye(len(geometric))])
+    projection = dct(interpolation, type=2, axis=1, norm="ortho")[:, 1:20]
+    coefficients = log_power @ projection
+    if len(coefficients) < 3:
+        return np.zeros(57)
+    return np.r_[coefficients.mean(axis=0), coefficients.std(axis=0),
+                 np.diff(coefficients, axis=0).std(axis=0)]
+
+
 BLOCKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "voicing (CPP, HNR, jitter)": voicing,
     "modified group delay": group_delay,
     "bicoherence": bicoherence,
     "sub-band flatness": subband_flatness,
+    "CQCC": cqcc,
 }

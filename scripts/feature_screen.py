@@ -26,9 +26,10 @@ extracted once with every block and sliced per row.
 
 ``--candidates`` (clip level only) screens the blocks of ``scripts/candidate_blocks.py``,
 which the package does not use, against the 2026.11.6 blocks: each appended to them, all
-four appended, and all four as a separate SVM whose held-out scores are averaged with the
-2026.11.6 SVM's (each standardised over the clips, no labels used; weight 0.35). The
-blocks are computed once and kept in ``--cache``/``candidate-blocks.npz``.
+of them appended, and all of them as a separate SVM whose held-out scores are averaged with
+the 2026.11.6 SVM's (each standardised over the clips, no labels used; weight 0.35). The
+blocks are computed once and kept in ``--cache``/``candidate-blocks.npz``; a block added
+to ``BLOCKS`` is computed alone and added to that file.
 """
 
 from __future__ import annotations
@@ -68,26 +69,30 @@ ROWS = {
 def candidate_blocks(clips: list[Clip], cache: Path, jobs: int) -> dict[str, np.ndarray]:
     """``(clips, columns)`` per candidate block, read from or written to ``cache``."""
     path = cache / "candidate-blocks.npz"
+    stored: dict[str, np.ndarray] = {}
     if path.exists():
-        with np.load(path) as stored:
-            if set(stored.files) == set(BLOCKS) and len(stored[stored.files[0]]) == len(clips):
-                return {name: stored[name] for name in BLOCKS}
+        with np.load(path) as saved:
+            stored = {name: saved[name] for name in saved.files
+                      if name in BLOCKS and len(saved[name]) == len(clips)}
+    missing = {name: block for name, block in BLOCKS.items() if name not in stored}
+    if not missing:
+        return {name: stored[name] for name in BLOCKS}
 
     def describe(clip: Clip) -> list[np.ndarray] | None:
         try:
             samples = load_audio(clip.path, max_duration_s=None, min_duration_s=0.1).samples
         except InputError:
             return None  # not in the feature table either
-        return [block(samples.astype(np.float64)) for block in BLOCKS.values()]
+        return [block(samples.astype(np.float64)) for block in missing.values()]
 
     rows = Parallel(n_jobs=jobs)(delayed(describe)(clip) for clip in clips)
     found = next(row for row in rows if row is not None)
-    blocks = {name: np.nan_to_num(np.array([found[i] * 0 if row is None else row[i]
-                                            for row in rows]), posinf=0.0, neginf=0.0)
-              for i, name in enumerate(BLOCKS)}
+    stored |= {name: np.nan_to_num(np.array([found[i] * 0 if row is None else row[i]
+                                             for row in rows]), posinf=0.0, neginf=0.0)
+               for i, name in enumerate(missing)}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **blocks)
-    return blocks
+    np.savez(path, **stored)
+    return {name: stored[name] for name in BLOCKS}
 
 
 def main() -> int:
@@ -151,9 +156,9 @@ def main() -> int:
         for name, values in blocks.items():
             row(f"+ {name}", np.hstack([table.matrix, values]))
         every = np.hstack(list(blocks.values()))
-        row("+ all four", np.hstack([table.matrix, every]))
-        alone = row("all four alone", every)
-        show("2026.11.6 SVM + all-four SVM, 0.35", table.matrix.shape[1] + every.shape[1],
+        row(f"+ all {len(blocks)}", np.hstack([table.matrix, every]))
+        alone = row(f"all {len(blocks)} alone", every)
+        show(f"2026.11.6 SVM + all-{len(blocks)} SVM, 0.35", table.matrix.shape[1] + every.shape[1],
              0.65 * standardised(base) + 0.35 * standardised(alone), 0.0)
         return 0
     if args.recipe:
