@@ -118,10 +118,15 @@ def window_means(table: FeatureTable, n_clips: int) -> FeatureTable:
                         np.zeros(len(present), dtype=bool))
 
 
+#: The view's own C, whatever the window SVM's: with C 30 the view joined worse (21.69 %
+#: pooled against 21.35 % at C 10, unseen protocol), while the window SVM gained from it.
+VIEW_C = 10.0
+
+
 def view_settings(settings: TrainSettings) -> TrainSettings:
-    """The window recipe's C and seed; one unweighted row per clip, gamma "scale"."""
-    return replace(settings, gamma="scale", augment_copies=0, max_windows=0, balance=False,
-                   boosting=False)
+    """The window recipe's seed; C :data:`VIEW_C`, one unweighted row per clip, gamma "scale"."""
+    return replace(settings, C=VIEW_C, gamma="scale", augment_copies=0, max_windows=0,
+                   balance=False, boosting=False)
 
 
 def fit_view(clips: Sequence[Clip], table: FeatureTable,

@@ -130,7 +130,7 @@ def main() -> int:
         clips += extra
     registry = {c.path for c in extra}
     # default-2026.11.2's recipe, which the variants depart from.
-    settings = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6)
+    settings = training.TrainSettings(C=10.0, gamma=0.001, augment_copies=1, max_windows=6)
     started = time.time()
     full = feature_table.extract_dataset(clips, FULL_CONFIG, augment_copies=settings.augment_copies,
                                     max_windows=settings.max_windows, seed=settings.seed,

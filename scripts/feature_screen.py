@@ -21,8 +21,9 @@ how these two were found. ``--level window`` is the bundled recipe itself (3 s w
 up to 6 per clip, one augmented copy, balanced, gamma 0.001), SVM only. Features are
 extracted once with every block and sliced per row.
 
-``--recipe`` (window level only) keeps every block and varies the SVM instead: the bundled
-``C`` and ``gamma`` against C 3 and 30 and gamma 0.0005 and 0.002.
+``--recipe`` (window level only) keeps every block and varies the SVM instead: the
+``default-2026.11.7`` recipe's ``C`` 10 and ``gamma`` against C 3 and 30 and gamma 0.0005
+and 0.002 (this screen chose C 30 for ``default-2026.11.8``).
 
 ``--candidates`` (clip level only) screens the blocks of ``scripts/candidate_blocks.py``,
 which the package does not use, against the 2026.11.6 blocks: each appended to them, all
@@ -118,11 +119,12 @@ def main() -> int:
     if args.level == "clip":
         config = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True,
                                window_s=0.0, hop_s=0.0)
-        settings = training.TrainSettings(gamma="scale", augment_copies=0, max_windows=0,
+        # C 10: the recipe these screens were first run with (default-2026.11.7)
+        settings = training.TrainSettings(C=10.0, gamma="scale", augment_copies=0, max_windows=0,
                                           balance=False, boosting=False)
     else:
         config = FULL
-        settings = training.TrainSettings(gamma=0.001, augment_copies=1, max_windows=6,
+        settings = training.TrainSettings(C=10.0, gamma=0.001, augment_copies=1, max_windows=6,
                                           boosting=False)
     table = feature_table.extract_dataset(
         clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
@@ -162,7 +164,7 @@ def main() -> int:
              0.65 * standardised(base) + 0.35 * standardised(alone), 0.0)
         return 0
     if args.recipe:
-        for name, change in (("bundled recipe (C 10, gamma 0.001)", {}), ("C 3", {"C": 3.0}),
+        for name, change in (("C 10, gamma 0.001 (2026.11.7)", {}), ("C 3", {"C": 3.0}),
                              ("C 30", {"C": 30.0}), ("gamma 0.0005", {"gamma": 0.0005}),
                              ("gamma 0.002", {"gamma": 0.002})):
             row(name, table.matrix, replace(settings, **change))

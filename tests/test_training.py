@@ -324,6 +324,13 @@ def test_stored_settings_without_boosting_mean_an_svm_only_model():
         C=3.0, clip_view=0.0)
 
 
+def test_the_default_settings_are_the_bundled_models_recipe():
+    from deepfake_audio.model import load_model
+
+    stored = load_model().metadata.training["settings"]
+    assert TrainSettings.from_stored(stored) == TrainSettings()  # deepfake-audio train
+
+
 def test_the_default_recipe_has_a_clip_view_that_older_models_lack():
     assert TrainSettings().clip_view == 0.35  # what train_default.py trains
     assert TrainSettings.from_stored({"boosting": True}).clip_view == 0.0
