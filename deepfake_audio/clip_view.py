@@ -118,8 +118,9 @@ def window_means(table: FeatureTable, n_clips: int) -> FeatureTable:
                         np.zeros(len(present), dtype=bool))
 
 
-#: The view's own C, whatever the window SVM's: with C 30 the view joined worse (21.69 %
-#: pooled against 21.35 % at C 10, unseen protocol), while the window SVM gained from it.
+#: The view's own C, whatever the window SVM's: the C it was chosen and shipped with in
+#: 2026.11.7 (``scripts/window_fusion_check.py --clip-view``). The window SVM's C moved
+#: to 30 in 2026.11.8 on its own screen; the view was kept as measured.
 VIEW_C = 10.0
 
 
