@@ -22,8 +22,9 @@ up to 6 per clip, one augmented copy, balanced, gamma 0.001), SVM only. Features
 extracted once with every block and sliced per row.
 
 ``--recipe`` (window level only) keeps every block and varies the SVM instead: the
-``default-2026.11.7`` recipe's ``C`` 10 and ``gamma`` against C 3 and 30 and gamma 0.0005
-and 0.002 (this screen chose C 30 for ``default-2026.11.8``).
+``default-2026.11.7`` recipe's ``C`` 10 and ``gamma`` against C 3, 30 and 100, gamma
+0.0005 and 0.002, and C 30 with gamma 0.002 (this screen chose C 30 for
+``default-2026.11.8``). ``--rows`` picks rows by number here too.
 
 ``--candidates`` (clip level only) screens the blocks of ``scripts/candidate_blocks.py``,
 which the package does not use, against the 2026.11.6 blocks: each appended to them, all
@@ -67,6 +68,14 @@ ROWS = {
 }
 
 
+# --recipe rows: changes to the window SVM of the 2026.11.7 recipe (C 10, gamma 0.001)
+RECIPES: dict[str, dict[str, float]] = {
+    "C 10, gamma 0.001 (2026.11.7)": {}, "C 3": {"C": 3.0}, "C 30": {"C": 30.0},
+    "gamma 0.0005": {"gamma": 0.0005}, "gamma 0.002": {"gamma": 0.002},
+    "C 100": {"C": 100.0}, "C 30, gamma 0.002": {"C": 30.0, "gamma": 0.002},
+}
+
+
 def candidate_blocks(clips: list[Clip], cache: Path, jobs: int) -> dict[str, np.ndarray]:
     """``(clips, columns)`` per candidate block, read from or written to ``cache``."""
     path = cache / "candidate-blocks.npz"
@@ -101,7 +110,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--level", choices=("clip", "window"), default="clip")
     parser.add_argument("--rows", default="",
-                        help="comma-separated row numbers to run (1-4; default: all)")
+                        help="comma-separated row numbers to run (default: all)")
     parser.add_argument("--candidates", action="store_true",
                         help="screen scripts/candidate_blocks.py (clip level)")
     parser.add_argument("--recipe", action="store_true",
@@ -163,17 +172,17 @@ def main() -> int:
         show(f"2026.11.6 SVM + all-{len(blocks)} SVM, 0.35", table.matrix.shape[1] + every.shape[1],
              0.65 * standardised(base) + 0.35 * standardised(alone), 0.0)
         return 0
+    chosen = {int(r) for r in args.rows.split(",") if r}
     if args.recipe:
-        for name, change in (("C 10, gamma 0.001 (2026.11.7)", {}), ("C 3", {"C": 3.0}),
-                             ("C 30", {"C": 30.0}), ("gamma 0.0005", {"gamma": 0.0005}),
-                             ("gamma 0.002", {"gamma": 0.002})):
-            row(name, table.matrix, replace(settings, **change))
+        for number, (name, change) in enumerate(RECIPES.items(), start=1):
+            if number in chosen or not chosen:
+                row(name, table.matrix, replace(settings, **change))
         return 0
-    chosen = {int(r) for r in args.rows.split(",") if r} or set(range(1, len(ROWS) + 1))
     for number, (name, keep) in enumerate(ROWS.items(), start=1):
-        if number in chosen:
-            columns = [i for i, n in enumerate(names) if keep(n)]
-            row(name, table.matrix[:, columns])
+        if chosen and number not in chosen:
+            continue
+        columns = [i for i, n in enumerate(names) if keep(n)]
+        row(name, table.matrix[:, columns])
     return 0
 
 
