@@ -268,7 +268,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     "train", "train a model from labelled data",
     DATA,
     option("-o", "--output", required=True, metavar="DIR", help="where to write the model"),
-    option("--C", type=float, default="30.0", help="the window SVM's C"),
+    option("--C", type=float, default="100.0", help="the window SVM's C"),
     option("--augment", type=int, default="1", help="augmented copies per clip"),
     option("--seed", type=int, default="0"),
     option("--calibration", choices=["unseen", "speaker-cv"], default="unseen",
