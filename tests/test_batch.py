@@ -130,6 +130,17 @@ def test_kill_9_of_a_worker_mid_scan_loses_and_repeats_nothing(cluster, archive)
     cluster.wait_for_workers(2)
 
 
+def _close(got: object, want: object) -> bool:
+    """Equal, floats to 1e-6 relative, through nested dicts and lists."""
+    if isinstance(want, float) and isinstance(got, float):
+        return got == pytest.approx(want, rel=1e-6, abs=1e-9)
+    if isinstance(want, dict) and isinstance(got, dict):
+        return got.keys() == want.keys() and all(_close(got[k], want[k]) for k in want)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(map(_close, got, want))
+    return got == want
+
+
 def test_records_match_a_direct_analysis(cluster, archive, detector):
     paths = _listing(archive)[::40]
     records = {r.source: r for r in batch.scan(paths, client=cluster.client)}
@@ -140,7 +151,10 @@ def test_records_match_a_direct_analysis(cluster, archive, detector):
         assert (record.size, record.sha256) == (len(data), hashlib.sha256(data).hexdigest())
         assert record.model == detector.model_id
         if record.status == batch.OK:
-            assert record.result == detector.analyze(path).to_dict(timeline=False)
+            # Dask's workers run OpenBLAS on one thread, this process on two: the SVM's
+            # matrix products then sum in another order (differences near 1e-8).
+            expected = detector.analyze(path).to_dict(timeline=False)
+            assert _close(record.result, expected)
 
 
 def test_resume_skips_what_is_done_and_redoes_what_changed(cluster, archive, gen):
@@ -213,11 +227,16 @@ def test_cli_resumes_an_interrupted_run(cluster, archive, cli_env, tmp_path, suf
     out = tmp_path / f"results{suffix}"
     growing = out if suffix == ".jsonl" else out.with_name(out.name + ".journal.jsonl")
     args = [str(archive / "more"), "--scheduler", cluster.address, "--output", str(out), "-q"]
-    proc = _cli(*args, env=cli_env)
-    _wait_for_rows(growing, 4, proc)  # the first (small) task's rows
-    proc.send_signal(how)  # SIGKILL: the client crashes; SIGINT: Ctrl-C
-    proc.communicate(timeout=60)
-    before = list(batch_output.read_rows(out))
+    for _attempt in range(3):
+        proc = _cli(*args, env=cli_env)
+        _wait_for_rows(growing, 4, proc)  # the first (small) task's rows
+        proc.send_signal(how)  # SIGKILL: the client crashes; SIGINT: Ctrl-C
+        proc.communicate(timeout=60)
+        before = list(batch_output.read_rows(out))
+        if len(before) < N_FILES // 2 + 1:
+            break
+        # On a loaded machine the scan can finish before the signal lands: start over.
+        out.unlink()
     assert 4 <= len(before) < N_FILES // 2 + 1, "the run was not interrupted"
     if how == signal.SIGINT:
         assert proc.returncode == 130 and not growing.exists()  # journal folded in
