@@ -7,6 +7,7 @@ only their scores, so memory does not grow with the recording's length.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,12 @@ from .exceptions import (
     SilentAudioError,
 )
 from .features import LEGACY_KIND, WindowFeatures, WindowStream, extract
-from .vad import MIN_SPEECH_SHARE, SpeechActivity
+from .vad import MIN_SPEECH_SHARE, RESCAN_S, SpeechActivity
 
 if TYPE_CHECKING:
     from .detector import Detector
+
+logger = logging.getLogger("deepfake_audio")
 
 #: Windows scored together (96 s of audio at the bundled 1.5 s hop).
 SCORE_BATCH = 64
@@ -70,6 +73,8 @@ class Lane:
         # Running sum of the speech windows' features for the clip view: bounded memory.
         self._feature_sum: np.ndarray | None = None
         self._feature_count = 0
+        # A short recording's window features, for the dense speech re-read in finish().
+        self._matrices: list[np.ndarray] | None = [] if self._vad is not None else None
 
     def feed(self, samples: np.ndarray) -> None:
         samples = np.ascontiguousarray(samples, dtype=np.float32)
@@ -107,7 +112,15 @@ class Lane:
         speech = (np.ones(len(spans), dtype=bool) if self._vad is None
                   else self._vad.speech_shares(spans) >= MIN_SPEECH_SHARE)
         self._speech.append(speech)
-        if model.clip_view is not None:
+        self._add_to_clip_view(matrix, speech)
+        if self._matrices is not None:
+            if self._frames <= RESCAN_S * self.sample_rate:
+                self._matrices.append(matrix)
+            else:
+                self._matrices = None
+
+    def _add_to_clip_view(self, matrix: np.ndarray, speech: np.ndarray) -> None:
+        if self.detector._model.clip_view is not None:
             total = matrix[speech].sum(axis=0, dtype=np.float64)
             self._feature_sum = total if self._feature_sum is None else self._feature_sum + total
             self._feature_count += int(speech.sum())
@@ -128,6 +141,8 @@ class Lane:
         self._flush()
         scores = np.concatenate(self._scores)
         speech = np.concatenate(self._speech)
+        if self._vad is not None and not speech.any() and self._matrices is not None:
+            speech = self._dense_speech(speech)
         error: InputError | None = None
         which = "" if self.index is None else f"channel {self.index}: "
         if self._peak < SILENCE_PEAK:
@@ -140,3 +155,16 @@ class Lane:
                         if self._feature_sum is not None and self._feature_count else None)
         return LaneOutcome(self.index, tuple(self._spans), scores, speech, duration, error,
                            families, feature_mean)
+
+    def _dense_speech(self, speech: np.ndarray) -> np.ndarray:
+        """A short recording the strided pass found no speech in, read again densely."""
+        assert self._vad is not None and self._matrices is not None
+        shares = self._vad.dense_shares(self._spans)
+        if shares is None:
+            return speech
+        dense = shares >= MIN_SPEECH_SHARE
+        if dense.any():
+            logger.debug("no speech in the strided pass; the dense re-read found %d of %d"
+                         " windows", int(dense.sum()), len(dense))
+            self._add_to_clip_view(np.concatenate(self._matrices), dense)
+        return dense

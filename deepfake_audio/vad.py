@@ -11,6 +11,13 @@ than :data:`SHORT_S` are read more densely so that every window still gets at
 least :data:`MIN_CHUNKS` looks. A window is speech when at least
 :data:`MIN_SPEECH_SHARE` of the chunks it holds are voiced. ``webrtcvad`` was
 measured too and rejected: it calls music, DTMF and hum speech.
+
+Before a recording of at most :data:`RESCAN_S` is refused for holding no speech, it
+is read a second time, every chunk and at a fixed level (peak at :data:`RESCAN_PEAK`):
+the strided pass misses short and quiet speech (single spoken digits, a 3 s clip
+whose recurrent state never settles), and refusing genuine speech is an error the
+user cannot act on. Reading every chunk is also the stricter mode on music
+(``docs/input.md``).
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ MIN_SPEECH_SHARE = 0.2
 SHORT_S = 6.0
 #: Looks per window a short recording gets at least (when it is long enough).
 MIN_CHUNKS = 12
+#: Recordings up to this long are kept for a second, dense reading (see the docstring).
+RESCAN_S = 30.0
+#: Peak level the dense reading scales the samples to.
+RESCAN_PEAK = 0.5
 
 def short_stride(seconds: float, window_s: float) -> int:
     """Stride giving each window of a ``seconds``-long recording :data:`MIN_CHUNKS` looks."""
@@ -65,6 +76,9 @@ class SpeechActivity:
         self._next = 0  # 16 kHz sample index of the next chunk to read
         self._times: list[np.ndarray] = []
         self._voiced: list[np.ndarray] = []
+        # The 16 kHz samples of a short recording, for :meth:`dense_shares`.
+        self._kept: list[np.ndarray] | None = []
+        self._kept_len = 0
 
     def feed(self, samples: np.ndarray) -> None:
         """Add the next contiguous mono float32 samples."""
@@ -72,8 +86,15 @@ class SpeechActivity:
             from .audio import resample
 
             samples = resample(samples, self.sample_rate, VAD_SAMPLE_RATE)
-        self._pending.append(np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False))
+        clipped = np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+        self._pending.append(clipped)
         self._pending_len += len(samples)
+        if self._kept is not None:
+            self._kept_len += len(samples)
+            if self._kept_len <= RESCAN_S * VAD_SAMPLE_RATE:
+                self._kept.append(clipped)
+            else:
+                self._kept = None
         if self._stride is None and self._pending_start + self._pending_len >= (
                 SHORT_S * VAD_SAMPLE_RATE):
             self._stride = CHUNK_STRIDE
@@ -109,6 +130,33 @@ class SpeechActivity:
         self._pending = [x[keep_from:]] if keep_from < len(x) else []
         self._pending_start += keep_from
         self._pending_len = len(x) - keep_from
+
+    def dense_shares(self, spans: list[tuple[float, float]]) -> np.ndarray | None:
+        """Shares as :meth:`speech_shares`, from every chunk at a fixed level.
+
+        ``None`` when the recording was longer than :data:`RESCAN_S` (not kept).
+        Call after :meth:`finish`; it resets the recurrent state.
+        """
+        if self._kept is None:
+            return None
+        x = np.concatenate(self._kept) if self._kept else np.zeros(0, np.float32)
+        peak = float(np.max(np.abs(x))) if len(x) else 0.0
+        if peak > 0:
+            x = np.clip(x * np.float32(RESCAN_PEAK / peak), -1.0, 1.0)
+        starts = np.arange(0, len(x) - CHUNK + 1, CHUNK)
+        self._vad.reset()
+        probabilities = [
+            self._vad.process(memoryview(np.ascontiguousarray(  # type: ignore[arg-type]
+                x[s : s + CHUNK])))
+            for s in starts
+        ]
+        voiced = np.asarray(probabilities, dtype=np.float32) >= SPEECH_PROBABILITY
+        times = (starts + CHUNK / 2) / VAD_SAMPLE_RATE
+        shares = np.zeros(len(spans))
+        for i, (start, end) in enumerate(spans):
+            lo, hi = np.searchsorted(times, [start, end])
+            shares[i] = voiced[lo:hi].mean() if hi > lo else 0.0
+        return shares
 
     def speech_shares(self, spans: list[tuple[float, float]]) -> np.ndarray:
         """Share of voiced chunks (by centre) in each ``(start_s, end_s)`` span.

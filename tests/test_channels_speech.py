@@ -16,7 +16,7 @@ from deepfake_audio.channels import channels_differ, check_mode
 from deepfake_audio.exceptions import NoSpeechError, SilentAudioError
 from deepfake_audio.features import extract
 from deepfake_audio.model import load_model
-from deepfake_audio.vad import MIN_SPEECH_SHARE, SpeechActivity, short_stride
+from deepfake_audio.vad import MIN_SPEECH_SHARE, RESCAN_S, SpeechActivity, short_stride
 from tests.helpers.corpus import corpus_clip
 
 SR = 16_000
@@ -177,6 +177,30 @@ def test_short_clips_get_a_denser_look():
     activity.feed(voice)
     activity.finish()
     assert activity.speech_shares([(0.0, 1.0)])[0] >= MIN_SPEECH_SHARE
+
+
+def test_quiet_short_speech_the_strided_pass_misses_is_read_again_not_refused(detector):
+    # Genuine speech 40 dB down, 2 s: Silero one chunk in a few sees no speech window.
+    quiet = (_clip(GENUINE[0])[: 2 * SR] * 0.01).astype(np.float32)
+    strided = SpeechActivity(SR, 3.0)
+    strided.feed(quiet)
+    strided.finish()
+    assert strided.speech_shares([(0.0, 2.0)])[0] < MIN_SPEECH_SHARE  # the case under test
+    assert strided.dense_shares([(0.0, 2.0)])[0] >= MIN_SPEECH_SHARE
+    result = detector.analyze((quiet, SR))
+    assert result.verdict in {"real", "deepfake", "inconclusive"}
+    assert [w.classification != "no-speech" for w in result.timeline] == [True]
+    # The clip view joins the re-read speech windows' features, as for any speech window.
+    features = extract(quiet, detector.feature_config).matrix.mean(axis=0)
+    expected = load_model().clip_raw_score(result.timeline[0].raw_score, features)
+    assert result.raw_score == pytest.approx(expected, abs=1e-6)
+
+
+def test_long_recordings_are_not_read_again():
+    activity = SpeechActivity(SR, 3.0)
+    activity.feed(np.zeros(int((RESCAN_S + 1) * SR), dtype=np.float32))
+    activity.finish()
+    assert activity.dense_shares([(0.0, 3.0)]) is None
 
 
 def test_a_prefetched_silero_instance_serves_the_next_thread_and_scores_like_a_fresh_one():
