@@ -151,12 +151,7 @@ class SpeechActivity:
             for s in starts
         ]
         voiced = np.asarray(probabilities, dtype=np.float32) >= SPEECH_PROBABILITY
-        times = (starts + CHUNK / 2) / VAD_SAMPLE_RATE
-        shares = np.zeros(len(spans))
-        for i, (start, end) in enumerate(spans):
-            lo, hi = np.searchsorted(times, [start, end])
-            shares[i] = voiced[lo:hi].mean() if hi > lo else 0.0
-        return shares
+        return _shares(spans, (starts + CHUNK / 2) / VAD_SAMPLE_RATE, voiced)
 
     def speech_shares(self, spans: list[tuple[float, float]]) -> np.ndarray:
         """Share of voiced chunks (by centre) in each ``(start_s, end_s)`` span.
@@ -168,10 +163,17 @@ class SpeechActivity:
             return np.zeros(0)
         times = np.concatenate(self._times) if self._times else np.zeros(0)
         voiced = np.concatenate(self._voiced) if self._voiced else np.zeros(0, dtype=bool)
-        shares = np.zeros(len(spans))
-        for i, (start, end) in enumerate(spans):
-            lo, hi = np.searchsorted(times, [start, end])
-            shares[i] = voiced[lo:hi].mean() if hi > lo else 0.0
+        shares = _shares(spans, times, voiced)
         keep = times >= spans[-1][0]  # the next block's first window starts after this
         self._times, self._voiced = [times[keep]], [voiced[keep]]
         return shares
+
+
+def _shares(spans: list[tuple[float, float]], times: np.ndarray, voiced: np.ndarray,
+            ) -> np.ndarray:
+    """Share of voiced chunks whose centre (``times``, sorted) falls in each span."""
+    shares = np.zeros(len(spans))
+    for i, (start, end) in enumerate(spans):
+        lo, hi = np.searchsorted(times, [start, end])
+        shares[i] = voiced[lo:hi].mean() if hi > lo else 0.0
+    return shares
