@@ -11,7 +11,8 @@ model's own feature and training settings), fits the band with
 which each side errs at most ``--max-error`` of the time, both classes weighted equally)
 and prints its coverage and accuracy. The window scores are kept in ``--scores`` (reused
 when present, and read by ``scripts/insert_eval.py``); each model's own window scores go
-to ``--components`` for ``scripts/window_fusion_check.py``. Only ``band`` and
+to ``--components`` for ``scripts/window_fusion_check.py``. ``--operating-points``
+prints what the binary classification would say at other thresholds. Only ``band`` and
 ``metrics.band`` of ``model.json`` change; the pickles and their hashes are untouched.
 Run it again after retraining a model (delete the ``--scores`` file first, unless the
 window recipe is unchanged). A model with a clip view (:mod:`deepfake_audio.clip_view`)
@@ -111,6 +112,8 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write model.json")
+    parser.add_argument("--operating-points", type=float, nargs="+", metavar="THRESHOLD",
+                        help="also print the binary rates at these raw-score thresholds")
     args = parser.parse_args()
 
     model = load_model(args.model_dir)
@@ -147,6 +150,14 @@ def main() -> int:
                 "real_called_real", "real_inconclusive", "fake_called_fake",
                 "fake_inconclusive"):
         print(f"  {key:<32} {before[key] * 100:9.1f}% {after[key] * 100:9.1f}%")
+    if args.operating_points:
+        print(f"{'threshold on raw_score':<24} {'genuine called real':>20}"
+              f" {'fakes called fake':>18}")
+        for point in sorted({threshold, *args.operating_points}):
+            row = metrics.band_summary(labels, raw, (point, point))
+            mark = " (the model's)" if point == threshold else ""
+            print(f"  {point:+.4f}{mark:<14} {row['real_called_real'] * 100:19.1f}%"
+                  f" {row['fake_called_fake'] * 100:17.1f}%")
     if args.dry_run:
         return 0
     meta_path = Path(args.model_dir) / METADATA_FILE
