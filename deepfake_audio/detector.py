@@ -250,7 +250,12 @@ class Detector:
                     lane = lanes[0]
                     lane.feed(block[:, 0] if block.shape[1] == 1
                               else block.mean(axis=1, dtype=np.float32))
-            return self._combine([lane.finish() for lane in lanes], info.sample_rate)
+            # Read again densely only if no channel has speech: a faint bleed of the other
+            # side is no voice of its own.
+            outcomes = [lane.finish(reread=not separate) for lane in lanes]
+            if separate and all(o.error is not None for o in outcomes):
+                outcomes = [lane.reread() for lane in lanes]
+            return self._combine(outcomes, info.sample_rate)
 
     # ------------------------------------------------------------------ speaker references
     def speaker_profile(self, references: SpeakerProfile | Sequence[AudioSource],

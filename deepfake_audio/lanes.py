@@ -125,7 +125,12 @@ class Lane:
             self._feature_sum = total if self._feature_sum is None else self._feature_sum + total
             self._feature_count += int(speech.sum())
 
-    def finish(self) -> LaneOutcome:
+    def finish(self, *, reread: bool = True) -> LaneOutcome:
+        """Score what is left; with ``reread``, a short lane without speech is read densely.
+
+        A caller with several lanes passes ``reread=False`` and calls :meth:`reread` only
+        when no lane has speech: a faint bleed of the other side is no voice of its own.
+        """
         duration = self._frames / self.sample_rate
         if self._frames == 0:
             raise EmptyAudioError("the file holds no audio samples")
@@ -139,10 +144,18 @@ class Lane:
         if last is not None:
             self._pending.append(last)
         self._flush()
-        scores = np.concatenate(self._scores)
-        speech = np.concatenate(self._speech)
+        self._scores = [np.concatenate(self._scores)]
+        self._speech = [np.concatenate(self._speech)]
+        return self.reread() if reread else self._outcome(self._speech[0])
+
+    def reread(self) -> LaneOutcome:
+        """The finished lane's outcome, read densely first if it has no speech window."""
+        speech = self._speech[0]
         if self._vad is not None and not speech.any() and self._matrices is not None:
             speech = self._dense_speech(speech)
+        return self._outcome(speech)
+
+    def _outcome(self, speech: np.ndarray) -> LaneOutcome:
         error: InputError | None = None
         which = "" if self.index is None else f"channel {self.index}: "
         if self._peak < SILENCE_PEAK:
@@ -153,8 +166,8 @@ class Lane:
         families = np.concatenate(self._families) if self._families else None
         feature_mean = (self._feature_sum / self._feature_count
                         if self._feature_sum is not None and self._feature_count else None)
-        return LaneOutcome(self.index, tuple(self._spans), scores, speech, duration, error,
-                           families, feature_mean)
+        return LaneOutcome(self.index, tuple(self._spans), self._scores[0], speech,
+                           self._frames / self.sample_rate, error, families, feature_mean)
 
     def _dense_speech(self, speech: np.ndarray) -> np.ndarray:
         """A short recording the strided pass found no speech in, read again densely."""

@@ -196,6 +196,19 @@ def test_quiet_short_speech_the_strided_pass_misses_is_read_again_not_refused(de
     assert result.raw_score == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_faint_bleed_on_the_other_channel_is_not_read_again_as_a_voice(detector):
+    voice = _clip(GENUINE[0])[: 2 * SR]
+    call = np.stack([voice, voice * np.float32(0.01)], axis=1)  # side 1: the echo of side 0
+    result = detector.analyze((call, SR), channels="separate")
+    assert [c.channel for c in result.channels] == [0]
+
+
+def test_quiet_speech_on_every_channel_is_read_again(detector):
+    quiet = [(_clip(name)[: 2 * SR] * 0.01).astype(np.float32) for name in GENUINE]
+    result = detector.analyze((np.stack(quiet, axis=1), SR), channels="separate")
+    assert result.channels and result.verdict in {"real", "deepfake", "inconclusive"}
+
+
 def test_long_recordings_are_not_read_again():
     activity = SpeechActivity(SR, 3.0)
     activity.feed(np.zeros(int((RESCAN_S + 1) * SR), dtype=np.float32))
