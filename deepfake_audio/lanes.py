@@ -73,8 +73,10 @@ class Lane:
         # Running sum of the speech windows' features for the clip view: bounded memory.
         self._feature_sum: np.ndarray | None = None
         self._feature_count = 0
-        # A short recording's window features, for the dense speech re-read in finish().
+        # A short recording's window features, for the dense speech re-read (reread()).
         self._matrices: list[np.ndarray] | None = [] if self._vad is not None else None
+        # Window scores and speech marks once finish() has run.
+        self._final: tuple[np.ndarray, np.ndarray] | None = None
 
     def feed(self, samples: np.ndarray) -> None:
         samples = np.ascontiguousarray(samples, dtype=np.float32)
@@ -144,18 +146,19 @@ class Lane:
         if last is not None:
             self._pending.append(last)
         self._flush()
-        self._scores = [np.concatenate(self._scores)]
-        self._speech = [np.concatenate(self._speech)]
-        return self.reread() if reread else self._outcome(self._speech[0])
+        self._final = (np.concatenate(self._scores), np.concatenate(self._speech))
+        return self.reread() if reread else self._outcome(self._final[1])
 
     def reread(self) -> LaneOutcome:
         """The finished lane's outcome, read densely first if it has no speech window."""
-        speech = self._speech[0]
+        assert self._final is not None, "finish() first"
+        speech = self._final[1]
         if self._vad is not None and not speech.any() and self._matrices is not None:
             speech = self._dense_speech(speech)
         return self._outcome(speech)
 
     def _outcome(self, speech: np.ndarray) -> LaneOutcome:
+        assert self._final is not None
         error: InputError | None = None
         which = "" if self.index is None else f"channel {self.index}: "
         if self._peak < SILENCE_PEAK:
@@ -166,7 +169,7 @@ class Lane:
         families = np.concatenate(self._families) if self._families else None
         feature_mean = (self._feature_sum / self._feature_count
                         if self._feature_sum is not None and self._feature_count else None)
-        return LaneOutcome(self.index, tuple(self._spans), self._scores[0], speech,
+        return LaneOutcome(self.index, tuple(self._spans), self._final[0], speech,
                            self._frames / self.sample_rate, error, families, feature_mean)
 
     def _dense_speech(self, speech: np.ndarray) -> np.ndarray:
