@@ -458,11 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     args.stderr_is_terminal = sys.stderr.isatty()
-    if args.command == "check" and not args.no_speech_gate:
-        from .silero import prefetch
-
-        prefetch()  # on the other core, while the imports below and the model load
-    from .pool import without_decoder_noise  # numpy and the audio stack, after the prefetch
+    from .pool import without_decoder_noise  # numpy and the audio stack
 
     noise_filter = (without_decoder_noise() if COMMANDS[args.command].quiet_decoder
                     else contextlib.nullcontext())

@@ -51,7 +51,6 @@ from .feature_config import LEGACY_KIND, FeatureConfig
 from .lanes import Lane, LaneOutcome
 from .model import AGGREGATIONS, GENUINE_FAMILY, LoadedModel, ModelMetadata, load_model
 from .results import NO_SPEECH, AnalysisResult, WindowScore
-from .silero import prefetch
 from .vad import SpeechActivity
 from .verdict import (
     DEEPFAKE,
@@ -126,8 +125,6 @@ class Detector:
         speech_gate: bool | None = None,
     ) -> None:
         started = time.perf_counter()
-        if speech_gate is not False:
-            prefetch()  # the speech detector builds on another core while the model loads
         self._model: LoadedModel = load_model(model_dir, allow_unverified=allow_unverified)
         # load_model refused any aggregation missing from AGGREGATIONS.
         self._aggregate = AGGREGATIONS[self._model.metadata.aggregation]
@@ -384,14 +381,16 @@ class Detector:
         """Run one inference on a synthetic tone so first real requests are not slow.
 
         The tone is no speech, so it is scored with the speech gate open; the
-        voice-activity model is still loaded and run.
+        speech detector is still loaded and run.
         """
         sr = self.feature_config.sample_rate
         t = np.arange(int(sr * 1.0)) / sr
         tone = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)))
         tone = tone.astype(np.float32)
         if self.speech_gate:
-            SpeechActivity(sr, self.feature_config.window_s or 3.0).feed(tone)
+            activity = SpeechActivity(sr, self.feature_config.window_s or 3.0)
+            activity.feed(tone)
+            activity.finish()
         lane = Lane(self, None, gate=False)
         lane.feed(tone)
         return self._combine([lane.finish()], sr)

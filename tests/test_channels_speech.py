@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_audio import Detector, load_audio, silero
+from deepfake_audio import Detector, load_audio
 from deepfake_audio.channels import channels_differ, check_mode
 from deepfake_audio.exceptions import NoSpeechError, SilentAudioError
 from deepfake_audio.features import extract
@@ -216,46 +214,9 @@ def test_long_recordings_are_not_read_again():
     assert activity.dense_shares([(0.0, 3.0)]) is None
 
 
-def test_a_prefetched_silero_instance_serves_the_next_thread_and_scores_like_a_fresh_one():
-    starter = threading.Thread(target=silero.prefetch)  # a thread without an instance yet
-    starter.start()
-    starter.join()
-    builder = silero._spare
-    assert builder is not None
-    taken: dict[str, object] = {}
-    thread = threading.Thread(target=lambda: taken.update(vad=silero.instance(0)))
-    thread.start()
-    thread.join()
-    assert taken["vad"] is builder.instance is not None
-    assert silero._spare is None  # the next new thread builds its own
-    prefetched, fresh = builder.instance, silero._build()
-    voice = _clip(GENUINE[0])
-    chunks = [voice[start : start + 512].copy() for start in range(0, 40 * 512, 512)]
-    prefetched_p = [prefetched.process(memoryview(chunk)) for chunk in chunks]
-    fresh_p = [fresh.process(memoryview(chunk)) for chunk in chunks]
-    assert prefetched_p == fresh_p
-    assert max(fresh_p) > 0.5  # the comparison covers voiced chunks
-
-
 def test_the_command_line_starts_before_numpy_loads():
-    """So ``check`` can build the speech detector on the other core meanwhile."""
+    """Heavy imports wait for the command that needs them (cold start)."""
     code = "import sys, deepfake_audio, deepfake_audio.cli\nprint('numpy' in sys.modules)\n"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert run.stdout.strip() == "False", run.stderr
-
-
-def test_a_fork_waits_for_the_background_build():
-    starter = threading.Thread(target=silero.prefetch)
-    starter.start()
-    starter.join()
-    builder = silero._spare
-    assert builder is not None
-    pid = os.fork()
-    if pid == 0:  # the child: no inherited spare, and ONNX Runtime still builds and runs
-        silence = np.zeros(512, dtype=np.float32)
-        ok = silero._spare is None and 0.0 <= silero._build().process(memoryview(silence)) < 0.5
-        os._exit(0 if ok else 1)
-    assert not builder.is_alive()  # the parent forked only once the build had finished
-    assert os.waitpid(pid, 0)[1] == 0
-    silero._take_spare()

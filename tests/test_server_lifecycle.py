@@ -120,22 +120,3 @@ def test_analysis_timeout_is_503_and_keeps_the_slot(detector: GatedDetector) -> 
             time.sleep(0.05)
         metrics = httpx.get(server.url + "/metrics").text
         assert "deepfake_audio_analysis_queue_depth 0" in metrics
-
-
-@pytest.mark.parametrize("analyses", [True, False])
-def test_a_fail_fast_model_load_builds_no_speech_detector(analyses):
-    """`serve` with isolation or several workers loads the model once only to fail fast:
-    that load must not build an ONNX session nobody uses (a fresh interpreter, so no
-    other test's instance interferes)."""
-    import subprocess
-    import sys
-
-    code = ("from deepfake_audio import silero\n"
-            "from deepfake_audio.server import Settings\n"
-            "from deepfake_audio.server.state import load_detector\n"
-            f"load_detector(Settings(), analyses={analyses})\n"
-            "print(silero._spare is not None)\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == str(analyses)

@@ -53,7 +53,7 @@ def serve(settings: Settings) -> None:
     options = uvicorn_options(settings)
     logging.config.dictConfig(options["log_config"])
     # With several workers or isolation this load only makes a broken model fail fast.
-    detector = load_detector(settings, analyses=settings.workers == 1 and not settings.isolate)
+    detector = load_detector(settings)
     if settings.workers > 1:
         os.environ.update(settings.to_env())
         del detector  # each worker loads its own copy

@@ -134,15 +134,10 @@ def service(connection: HTTPConnection) -> ServiceState:
     return state
 
 
-def load_detector(settings: Settings, *, analyses: bool = True) -> Detector:
-    """Load the configured model (blocking; call from a thread or before serving).
-
-    ``analyses=False``: the detector only proves the model loads, so the speech
-    detector's ONNX session is not built for it.
-    """
+def load_detector(settings: Settings) -> Detector:
+    """Load the configured model (blocking; call from a thread or before serving)."""
     return Detector(settings.model, max_duration_s=settings.max_duration_s,
-                    allow_unverified=settings.allow_unverified_model, channels=settings.channels,
-                    speech_gate=None if analyses else False)
+                    allow_unverified=settings.allow_unverified_model, channels=settings.channels)
 
 
 def launch_workers(settings: Settings, faults: bool) -> WorkerPool:
