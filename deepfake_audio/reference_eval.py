@@ -70,16 +70,23 @@ def recording_key(clip: Clip) -> str:
 
 @dataclass(frozen=True)
 class ClipEmbeddings:
-    """Speaker embeddings of a list of clips (NaN rows where a clip could not be decoded)."""
+    """Speaker embeddings of a list of clips (NaN rows where a clip could not be decoded).
+
+    ``vectors`` embed each clip as a reference (every partial), ``probe_vectors`` as the
+    recording being checked (:func:`~.speaker.probe_partials`).
+    """
 
     vectors: np.ndarray
     speech_s: np.ndarray
+    probe_vectors: np.ndarray
 
 
 def embed_clips(clips: Sequence[Clip], *, cache: Path | None = None,
                 progress: bool = True) -> ClipEmbeddings:
     """GE2E embeddings of ``clips``, optionally cached in an ``.npz`` keyed by path and size."""
     from tqdm.auto import tqdm
+
+    from .speaker import probe_partials
 
     encoder = load_encoder()
     keys = [hashlib.sha256(f"{c.path}:{c.path.stat().st_size}".encode()).hexdigest()[:20]
@@ -89,23 +96,27 @@ def embed_clips(clips: Sequence[Clip], *, cache: Path | None = None,
         with np.load(cache, allow_pickle=False) as data:
             stored = {k: data[k] for k in data.files}
     vectors = np.full((len(clips), 256), np.nan, np.float32)
+    probes = np.full((len(clips), 256), np.nan, np.float32)
     speech = np.full(len(clips), np.nan)
     for i, (clip, key) in enumerate(tqdm(list(zip(clips, keys, strict=True)), desc="speaker",
                                          unit="clip", disable=not progress, file=sys.stderr)):
-        if key not in stored:
+        if len(stored.get(key, ())) != 2 * 256 + 1:  # absent, or cached before probe vectors
             try:
                 audio = load_audio(clip.path, target_sr=SAMPLE_RATE, max_duration_s=None)
             except InputError as exc:
                 logger.warning("skipping %s: %s", clip.path, exc)
                 continue
             embedding = encoder.embed(audio.samples)
-            stored[key] = np.append(embedding.vector, embedding.speech_s).astype(np.float32)
+            probe = embedding.fewer(probe_partials(audio.duration_s))
+            stored[key] = np.concatenate([embedding.vector, [embedding.speech_s],
+                                          probe.vector]).astype(np.float32)
         vectors[i] = stored[key][:256]
         speech[i] = float(stored[key][256])
+        probes[i] = stored[key][257:]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **stored)  # type: ignore[arg-type]  # stub confuses **kw with allow_pickle
-    return ClipEmbeddings(vectors, speech)
+    return ClipEmbeddings(vectors, speech, probes)
 
 
 @dataclass(frozen=True)
@@ -236,7 +247,7 @@ def score_trials(trials: Sequence[Trial], embeddings: ClipEmbeddings, p_artefact
                  verifier: SpeakerVerifier) -> TrialScores:
     """Compare each trial's clip with the mean of its references and fuse."""
     art = np.array([p_artefacts[t.index] for t in trials])
-    same = np.array([verifier.probability_same(embeddings.vectors[t.index],
+    same = np.array([verifier.probability_same(embeddings.probe_vectors[t.index],
                                                centroid(embeddings.vectors, t))
                      for t in trials])
     speech = [float(embeddings.speech_s[t.index]) for t in trials]

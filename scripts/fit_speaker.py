@@ -96,7 +96,7 @@ def calibration_pairs(clips: list[Clip], trials: list[Trial], emb: ClipEmbedding
             by_speaker[speaker] = t.references
     sims, same = [], []
     for t in genuine:
-        vector = emb.vectors[t.index]
+        vector = emb.probe_vectors[t.index]
         sims.append(snorm(vector, centroid(emb.vectors, t), cohort))
         same.append(1)
         for speaker, refs in by_speaker.items():
@@ -190,8 +190,9 @@ def main() -> None:
           f"+ {intercept:.3f})")
 
     cents = [centroid(emb.vectors, t) for t in trials]
-    cos = np.array([float(emb.vectors[t.index] @ c) for t, c in zip(trials, cents, strict=True)])
-    score = np.array([snorm(emb.vectors[t.index], c, cohort)
+    cos = np.array([float(emb.probe_vectors[t.index] @ c)
+                    for t, c in zip(trials, cents, strict=True)])
+    score = np.array([snorm(emb.probe_vectors[t.index], c, cohort)
                       for t, c in zip(trials, cents, strict=True)])
     p_same = 1 / (1 + np.exp(-(slope * score + intercept)))
     art = np.array([p_art[t.index] for t in trials])

@@ -4,7 +4,9 @@
     python scripts/speaker_norm_check.py ../shared/data --embeddings cache/embeddings.npz
 
 The trials and the s-norm cohort are those of ``scripts/fit_speaker.py`` (same embedding
-cache). Each variant scores every trial; printed is the EER of voice-cloning trials
+cache). The checked clip of each trial is embedded as the library embeds a checked
+recording (``speaker.probe_partials``), its references from every partial. Each
+variant scores every trial; printed is the EER of voice-cloning trials
 against all genuine trials (the figure ``fit_speaker.py`` prints as "speaker signal"),
 against only the genuine trials of speakers that also have cloning trials, and of all
 synthetic trials against all genuine ones. Variants: the bundled score (cosine to the
@@ -60,7 +62,8 @@ def main() -> None:
     trials = reference_trials(clips, np.ones(len(clips), bool))
     needed = sorted({i for t in trials for i in (t.index, *t.references)})
     clips = [clips[i] for i in needed]
-    vectors = embed_clips(clips, cache=args.embeddings, progress=False).vectors
+    embedded = embed_clips(clips, cache=args.embeddings, progress=False)
+    vectors, probes = embedded.vectors, embedded.probe_vectors
     trials = reference_trials(clips, ~np.isnan(vectors[:, 0]))
     labels = np.array([clips[t.index].label for t in trials])
     kinds = np.array([synthesis_kind(clips[t.index]) if clips[t.index].label else "genuine"
@@ -77,11 +80,11 @@ def main() -> None:
           f"speakers with cloning trials); cohort {len(cohort)} (+{len(other)}) LibriSpeech")
     print(f"{'score':<38}" + "".join(f"{name:>26}" for name in selections))
 
-    def report(name: str, vecs: np.ndarray, cohort_vecs: np.ndarray, how: str = "mean emb",
-               ) -> None:
+    def report(name: str, vecs: np.ndarray, probe_vecs: np.ndarray, cohort_vecs: np.ndarray,
+               how: str = "mean emb") -> None:
         scores = []
         for t in trials:
-            probe, refs = vecs[t.index], vecs[list(t.references)]
+            probe, refs = probe_vecs[t.index], vecs[list(t.references)]
             if how == "mean emb":
                 scores.append(snorm(probe, unit(refs.mean(axis=0)), cohort_vecs))
                 continue
@@ -93,19 +96,23 @@ def main() -> None:
             for sel in selections.values()))
 
     both = np.vstack([cohort, other])
-    report("bundled (s-norm, 90 speakers)", vectors, cohort)
+    report("bundled (s-norm, 90 speakers)", vectors, probes, cohort)
     mean = cohort.mean(axis=0)
-    report("centred on the cohort mean", unit(vectors - mean), unit(cohort - mean))
-    report("cohort of 180 clips", vectors, both)
+    report("centred on the cohort mean", unit(vectors - mean), unit(probes - mean),
+           unit(cohort - mean))
+    report("cohort of 180 clips", vectors, probes, both)
     centre = both.mean(axis=0)
     _, singular, basis = np.linalg.svd(both - centre, full_matrices=False)
     for k in (32, 128):
         project = basis[:k].T / singular[:k]
         report(f"PCA-whitened, {k} dims", unit((vectors - centre) @ project),
-               unit((both - centre) @ project))
+               unit((probes - centre) @ project), unit((both - centre) @ project))
     centred, centred_cohort = unit(vectors - mean), unit(cohort - mean)
-    report("centred, per-reference mean", centred, centred_cohort, "per-ref mean")
-    report("centred, best two references", centred, centred_cohort, "best two")
+    centred_probes = unit(probes - mean)
+    report("centred, per-reference mean", centred, centred_probes, centred_cohort,
+           "per-ref mean")
+    report("centred, best two references", centred, centred_probes, centred_cohort,
+           "best two")
 
 
 if __name__ == "__main__":

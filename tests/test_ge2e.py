@@ -53,3 +53,20 @@ def test_tampered_weights_are_refused(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError):
         load_encoder(target)
+
+
+def test_fewer_partials_are_spread_over_the_recording_and_match_a_direct_embedding(encoder):
+    audio = load_audio(Path(__file__).parent / "data" / "real_librispeech_150.flac",
+                       target_sr=SAMPLE_RATE)
+    every = encoder.embed(audio.samples)
+    assert len(every.partials) > 6
+    slices = partial_slices(len(audio.samples))
+    chosen = partial_slices(len(audio.samples), max_partials=3)
+    assert chosen[0] == slices[0] and chosen[-1] == slices[-1] and len(chosen) == 3
+    for count in (2, 3, 5):
+        direct = encoder.embed(audio.samples, max_partials=count)
+        assert direct.partials.shape == (count, 256)
+        # partials start from a zero state each: a subset of them, not an approximation
+        assert float(direct.vector @ every.fewer(count).vector) > 0.99999
+        assert float(direct.vector @ every.vector) > 0.9
+    assert every.fewer(len(every.partials)) is every

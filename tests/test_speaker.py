@@ -17,7 +17,7 @@ from deepfake_audio import (
     load_audio,
 )
 from deepfake_audio.ge2e import ENCODER_DIR, SAMPLE_RATE
-from deepfake_audio.speaker import SpeakerVerifier
+from deepfake_audio.speaker import SpeakerVerifier, probe_partials
 from deepfake_audio.speaker_scoring import fuse, load_params
 
 DATA = Path(__file__).parent / "data"
@@ -188,3 +188,17 @@ def test_tampered_speaker_parameters_are_refused(tmp_path):
     (target / "speaker.json").write_text(json.dumps(data))
     with pytest.raises(ModelIntegrityError):
         load_params(target)
+
+
+@pytest.mark.parametrize(("seconds", "partials"),
+                         [(3.0, 2), (11.9, 2), (12.0, 3), (20.0, 5), (24.0, 6), (3600.0, 6)])
+def test_a_checked_recording_uses_a_few_partials_growing_with_its_length(seconds, partials):
+    assert probe_partials(seconds) == partials
+
+
+def test_the_check_embeds_the_recording_from_fewer_partials_than_a_reference():
+    verifier = SpeakerVerifier()
+    samples = load_audio(DATA / "real_librispeech_150.flac", target_sr=16_000).samples
+    probe, reference = verifier.embed_probe(samples), verifier.embed(samples)
+    assert len(probe.partials) == probe_partials(len(samples) / 16_000) < len(reference.partials)
+    assert float(probe.vector @ reference.vector) > 0.9
