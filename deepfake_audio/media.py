@@ -18,7 +18,9 @@ from .exceptions import AudioDecodeError, NoAudioStreamError, NotMediaError
 
 logger = logging.getLogger("deepfake_audio")
 
-_BLOCK_FRAMES = 1 << 15
+# As the libsndfile path's blocks (audio.py): each block is read by the speech detector
+# in one batch, so small blocks cost a batch's fixed overhead many times a second.
+_BLOCK_FRAMES = 1 << 18
 
 # Magic numbers of files people upload by mistake: naming them beats "invalid data".
 _NON_MEDIA = (
