@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import silero
 from .audio import (
     DEFAULT_MAX_DURATION_S,
     DEFAULT_MIN_DURATION_S,
@@ -102,6 +103,9 @@ class Detector:
     ------
     ConfigurationError
         ``band`` does not contain the threshold.
+    ModelLoadError
+        The model, or with the speech gate on the speech detector's weights, cannot be
+        loaded or fails its hash check.
 
     Examples
     --------
@@ -137,6 +141,8 @@ class Detector:
         self.channels = check_mode(channels)
         self.speech_gate = (self.feature_config.kind != LEGACY_KIND if speech_gate is None
                             else speech_gate)
+        if self.speech_gate:
+            silero.weights()  # hash-checked here: a damaged install fails at load, not mid-scan
         self._speaker_verifier: SpeakerVerifier | None = None  # loaded on first use
         logger.debug("loaded model %s in %.3f s", self.model_id, time.perf_counter() - started)
 
