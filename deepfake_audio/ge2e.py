@@ -14,8 +14,6 @@ embeddings computed with the original.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import ModelIntegrityError, ModelLoadError
 from .filterbanks import mel_filterbank
+from .safe_pickle import load_checked_arrays
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -245,10 +243,6 @@ class GE2EEncoder:
         return Embedding(mean / np.linalg.norm(mean), partials, speech_s)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @lru_cache(maxsize=2)
 def load_encoder(directory: Path = ENCODER_DIR) -> GE2EEncoder:
     """Load and hash-check the converted weights (cached per directory).
@@ -260,13 +254,5 @@ def load_encoder(directory: Path = ENCODER_DIR) -> GE2EEncoder:
     ModelIntegrityError
         The weights' SHA-256 differs from ``ge2e.json``.
     """
-    try:
-        meta = json.loads((directory / "ge2e.json").read_text())
-        path = directory / meta["file"]
-        if _sha256(path) != meta["sha256"]:
-            raise ModelIntegrityError(f"{path} does not match the SHA-256 in ge2e.json")
-        with np.load(path, allow_pickle=False) as data:
-            weights = {key: data[key] for key in data.files}
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the speaker encoder from {directory}: {exc}") from exc
+    meta, weights = load_checked_arrays(directory, "ge2e.json", "the speaker encoder")
     return GE2EEncoder(weights, meta["encoder_id"])

@@ -5,6 +5,9 @@ through an allow-list, so only numpy arrays, plain containers and scikit-learn
 classes may be created and a crafted pickle that names ``os.system`` or similar
 fails instead of running. :mod:`deepfake_audio.model` checks every artefact's
 SHA-256 (:func:`sha256_file`) against ``model.json`` before it gets here.
+Plain-array weights (the speaker encoder, the speech detector) need no unpickling:
+:func:`load_checked_arrays` hash-checks them against their JSON and loads them with
+``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import pickle
 import warnings
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .exceptions import ModelIntegrityError, ModelLoadError
 
@@ -112,3 +117,28 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_checked_arrays(directory: Path, meta_name: str, what: str,
+                        ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON ``meta_name`` in ``directory`` and the ``.npz`` it names, hash-checked.
+
+    Raises
+    ------
+    ModelLoadError
+        The JSON or the arrays are missing or unreadable (``what`` names them).
+    ModelIntegrityError
+        The arrays' SHA-256 differs from the JSON's ``sha256``.
+    """
+    import json
+
+    try:
+        meta: dict[str, Any] = json.loads((directory / meta_name).read_text())
+        path = directory / meta["file"]
+        if sha256_file(path) != meta["sha256"]:
+            raise ModelIntegrityError(f"{path} does not match the SHA-256 in {meta_name}")
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {what} from {directory}: {exc}") from exc
+    return meta, arrays

@@ -16,15 +16,13 @@ chunk to chunk → ReLU → linear → sigmoid.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .exceptions import ModelIntegrityError, ModelLoadError
+from .safe_pickle import load_checked_arrays
 
 SAMPLE_RATE = 16_000
 #: Samples per chunk at 16 kHz.
@@ -52,20 +50,8 @@ _lock = threading.Lock()
 _weights: _Weights | None = None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _load(directory: Path = WEIGHTS_DIR) -> _Weights:
-    try:
-        meta = json.loads((directory / "silero16k.json").read_text())
-        path = directory / meta["file"]
-        if _sha256(path) != meta["sha256"]:
-            raise ModelIntegrityError(f"{path} does not match the SHA-256 in silero16k.json")
-        with np.load(path, allow_pickle=False) as data:
-            w = {key: data[key] for key in data.files}
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the speech detector from {directory}: {exc}") from exc
+    _, w = load_checked_arrays(directory, "silero16k.json", "the speech detector")
     convs = []
     for i, stride in enumerate((1, 2, 2, 1)):
         kernel = w[f"encoder{i}_weight"]  # (C_out, C_in, 3)
