@@ -8,7 +8,7 @@ A 10 s recording of real speech (the first 10 s of
 from WAV bytes, without references and with a saved profile loaded from disk;
 best of 5 runs, CPU time of this process (issue 14's target: >= 300x real time per
 core with a saved profile). Also the cost of the speaker embedding alone, of the
-checked recording (a few partials, ``speaker.probe_partials``) and of a reference
+checked recording (a few partials, ``speaker_scoring.probe_partials``) and of a reference
 (every partial), and of building a profile from one reference.
 """
 

@@ -73,7 +73,7 @@ class ClipEmbeddings:
     """Speaker embeddings of a list of clips (NaN rows where a clip could not be decoded).
 
     ``vectors`` embed each clip as a reference (every partial), ``probe_vectors`` as the
-    recording being checked (:func:`~.speaker.probe_partials`).
+    recording being checked (:func:`~.speaker_scoring.probe_partials`).
     """
 
     vectors: np.ndarray
@@ -86,7 +86,7 @@ def embed_clips(clips: Sequence[Clip], *, cache: Path | None = None,
     """GE2E embeddings of ``clips``, optionally cached in an ``.npz`` keyed by path and size."""
     from tqdm.auto import tqdm
 
-    from .speaker import probe_partials
+    from .speaker_scoring import probe_partials
 
     encoder = load_encoder()
     keys = [hashlib.sha256(f"{c.path}:{c.path.stat().st_size}".encode()).hexdigest()[:20]

@@ -33,6 +33,7 @@ from .speaker_scoring import (
     fuse,
     load_cohort,
     load_params,
+    probe_partials,
     snorm,
 )
 
@@ -44,19 +45,6 @@ PROFILE_VERSION = 1
 MIN_REFERENCE_SPEECH_S = 3.0
 #: Below this it is meaningless: :class:`SpeakerReferenceError`.
 MIN_USABLE_SPEECH_S = 0.5
-#: The checked recording is embedded from one 1.6 s partial per this many seconds of it,
-#: spread evenly, within :data:`PROBE_PARTIALS` (references use all of theirs). The
-#: encoder, not the artefact analysis, dominated a check with references; with this the
-#: speaker signal on the reference trials is unchanged (``scripts/probe_partials_check.py``).
-PROBE_SECONDS_PER_PARTIAL = 4.0
-#: Fewest and most partials of a checked recording.
-PROBE_PARTIALS = (2, 6)
-
-
-def probe_partials(duration_s: float) -> int:
-    """How many partials embed a checked recording of ``duration_s`` seconds."""
-    low, high = PROBE_PARTIALS
-    return min(high, max(low, int(duration_s // PROBE_SECONDS_PER_PARTIAL)))
 
 
 def _amount_warnings(speech_s: float) -> list[str]:

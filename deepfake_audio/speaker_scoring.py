@@ -1,6 +1,7 @@
-"""Numbers behind the speaker check: score normalisation against a cohort, the
-same-speaker calibration and the fusion rule, all fitted by ``scripts/fit_speaker.py``
-and stored (hash-checked) in ``models/speaker/``.
+"""Numbers behind the speaker check: how much of the checked recording is embedded,
+score normalisation against a cohort, the same-speaker calibration and the fusion
+rule, the last three fitted by ``scripts/fit_speaker.py`` and stored (hash-checked) in
+``models/speaker/``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,21 @@ def load_cohort(directory: Path = ENCODER_DIR) -> np.ndarray:
             return np.asarray(data["embeddings"], dtype=np.float32)
     except (OSError, KeyError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the speaker cohort from {directory}: {exc}") from exc
+
+
+#: The checked recording is embedded from one 1.6 s partial per this many seconds of it,
+#: spread evenly, within :data:`PROBE_PARTIALS` (references use all of theirs). The
+#: encoder, not the artefact analysis, dominated a check with references; with this the
+#: speaker signal on the reference trials is unchanged (``scripts/probe_partials_check.py``).
+PROBE_SECONDS_PER_PARTIAL = 4.0
+#: Fewest and most partials of a checked recording.
+PROBE_PARTIALS = (2, 6)
+
+
+def probe_partials(duration_s: float) -> int:
+    """How many partials embed a checked recording of ``duration_s`` seconds."""
+    low, high = PROBE_PARTIALS
+    return min(high, max(low, int(duration_s // PROBE_SECONDS_PER_PARTIAL)))
 
 
 def snorm(vector: np.ndarray, centroid: np.ndarray, cohort: np.ndarray) -> float:

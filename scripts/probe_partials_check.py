@@ -39,8 +39,7 @@ from deepfake_audio.reference_eval import (  # noqa: E402
     reference_trials,
     synthesis_kind,
 )
-from deepfake_audio.speaker import probe_partials  # noqa: E402
-from deepfake_audio.speaker_scoring import snorm  # noqa: E402
+from deepfake_audio.speaker_scoring import probe_partials, snorm  # noqa: E402
 
 Rule = Callable[[float], int | None]
 RULES: dict[str, Rule] = {

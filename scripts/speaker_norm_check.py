@@ -5,7 +5,7 @@
 
 The trials and the s-norm cohort are those of ``scripts/fit_speaker.py`` (same embedding
 cache). The checked clip of each trial is embedded as the library embeds a checked
-recording (``speaker.probe_partials``), its references from every partial. Each
+recording (``speaker_scoring.probe_partials``), its references from every partial. Each
 variant scores every trial; printed is the EER of voice-cloning trials
 against all genuine trials (the figure ``fit_speaker.py`` prints as "speaker signal"),
 against only the genuine trials of speakers that also have cloning trials, and of all

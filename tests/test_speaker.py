@@ -17,8 +17,8 @@ from deepfake_audio import (
     load_audio,
 )
 from deepfake_audio.ge2e import ENCODER_DIR, SAMPLE_RATE
-from deepfake_audio.speaker import SpeakerVerifier, probe_partials
-from deepfake_audio.speaker_scoring import fuse, load_params
+from deepfake_audio.speaker import SpeakerVerifier
+from deepfake_audio.speaker_scoring import fuse, load_params, probe_partials
 
 DATA = Path(__file__).parent / "data"
 SPEAKER_150 = DATA / "real_librispeech_150.flac"  # 12.3 s, LibriSpeech speaker 150
