@@ -34,7 +34,7 @@ PARTIAL_FRAMES = 160  # 1.6 s
 PARTIAL_RATE = 1.3  # partials per second: 77-frame step, ~50 % overlap
 MIN_COVERAGE = 0.75
 # Up to this many partials, one vector-matrix product each per step beats one small
-# matrix product (OpenBLAS: 2 rows 24 against 62 us, 3 rows 36 against 87 us).
+# matrix product (OpenBLAS's kernels for 2 or 3 rows are slower than 2 or 3 products).
 _ROW_BY_ROW = 3
 VAD_WINDOW = 480  # 30 ms
 VAD_AVERAGE_WIDTH = 8

@@ -234,6 +234,21 @@ def artefact_probabilities(clips: Sequence[Clip], detector: Detector, *,
     return out
 
 
+def cohort_clips(clips: Sequence[Clip]) -> list[Clip]:
+    """The speaker check's s-norm cohort in the training pool: every other LibriSpeech clip
+    (one recording per speaker, so no LibriSpeech speaker has trials)."""
+    return [c for c in clips if c.source == "librispeech"][::2]
+
+
+def trial_clips(clips: Sequence[Clip]) -> list[Clip]:
+    """The clips the training pool's reference trials use, as ``scripts/fit_speaker.py``
+    fits on them: LibriSpeech (one recording per speaker, plus resampled copies) and the
+    ``libritts`` placeholder speaker id give no trials."""
+    pool = [c for c in clips if not c.source.startswith("librispeech") and c.speaker != "libritts"]
+    trials = reference_trials(pool, np.ones(len(pool), bool))
+    return [pool[i] for i in sorted({i for t in trials for i in (t.index, *t.references)})]
+
+
 @dataclass(frozen=True)
 class TrialScores:
     """Per-trial probabilities: artefacts alone, speaker mismatch alone, fused."""

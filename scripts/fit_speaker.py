@@ -58,9 +58,11 @@ from deepfake_audio.reference_eval import (  # noqa: E402
     artefact_probabilities,
     build_report,
     centroid,
+    cohort_clips,
     embed_clips,
     reference_trials,
     synthesis_kind,
+    trial_clips,
 )
 from deepfake_audio.speaker import _two_voice_cosine  # noqa: E402
 from deepfake_audio.speaker_scoring import fuse, params_digest, snorm  # noqa: E402
@@ -149,15 +151,9 @@ def main() -> None:
 
     root = args.data if args.data.is_dir() else args.data.parent
     everything = load_dataset(args.data)
-    # s-norm cohort: every other LibriSpeech speaker (no LibriSpeech speaker has trials)
-    cohort_clips = [c for c in everything if c.source == "librispeech"][::2]
-    cohort = embed_clips(cohort_clips, cache=args.embeddings).vectors
+    cohort = embed_clips(cohort_clips(everything), cache=args.embeddings).vectors
     cohort = cohort[~np.isnan(cohort[:, 0])]
-    clips = [c for c in everything
-             if not c.source.startswith("librispeech") and c.speaker != "libritts"]
-    trials = reference_trials(clips, np.ones(len(clips), bool))
-    needed = sorted({i for t in trials for i in (t.index, *t.references)})
-    clips = [clips[i] for i in needed]
+    clips = trial_clips(everything)
     emb = embed_clips(clips, cache=args.embeddings)
 
     detector = Detector(max_duration_s=None)

@@ -10,7 +10,9 @@ their partials, from the same cache); each rule embeds the checked clips from fe
 partials, spread evenly over their speech. Printed per rule: the EER of the speaker score
 (s-normalised cosine to the references' mean) for voice-cloning trials against all
 genuine trials (``fit_speaker.py``'s "speaker signal") and for all synthetic trials, how many
-checked clips the rule changes, and the encoder's CPU time for a 10 s probe.
+checked clips the rule changes, the median cosine between a long clip's embedding under
+the rule and from every partial (clips of 10 or more partials), and the encoder's CPU
+time for a 10 s probe.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from deepfake_audio.ge2e import SAMPLE_RATE, load_encoder  # noqa: E402
 from deepfake_audio.metrics import equal_error_rate  # noqa: E402
 from deepfake_audio.reference_eval import (  # noqa: E402
     centroid,
+    cohort_clips,
     embed_clips,
     reference_trials,
     synthesis_kind,
+    trial_clips,
 )
 from deepfake_audio.speaker_scoring import probe_partials, snorm  # noqa: E402
 
@@ -59,14 +63,10 @@ def main() -> None:
     args = parser.parse_args()
 
     everything = load_dataset(args.data)
-    cohort = embed_clips([c for c in everything if c.source == "librispeech"][::2],
-                         cache=args.embeddings, progress=False).vectors
+    cohort = embed_clips(cohort_clips(everything), cache=args.embeddings,
+                         progress=False).vectors
     cohort = cohort[~np.isnan(cohort[:, 0])]
-    clips = [c for c in everything
-             if not c.source.startswith("librispeech") and c.speaker != "libritts"]
-    trials = reference_trials(clips, np.ones(len(clips), bool))
-    needed = sorted({i for t in trials for i in (t.index, *t.references)})
-    clips = [clips[i] for i in needed]
+    clips = trial_clips(everything)
     references = embed_clips(clips, cache=args.embeddings, progress=False).vectors
     trials = reference_trials(clips, ~np.isnan(references[:, 0]))
     labels = np.array([clips[t.index].label for t in trials])
@@ -88,11 +88,13 @@ def main() -> None:
     probe = np.concatenate(genuine_speech)[: 10 * SAMPLE_RATE]
 
     print(f"{len(trials)} trials ({int((kinds == 'voice cloning').sum())} voice cloning, "
-          f"{int((labels == 0).sum())} genuine); cohort of {len(cohort)} LibriSpeech clips")
+          f"{int((labels == 0).sum())} genuine); cohort of {len(cohort)} LibriSpeech clips; "
+          f"{sum(len(e.partials) >= 10 for e in full.values())} checked clips of 10+ partials")
     print(f"{'checked clip embedded from':<30}" + "".join(f"{n:>20}" for n in selections)
-          + f"{'probes changed':>16}{'10 s probe, ms':>16}")
+          + f"{'probes changed':>16}{'cos, long clips':>17}{'10 s probe, ms':>16}")
+    long_clips = [i for i, e in full.items() if len(e.partials) >= 10]
     for name, rule in RULES.items():
-        vectors = {}
+        vectors: dict[int, np.ndarray] = {}
         changed = 0
         for i, embedding in full.items():
             cap = rule(durations[i])
@@ -109,7 +111,8 @@ def main() -> None:
         cpu_ms = (time.process_time() - started) / 5 * 1000
         eers = "".join(f"{equal_error_rate(labels[sel], -score[sel])[0] * 100:19.2f}%"
                        for sel in selections.values())
-        print(f"{name:<30}{eers}{changed:16d}{cpu_ms:16.1f}")
+        cosine = np.median([float(vectors[i] @ full[i].vector) for i in long_clips])
+        print(f"{name:<30}{eers}{changed:16d}{cosine:17.3f}{cpu_ms:16.1f}")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ from deepfake_audio.datasets import load_dataset  # noqa: E402
 from deepfake_audio.metrics import equal_error_rate  # noqa: E402
 from deepfake_audio.reference_eval import (  # noqa: E402
     Trial,
+    cohort_clips,
     embed_clips,
     reference_trials,
     synthesis_kind,
+    trial_clips,
 )
 from deepfake_audio.speaker_scoring import snorm  # noqa: E402
 
@@ -55,13 +57,9 @@ def main() -> None:
     everything = load_dataset(args.data)
     librispeech = [c for c in everything if c.source == "librispeech"]
     halves = [embed_clips(part, cache=args.embeddings, progress=False).vectors
-              for part in (librispeech[::2], librispeech[1::2])]
+              for part in (cohort_clips(everything), librispeech[1::2])]
     cohort, other = (h[~np.isnan(h[:, 0])] for h in halves)
-    clips = [c for c in everything
-             if not c.source.startswith("librispeech") and c.speaker != "libritts"]
-    trials = reference_trials(clips, np.ones(len(clips), bool))
-    needed = sorted({i for t in trials for i in (t.index, *t.references)})
-    clips = [clips[i] for i in needed]
+    clips = trial_clips(everything)
     embedded = embed_clips(clips, cache=args.embeddings, progress=False)
     vectors, probes = embedded.vectors, embedded.probe_vectors
     trials = reference_trials(clips, ~np.isnan(vectors[:, 0]))
