@@ -161,7 +161,9 @@ class GE2EEncoder:
 
     def mel(self, wav: np.ndarray) -> np.ndarray:
         """Power mel spectrogram, ``(frames, 40)``, as ``librosa.feature.melspectrogram``."""
-        padded = np.pad(wav.astype(np.float32), N_FFT // 2)
+        return self._mel_of_padded(np.pad(wav.astype(np.float32), N_FFT // 2))
+
+    def _mel_of_padded(self, padded: np.ndarray) -> np.ndarray:
         n_frames = 1 + (len(padded) - N_FFT) // HOP
         frames = np.lib.stride_tricks.as_strided(
             padded, shape=(n_frames, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0])
@@ -237,8 +239,15 @@ class GE2EEncoder:
         end = slices[-1].stop * HOP
         if end >= len(wav):
             wav = np.pad(wav, (0, end - len(wav)))
-        mel = self.mel(wav)
-        partials = self.embed_partials(np.stack([mel[s] for s in slices]))
+        padded = np.pad(wav.astype(np.float32), N_FFT // 2)
+        if len(slices) * PARTIAL_FRAMES < len(padded) // HOP:
+            # A few partials of a longer recording: only their frames.
+            mels = np.stack([self._mel_of_padded(padded[s.start * HOP : (s.stop - 1) * HOP + N_FFT])
+                             for s in slices])
+        else:  # overlapping partials: one spectrogram, sliced
+            mel = self._mel_of_padded(padded)
+            mels = np.stack([mel[s] for s in slices])
+        partials = self.embed_partials(mels)
         mean = partials.mean(axis=0)
         return Embedding(mean / np.linalg.norm(mean), partials, speech_s)
 
