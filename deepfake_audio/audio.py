@@ -40,7 +40,7 @@ from .exceptions import (
     SilentAudioError,
     UnsupportedFormatError,
 )
-from .media import MediaFile, to_float32
+from .media import BLOCK_FRAMES, MediaFile, to_float32
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -69,7 +69,6 @@ MIN_INPUT_SAMPLE_RATE = 1_000
 MAX_INPUT_SAMPLE_RATE = 384_000
 # Peak below -70 dBFS: nothing a microphone or a generator would produce as speech.
 SILENCE_PEAK = 10 ** (-70 / 20)
-_BLOCK_FRAMES = 1 << 18  # fewer switches between the VAD and the features: warmer caches
 #: Where a duration error tells the user the limit comes from.
 DURATION_SETTING = "--max-duration / DEEPFAKE_AUDIO_MAX_DURATION (library: max_duration_s)"
 
@@ -234,15 +233,15 @@ def _short(exc: BaseException) -> str:
 
 def _sndfile_blocks(handle: sf.SoundFile) -> Iterator[np.ndarray]:
     while True:
-        block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
         if len(block) == 0:
             return
         yield block
 
 
 def _array_blocks(samples: np.ndarray) -> Iterator[np.ndarray]:
-    for start in range(0, len(samples), _BLOCK_FRAMES):
-        yield samples[start : start + _BLOCK_FRAMES]
+    for start in range(0, len(samples), BLOCK_FRAMES):
+        yield samples[start : start + BLOCK_FRAMES]
 
 
 def _as_frames_by_channels(samples: object) -> np.ndarray:

@@ -18,9 +18,10 @@ from .exceptions import AudioDecodeError, NoAudioStreamError, NotMediaError
 
 logger = logging.getLogger("deepfake_audio")
 
-# As the libsndfile path's blocks (audio.py): each block is read by the speech detector
-# in one batch, so small blocks cost a batch's fixed overhead many times a second.
-_BLOCK_FRAMES = 1 << 18
+#: Frames per decoded block, for this FFmpeg path and audio.py's libsndfile path alike:
+#: each block is read by the speech detector in one batch (a fixed cost per batch) and
+#: fewer switches between it and the features keep the caches warm.
+BLOCK_FRAMES = 1 << 18
 
 # Magic numbers of files people upload by mistake: naming them beats "invalid data".
 _NON_MEDIA = (
@@ -156,7 +157,7 @@ class MediaFile:
                 for frame in decoded:
                     pending.append(self._to_array(frame))
                     size += len(pending[-1])
-                    if size >= _BLOCK_FRAMES:
+                    if size >= BLOCK_FRAMES:
                         yield np.concatenate(pending)
                         pending, size = [], 0
         except av.error.FFmpegError as exc:

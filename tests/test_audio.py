@@ -126,7 +126,7 @@ def test_multichannel_downmix(gen, channels):
 
 def test_downmix_runs_block_by_block(gen, monkeypatch):
     """Several decode blocks are stitched without losing or repeating samples."""
-    monkeypatch.setattr(audio_mod, "_BLOCK_FRAMES", 1000)
+    monkeypatch.setattr(audio_mod, "BLOCK_FRAMES", 1000)
     sr = 16000
     stereo = np.stack([gen.speechlike(sr, 1.3, seed=1), gen.noise(sr, 1.3)], axis=1)
     stereo = stereo.astype(np.float32)
