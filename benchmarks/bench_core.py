@@ -10,6 +10,9 @@
    target ≥ 1200x real time; the ratio to the floor says how close to it we are.
    The 60 s clip also without the speech gate (what the gate costs) and as a
    44.1 kHz AAC M4A (what FFmpeg decoding and resampling cost).
+   Short clips: 5 s WAVs analysed back to back in a fresh process, with the heap
+   thresholds :class:`Detector` sets (:mod:`deepfake_audio.heap`) and with glibc's
+   defaults: CPU time and page faults per analysis.
 2. Cold start: wall time of ``deepfake-audio check`` on one 10 s file in a fresh
    process, and of ``python -c "import numpy"`` in the same run (medians, bytecode
    cached for both as after ``pip install``): targets ≤ 0.5 s and ≤ 4x the numpy import.
@@ -139,6 +142,39 @@ def throughput(repeats: int, target: float) -> None:
               " real time per core")
 
 
+_SHORT_CHILD = """
+import resource, sys
+sys.path.insert(0, sys.argv[3])
+from bench_core import wav_bytes
+from deepfake_audio import Detector, heap
+if sys.argv[1] == "default":
+    heap._state["applied"] = False  # as if glibc's self-adjusting thresholds were kept
+detector = Detector()
+data = wav_bytes(5)
+for _ in range(20):
+    detector.analyze(data)
+before = resource.getrusage(resource.RUSAGE_SELF)
+for _ in range(int(sys.argv[2])):
+    detector.analyze(data)
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime,
+      after.ru_minflt - before.ru_minflt)
+"""
+
+
+def short_clips(count: int) -> None:
+    for heap_mode in ("kept", "default"):
+        out = subprocess.run([sys.executable, "-c", _SHORT_CHILD, heap_mode, str(count),
+                              str(Path(__file__).resolve().parent)], check=True,
+                             capture_output=True, text=True, cwd=ROOT).stdout.split()
+        user, system, faults = float(out[0]), float(out[1]), int(out[2])
+        label = ("heap thresholds kept (Detector's)" if heap_mode == "kept"
+                 else "glibc's default thresholds")
+        print(f"5 s WAVs back to back, {label}: {(user + system) * 1000 / count:5.2f} ms CPU"
+              f" ({system * 1000 / count:.2f} ms system) = {5 * count / (user + system):5.0f}x"
+              f" real time per core; {faults / count:.0f} page faults per analysis")
+
+
 def wall_median(command: list[str], repeats: int, cwd: Path | None = None) -> float:
     # Bytecode is cached as after ``pip install`` (which compiles it): numpy's is, and a
     # PYTHONDONTWRITEBYTECODE in the environment would leave only ours compiled per run.
@@ -216,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs,"
           f" load average {os.getloadavg()[0]:.1f} (start){' [quick]' if args.quick else ''}")
     throughput(repeats, limits["x"])
+    short_clips(50 if args.quick else 300)
     with tempfile.TemporaryDirectory() as tmp:
         cold_start(Path(tmp), 3 if args.quick else 7, limits["cold"], limits["ratio"])
         tmp_path = Path(tmp)
