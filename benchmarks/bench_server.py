@@ -18,6 +18,10 @@ run biases the ratio neither way (both runs are printed). Issue 16's targets, ch
 at the highest concurrency: HTTP and WebSocket ≥ 75 % of in-process, p99 ≤ 250 ms,
 ``/health/live`` p99 < 50 ms.
 
+"server CPU ms/analysis" is the CPU time of the server process and its worker processes
+over the cell, per analysis; "of which main process" is the part spent by the process that
+speaks HTTP and WebSocket (everything but the analysis itself).
+
 The load generator is deliberately light (asyncio with a hand-written HTTP/1.1
 keep-alive client; the ``websockets`` client for WS) because it shares the CPUs
 with the server on the same machine. Everything stays on loopback and is bounded
@@ -233,8 +237,8 @@ def probe_health(port: int, seconds: float, interval: float, out: Connection) ->
 # --------------------------------------------------------------------------- main
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its live descendants (uvicorn workers), from /proc."""
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU of ``pid`` and (by default) its live descendants, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -244,6 +248,8 @@ def cpu_seconds(pid: int) -> float:
             except OSError:
                 continue
             stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if not descendants:
+        return stats[pid][1] if pid in stats else 0.0
     total, frontier = 0.0, {pid}
     while frontier:
         total += sum(stats[p][1] for p in frontier if p in stats)
@@ -303,14 +309,16 @@ def main(argv: list[str] | None = None) -> int:
                     probe = mp.Process(target=probe_health,
                                        args=(port, args.seconds + args.warmup, 0.02, send))
                     probe.start()
-                cpu_before = cpu_seconds(proc.pid)
+                cpu_before, main_before = cpu_seconds(proc.pid), cpu_seconds(proc.pid, False)
                 result = runner(port, audio, level, args.seconds, args.warmup)
                 cpu = cpu_seconds(proc.pid) - cpu_before
+                main_cpu = cpu_seconds(proc.pid, False) - main_before
                 if probe is not None:
                     health = recv.recv()
                     probe.join()
                 total = result.completed * (args.seconds + args.warmup) / args.seconds
-                rows.append((transport, level, result, cpu * 1000 / max(total, 1)))
+                rows.append((transport, level, result, cpu * 1000 / max(total, 1),
+                             main_cpu * 1000 / max(total, 1)))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -330,16 +338,18 @@ def main(argv: list[str] | None = None) -> int:
           f" after {after[0].throughput:.1f}), p50 {baseline.pct(0.5) * 1000:.1f} ms,"
           f" CPU {baseline_cpu * 1000:.2f} ms/analysis\n")
     print(f"| {'transport':9} | {'concurrency':>11} | {'analyses/s':>10} | {'vs in-process':>13} |"
-          f" {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {'server CPU ms/analysis':>22} |")
+          f" {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {'server CPU ms/analysis':>22} |"
+          f" {'of which main process':>21} |")
     print(f"|{'-' * 11}|{'-' * 12}:|{'-' * 11}:|{'-' * 14}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:"
-          f"|{'-' * 23}:|")
-    for transport, level, r, cpu_ms in rows:
+          f"|{'-' * 23}:|{'-' * 22}:|")
+    for transport, level, r, cpu_ms, main_ms in rows:
         print(f"| {transport:9} | {level:>11} | {r.throughput:>10.1f} |"
               f" {r.throughput / baseline.throughput:>12.0%} | {r.pct(0.5) * 1000:>7.1f} |"
-              f" {r.pct(0.99) * 1000:>7.1f} | {r.errors:>6} | {cpu_ms:>22.2f} |")
+              f" {r.pct(0.99) * 1000:>7.1f} | {r.errors:>6} | {cpu_ms:>22.2f} |"
+              f" {main_ms:>21.2f} |")
     top = max(args.concurrency)
     checks = []
-    for transport, level, r, _ in rows:
+    for transport, level, r, _, _ in rows:
         if level == top:
             ratio = r.throughput / baseline.throughput
             checks.append((f"{transport} throughput vs in-process at {top}", ratio >= 0.75,

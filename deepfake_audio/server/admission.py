@@ -52,6 +52,10 @@ class Admission:
         Callables allowed to wait for a free thread before :class:`ServerBusy`.
     timeout_s : float
         Longest :meth:`run` waits for a result before :class:`AnalysisTimeout`.
+    ahead : int
+        Queued callables that may already wait in a thread, beyond ``concurrency``:
+        for callers that bound the CPU work themselves (the worker processes, which
+        take their next job from a waiting thread without a trip through the event loop).
 
     Notes
     -----
@@ -61,16 +65,16 @@ class Admission:
     the thread is done, so ``concurrency`` is a true bound on CPU work.
     """
 
-    def __init__(self, concurrency: int, queue: int, timeout_s: float) -> None:
+    def __init__(self, concurrency: int, queue: int, timeout_s: float, ahead: int = 0) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.concurrency = concurrency
         self.queue = queue
         self.timeout_s = timeout_s
-        self._slots = anyio.CapacityLimiter(concurrency)
+        self._slots = anyio.CapacityLimiter(concurrency + ahead)
         # A second limiter for to_thread itself: always free while we hold a slot, but it
         # keeps our threads off anyio's default 40-token limiter shared with Starlette.
-        self._threads = anyio.CapacityLimiter(concurrency)
+        self._threads = anyio.CapacityLimiter(concurrency + ahead)
         self._pending = 0  # running + waiting; touched only from the event loop thread
 
     @property

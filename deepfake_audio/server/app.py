@@ -76,11 +76,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.service
     settings = state.settings
     blas_limit = single_threaded_blas()
-    state.admission = Admission(settings.concurrency, settings.max_queue,
-                                settings.analysis_timeout_s)
     # Workers load their models while this process loads its own (for /ws/stream).
     # A detector handed to create_app() is used as is, in this process.
     isolate = settings.isolate and state.detector is None
+    # Isolated, one more job per worker waits in a thread, so its dispatcher hands it
+    # over the moment the worker answers (the processes bound the CPU work).
+    state.admission = Admission(settings.concurrency, settings.max_queue,
+                                settings.analysis_timeout_s,
+                                ahead=settings.concurrency if isolate else 0)
     workers = launch_workers(settings, state.fault_hook is not None) if isolate else None
     try:
         if state.detector is None:

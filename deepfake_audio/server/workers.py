@@ -16,11 +16,11 @@ attributed to exactly one request.
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import queue
 import signal
 import threading
 from dataclasses import dataclass
@@ -134,9 +134,36 @@ class _Worker:
         self.process.join(5)
         self.conn.close()
 
+    def stop(self) -> None:
+        """Ask an idle worker to exit, then make sure it has."""
+        try:
+            self.conn.send(None)
+            self.process.join(2)
+        except OSError:
+            pass
+        self.kill()
+
+
+class _Job:
+    """One analysis: queued until a worker's dispatcher takes it, then answered."""
+
+    __slots__ = ("answered", "outcome", "payload", "started", "taken")
+
+    def __init__(self, payload: tuple[bytes, str | None, list[bytes | str] | None]) -> None:
+        self.payload = payload
+        self.taken = False  # set under the pool's lock: by a dispatcher, or by a caller giving up
+        self.started = threading.Event()
+        self.answered = threading.Event()
+        self.outcome: tuple[str, Any] = ("error", "no answer")
+
 
 class WorkerPool:
     """``size`` analysis processes, each serving one request at a time.
+
+    Each worker has a dispatcher thread in this process that takes the next queued
+    job the moment its worker answers: handing work over costs no trip through the
+    event loop, and a job only ever goes to a worker that is free (no job waits
+    behind another's long analysis).
 
     Parameters
     ----------
@@ -145,7 +172,8 @@ class WorkerPool:
     size : int
         Number of worker processes (the server's analysis concurrency).
     timeout_s : float
-        Hard limit on one analysis; the worker is killed past it.
+        Hard limit on one analysis; the worker is killed past it. A job that no
+        worker takes within this long fails too.
     """
 
     def __init__(self, config: WorkerConfig, size: int, timeout_s: float) -> None:
@@ -156,11 +184,13 @@ class WorkerPool:
         self.timeout_s = timeout_s
         # spawn, not fork: the server process has threads (event loop, anyio pool).
         self._context = multiprocessing.get_context("spawn")
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._idle: dict[int, _Worker] = {}
         self._closed = False
-        self._replacing = 0
+        self._ready = 0
         self._launching: list[tuple[BaseProcess, multiprocessing.connection.Connection]] = []
-        self._lock = threading.Lock()
+        self._dispatchers: list[threading.Thread] = []
         self.replaced = 0
 
     def start(self) -> None:
@@ -181,13 +211,18 @@ class WorkerPool:
     def wait_ready(self) -> None:
         """Wait for the workers :meth:`launch` started (see :meth:`start`)."""
         launching, self._launching = self._launching, []
+        workers = []
         try:
             for process, conn in launching:
-                self._idle.put(self._await_ready(process, conn))
+                workers.append(self._await_ready(process, conn))
         except RuntimeError:
-            self._launching = launching
+            for worker in workers:
+                worker.kill()
+            self._launching = launching[len(workers) + 1:]
             self.close()
             raise
+        for worker in workers:
+            self._dispatch(worker)
 
     def _spawn(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
         parent, child = self._context.Pipe()
@@ -211,28 +246,72 @@ class WorkerPool:
         raise RuntimeError(f"an analysis worker failed to start (exit code {process.exitcode});"
                            " see the log above")
 
-    def _replace(self, worker: _Worker) -> None:
-        """Kill ``worker`` and start its successor in the background."""
-        worker.kill()
-        with self._lock:
-            self.replaced += 1
-            self._replacing += 1
+    def _dispatch(self, worker: _Worker) -> None:
+        with self._cond:
+            self._ready += 1
+        thread = threading.Thread(target=self._serve, args=(worker,), daemon=True,
+                                  name="worker-dispatcher")
+        self._dispatchers.append(thread)
+        thread.start()
 
-        def start_successor() -> None:
+    def _next_job(self, worker: _Worker) -> _Job | None:
+        """Wait until a job is queued (None: the pool is closing)."""
+        with self._cond:
+            self._idle[id(worker)] = worker
+            while not self._jobs and not self._closed:
+                self._cond.wait()
+            del self._idle[id(worker)]
+            if self._closed:
+                return None
+            job = self._jobs.popleft()
+            job.taken = True
+        job.started.set()
+        return job
+
+    def _serve(self, worker: _Worker) -> None:
+        """Dispatcher thread of one worker slot: feed it jobs, replace it when it fails."""
+        while (job := self._next_job(worker)) is not None:
+            failed = True
             try:
-                if not self._closed:
-                    fresh = self._await_ready(*self._spawn())
-                    if self._closed:
-                        fresh.kill()
-                    else:
-                        self._idle.put(fresh)
-            except RuntimeError:
-                logger.exception("could not replace an analysis worker")
-            finally:
-                with self._lock:
-                    self._replacing -= 1
+                worker.conn.send(job.payload)
+                if worker.conn.poll(self.timeout_s):
+                    kind, payload = worker.conn.recv()
+                    # Its heap may be fragmented beyond use after a MemoryError: start afresh.
+                    failed = kind == "memory"
+                    job.outcome = ("crashed", payload) if failed else (kind, payload)
+                else:
+                    job.outcome = ("timeout", f"analysis exceeded {self.timeout_s:g} s")
+            except (EOFError, OSError):
+                worker.process.join(2)  # the pipe closes a moment before the process is reaped
+                job.outcome = ("crashed", _death(worker.process.exitcode))
+            if failed:  # counted before the caller hears of it, as /metrics will show
+                worker.kill()
+                with self._cond:
+                    self.replaced += 1
+                    self._ready -= 1
+            job.answered.set()
+            if failed:
+                fresh = self._successor()
+                if fresh is None:
+                    return
+                worker = fresh
+        worker.stop()
 
-        threading.Thread(target=start_successor, name="worker-replacer", daemon=True).start()
+    def _successor(self) -> _Worker | None:
+        """Start a replacement worker (None: closing, or it failed to start)."""
+        if self._closed:
+            return None
+        try:
+            fresh = self._await_ready(*self._spawn())
+        except RuntimeError:
+            logger.exception("could not replace an analysis worker")
+            return None
+        if self._closed:
+            fresh.kill()
+            return None
+        with self._cond:
+            self._ready += 1
+        return fresh
 
     def analyze(self, data: bytes, file_type: str | None = None,
                 references: list[bytes | str] | None = None) -> Any:
@@ -250,62 +329,62 @@ class WorkerPool:
         WorkerCrashed
             The worker died or ran out of memory; it has been replaced.
         WorkerTimeout
-            Past ``timeout_s``; the worker was killed and replaced.
+            Past ``timeout_s``; the worker was killed and replaced. Or no worker was free
+            within ``timeout_s``.
         RuntimeError
             Anything else the analysis raised (a bug), with its message.
         """
-        try:  # none idle: all busy or being replaced; the request's own timeout applies
-            worker = self._idle.get(timeout=self.timeout_s)
-        except queue.Empty:
-            raise WorkerTimeout(f"no analysis worker free within {self.timeout_s:g} s") from None
-        try:
-            worker.conn.send((bytes(data), file_type, references))
-            if not worker.conn.poll(self.timeout_s):
-                self._replace(worker)
-                raise WorkerTimeout(f"analysis exceeded {self.timeout_s:g} s")
-            kind, payload = worker.conn.recv()
-        except (EOFError, OSError):
-            worker.process.join(2)  # the pipe closes a moment before the process is reaped
-            code = worker.process.exitcode
-            self._replace(worker)
-            raise WorkerCrashed(_death(code)) from None
-        if kind == "memory":
-            self._replace(worker)  # its heap may be fragmented beyond use: start afresh
-            raise WorkerCrashed(payload)
-        self._idle.put(worker)
+        job = _Job((bytes(data), file_type, references))
+        with self._cond:
+            if self._closed:
+                raise WorkerCrashed("the server is shutting down")
+            self._jobs.append(job)
+            self._cond.notify()
+        if not job.started.wait(self.timeout_s):
+            with self._cond:
+                if not job.taken:  # none free: all busy or being replaced
+                    self._jobs.remove(job)
+                    raise WorkerTimeout(f"no analysis worker free within {self.timeout_s:g} s")
+        job.answered.wait()  # the dispatcher answers within timeout_s (it kills a hung worker)
+        kind, payload = job.outcome
         if kind == "ok":
             return payload
         if kind == "input":
             raise payload
+        if kind == "crashed":
+            raise WorkerCrashed(payload)
+        if kind == "timeout":
+            raise WorkerTimeout(payload)
         raise RuntimeError(payload)
 
     @property
     def alive(self) -> int:
         """Workers ready or busy (not counting those being replaced)."""
-        with self._lock:
-            return self.size - self._replacing
+        with self._cond:
+            return self._ready
 
     def pids(self) -> list[int]:
         """Process ids of the idle workers (for tests and diagnostics)."""
-        return [w.process.pid for w in list(self._idle.queue) if w.process.pid is not None]
+        with self._cond:
+            return [w.process.pid for w in self._idle.values() if w.process.pid is not None]
 
     def close(self) -> None:
-        """Stop every worker (idle ones at once; busy ones are killed by their caller)."""
-        self._closed = True
+        """Stop every worker: idle ones at once, busy ones once their analysis is answered."""
+        with self._cond:
+            self._closed = True
+            for job in self._jobs:  # never started: fail now rather than never
+                job.taken = True
+                job.outcome = ("crashed", "the server is shutting down")
+                job.started.set()
+                job.answered.set()
+            self._jobs.clear()
+            self._cond.notify_all()
         launching, self._launching = self._launching, []
         for process, conn in launching:
             _Worker(process, conn).kill()
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                worker.conn.send(None)
-                worker.process.join(2)
-            except OSError:
-                pass
-            worker.kill()
+        for thread in self._dispatchers:
+            if thread is not threading.current_thread():
+                thread.join(0.5)
 
 
 def _death(exitcode: int | None) -> str:
