@@ -18,7 +18,7 @@ same load generator. For each it prints the CPU time of the server process per r
 
 Last, the worker pool's hand-off on its own: the main process's CPU per
 ``WorkerPool.analyze`` call with a 160 kB payload that the workers refuse at once
-(undecodable bytes), four threads calling.
+(undecodable bytes), four callers at a time.
 
 ``--busy N`` keeps N other processes computing FFTs meanwhile, as the analysis workers
 keep the CPUs busy in the real server (``--busy 2`` on two CPUs is closest to it).
@@ -98,36 +98,32 @@ uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=Fa
 '''
 
 _POOL = r'''
-import os, sys, threading, time
+import asyncio, os, sys
 sys.path.insert(0, os.environ["BENCH_ROOT"])
 from deepfake_audio.exceptions import InputError
-from deepfake_audio.server.workers import WorkerConfig, WorkerPool
+from deepfake_audio.server.workers import Job, WorkerConfig, WorkerPool
 
-def main(calls):
+async def main(calls):
     pool = WorkerPool(WorkerConfig(model=None, max_duration_s=None), size=2, timeout_s=30)
-    pool.start()
-    payload = b"\x01" * 160_000
+    await pool.start()
+    job = Job(b"\x01" * 160_000)
 
-    def caller():
+    async def caller():
         for _ in range(calls // 4):
             try:
-                pool.analyze(payload)
+                await pool.analyze(job)
             except InputError:
                 pass
 
     before = os.times()
-    threads = [threading.Thread(target=caller) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    await asyncio.gather(*(caller() for _ in range(4)))
     after = os.times()
-    pool.close()
+    await pool.close()
     cpu = (after.user + after.system) - (before.user + before.system)
     print(cpu * 1000 / (calls // 4 * 4))
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    asyncio.run(main(int(sys.argv[1])))
 '''
 
 

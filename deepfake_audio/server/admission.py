@@ -1,7 +1,8 @@
 """Admission control: a bounded number of analyses in flight plus a bounded queue.
 
-CPU-bound analyses run in worker threads (never on the event loop) behind an
-anyio :class:`~anyio.CapacityLimiter` of ``concurrency`` tokens; at most ``queue``
+CPU-bound analyses never run on the event loop: in threads (:meth:`Admission.run`) or
+in the worker processes, awaited by a coroutine (:meth:`Admission.run_async`), behind
+an anyio :class:`~anyio.CapacityLimiter` of ``concurrency`` tokens; at most ``queue``
 more may wait for a token. Anything beyond is refused at once with
 :class:`ServerBusy` (HTTP 429), which keeps latency bounded under overload
 instead of letting a backlog grow without limit.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -53,9 +54,9 @@ class Admission:
     timeout_s : float
         Longest :meth:`run` waits for a result before :class:`AnalysisTimeout`.
     ahead : int
-        Queued callables that may already wait in a thread, beyond ``concurrency``:
-        for callers that bound the CPU work themselves (the worker processes, which
-        take their next job from a waiting thread without a trip through the event loop).
+        More callables that may run at once, beyond ``concurrency``, for callers that
+        bound the CPU work themselves: with the worker processes, jobs admitted this way
+        wait at the pool, which sends the next one the moment a worker answers.
 
     Notes
     -----
@@ -74,7 +75,7 @@ class Admission:
         self._slots = anyio.CapacityLimiter(concurrency + ahead)
         # A second limiter for to_thread itself: always free while we hold a slot, but it
         # keeps our threads off anyio's default 40-token limiter shared with Starlette.
-        self._threads = anyio.CapacityLimiter(concurrency + ahead)
+        self._threads = anyio.CapacityLimiter(concurrency)
         self._pending = 0  # running + waiting; touched only from the event loop thread
 
     @property
@@ -112,11 +113,20 @@ class Admission:
         AnalysisTimeout
             No result within ``timeout_s`` (queueing included).
         """
+        return await self._admit(
+            lambda: anyio.to_thread.run_sync(func, *args, limiter=self._threads), wait)
+
+    async def run_async(self, func: Callable[[], Awaitable[T]], *, wait: bool = False) -> T:
+        """As :meth:`run`, for a coroutine function whose CPU work runs elsewhere (the
+        worker processes): it holds a slot but no thread."""
+        return await self._admit(func, wait)
+
+    async def _admit(self, start: Callable[[], Awaitable[T]], wait: bool) -> T:
         if not wait and self.full():
             raise ServerBusy
         self._pending += 1
         job = _Job()
-        task = asyncio.ensure_future(self._execute(job, func, args))
+        task = asyncio.ensure_future(self._execute(job, start))
         task.add_done_callback(_consume)
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
@@ -134,11 +144,11 @@ class Admission:
         if not job.started:
             task.cancel()
 
-    async def _execute(self, job: _Job, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+    async def _execute(self, job: _Job, start: Callable[[], Awaitable[T]]) -> T:
         try:
             async with self._slots:
                 job.started = True  # set with no await after acquiring: race-free
-                return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+                return await start()
         finally:
             self._pending -= 1
 

@@ -79,8 +79,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Workers load their models while this process loads its own (for /ws/stream).
     # A detector handed to create_app() is used as is, in this process.
     isolate = settings.isolate and state.detector is None
-    # Isolated, one more job per worker waits in a thread, so its dispatcher hands it
-    # over the moment the worker answers (the processes bound the CPU work).
+    # Isolated, as many jobs again wait at the worker pool, which sends the next one in
+    # the same turn of the event loop that reads a worker's answer.
     state.admission = Admission(settings.concurrency, settings.max_queue,
                                 settings.analysis_timeout_s,
                                 ahead=settings.concurrency if isolate else 0)
@@ -88,13 +88,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         if state.detector is None:
             state.detector = await anyio.to_thread.run_sync(load_detector, settings)
+        if workers is not None:
+            await anyio.to_thread.run_sync(workers.wait_ready)
+            await workers.open()
     except BaseException:
         if workers is not None:
-            workers.close()
+            await workers.close()
         raise
-    if workers is not None:
-        await anyio.to_thread.run_sync(workers.wait_ready)
-        state.workers = workers
+    state.workers = workers
     logger.info("model %s loaded; %d analysis slots (%s), HTTP queue %d, %d WebSocket"
                 " connections, upload cap %g MB, API key %s, CORS origins %s",
                 state.detector.model_id, settings.concurrency,
@@ -115,7 +116,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if blas_limit is not None:
             blas_limit.restore_original_limits()
         if state.workers is not None:
-            await anyio.to_thread.run_sync(state.workers.close)
+            await state.workers.close()
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:

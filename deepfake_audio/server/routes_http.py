@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -14,11 +14,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from .._version import __version__
-from ..detector import AnalysisResult
 from .errors import UPLOAD_SETTING, error_body
 from .metrics import Metrics
 from .schemas import AnalysisResponse, ErrorResponse, InfoResponse, LiveResponse, ReadyResponse
-from .state import ServiceState, service
+from .state import service
 
 API_NAME = "Deepfake Audio Detection API"
 API_DESCRIPTION = "API for real-time detection of deepfake audio"
@@ -111,15 +110,6 @@ async def metrics(request: Request) -> Response:
     return Response(service(request).metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
 
-def _analyze_file(state: ServiceState, handle: IO[bytes],
-                  references: list[IO[bytes] | Path]) -> AnalysisResult:
-    handle.seek(0)
-    # Bytes (or a saved profile's path) only: the analysis may run in a worker process.
-    refs: list[bytes | str] = [str(r) if isinstance(r, Path) else r.read() for r in references]
-    # The content decides the format; a browser blob's file name ("blob") says nothing.
-    return state.analyze_bytes(handle.read(), references=refs)
-
-
 MAX_REFERENCES = 8
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -160,13 +150,14 @@ async def analyze(request: Request) -> Response:
                 "upload too large",
                 f"the file exceeds the {state.settings.max_upload_mb:g} MB limit"
                 f" ({UPLOAD_SETTING})"), 413)
-        references: list[IO[bytes] | Path] = []
+        # Bytes, or a saved profile's path: the analysis may run in a worker process.
+        references: list[bytes | str] = []
         profile = form.get("profile")
         if isinstance(profile, str) and profile:
             found = _profile_path(state.settings.profiles_dir, profile)
             if isinstance(found, JSONResponse):
                 return found
-            references.append(found)
+            references.append(str(found))
         for ref in form.getlist("reference"):
             if not isinstance(ref, UploadFile):
                 continue
@@ -175,10 +166,9 @@ async def analyze(request: Request) -> Response:
                     "upload too large",
                     f"a reference exceeds the {state.settings.max_upload_mb:g} MB limit"
                     f" ({UPLOAD_SETTING})"), 413)
-            references.append(ref.file)
-        file = upload.file
-        result = await state.run_analysis(
-            "http", lambda: _analyze_file(state, file, references))
+            references.append(await ref.read())
+        # The content decides the format; a browser blob's file name ("blob") says nothing.
+        result = await state.analyze_audio("http", await upload.read(), references=references)
         return JSONResponse(result.to_dict())
     finally:
         await form.close()

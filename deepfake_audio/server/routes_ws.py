@@ -16,7 +16,6 @@ import anyio.to_thread
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..detector import AnalysisResult
 from ..exceptions import InputError
 from .admission import AnalysisTimeout
 from .errors import (
@@ -27,7 +26,7 @@ from .errors import (
     input_error_body,
 )
 from .logs import logger
-from .messages import MessageError, decode_message, send_json, stream_error
+from .messages import MessageError, send_json, stream_error
 from .runtime import release_freed_memory
 from .state import ServiceState, service
 from .streaming import stream_loop
@@ -41,17 +40,10 @@ TRY_AGAIN_LATER = 1013
 router = APIRouter()
 
 
-def _analyze_message(state: ServiceState, text: str, max_bytes: int) -> AnalysisResult:
-    # JSON parsing and base64 decoding of a 30 MB message are CPU work too: in the thread.
-    data, file_type = decode_message(text, max_bytes)
-    return state.analyze_bytes(data, file_type)
-
-
 async def _answer(state: ServiceState, text: str) -> dict[str, Any]:
     max_bytes = state.settings.max_upload_bytes
     try:
-        result = await state.run_analysis("ws", lambda: _analyze_message(state, text, max_bytes),
-                                          wait=True)
+        result = await state.analyze_message(text, max_bytes)
     except MessageError as exc:
         return error_body(str(exc))
     except InputError as exc:

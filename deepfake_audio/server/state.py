@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from fastapi.requests import HTTPConnection
@@ -12,9 +12,10 @@ from fastapi.requests import HTTPConnection
 from ..detector import AnalysisResult, Detector
 from .admission import Admission, ServerBusy
 from .faults import FaultHook
+from .messages import decode_message
 from .metrics import Metrics
 from .settings import Settings
-from .workers import WorkerConfig, WorkerPool
+from .workers import Job, WorkerConfig, WorkerPool
 
 
 @dataclass
@@ -74,21 +75,49 @@ class ServiceState:
         finally:
             self.websocket_connections -= 1
 
-    def analyze_bytes(self, data: bytes, file_type: str | None = None,
-                      references: list[bytes | str] | None = None) -> AnalysisResult:
-        """Analyse an upload: in a worker process when isolated, else in this thread
-        (blocking; runs under :meth:`run_analysis`). ``references`` (bytes, or paths of
-        saved profiles) add the speaker check.
+    async def analyze_audio(self, source: str, data: bytes, file_type: str | None = None,
+                            references: list[bytes | str] | None = None) -> AnalysisResult:
+        """Analyse uploaded audio under admission control: in a worker process when
+        isolated, else in a thread. ``references`` (bytes, or paths of saved profiles)
+        add the speaker check.
 
         Raises
         ------
+        ServerBusy, AnalysisTimeout
+            From :class:`~.admission.Admission`.
         InputError
             The audio cannot be analysed.
         WorkerCrashed, WorkerTimeout
             The worker died or hung (it has been replaced).
         """
         if self.workers is not None:
-            return self.workers.analyze(data, file_type, references)
+            return await self._isolated(source, Job(data, file_type, references))
+        return await self.run_analysis(
+            source, lambda: self._in_process(data, file_type, references))
+
+    async def analyze_message(self, text: str, max_bytes: int) -> AnalysisResult:
+        """Decode and analyse a ``/ws`` message, waiting for a slot however long the queue
+        (one analysis in flight per connection bounds the backlog).
+
+        Raises
+        ------
+        MessageError
+            Not a valid ``/ws`` request.
+        AnalysisTimeout, InputError, WorkerCrashed, WorkerTimeout
+            As :meth:`analyze_audio`.
+        """
+        if self.workers is not None:
+            return await self._isolated("ws", Job(text, message_limit=max_bytes), wait=True)
+
+        def decode_and_analyze() -> AnalysisResult:
+            # JSON parsing and base64 decoding of a 30 MB message are CPU work too.
+            data, file_type = decode_message(text, max_bytes)
+            return self._in_process(data, file_type, None)
+
+        return await self.run_analysis("ws", decode_and_analyze, wait=True)
+
+    def _in_process(self, data: bytes, file_type: str | None,
+                    references: list[bytes | str] | None) -> AnalysisResult:
         if self.fault_hook is not None:
             self.fault_hook(data[:256])
         if references:
@@ -97,7 +126,8 @@ class ServiceState:
 
     async def run_analysis(self, source: str, func: Callable[[], AnalysisResult], *,
                            wait: bool = False) -> AnalysisResult:
-        """Run ``func`` through admission control; time it and count the outcome.
+        """Run the blocking ``func`` in a thread under admission control; time it and
+        count the outcome.
 
         ``wait=True`` (WebSocket messages, one in flight per connection) waits for a
         slot however long the queue, instead of :class:`~.admission.ServerBusy`.
@@ -108,8 +138,28 @@ class ServiceState:
             From :class:`~.admission.Admission`; anything ``func`` raises passes through.
         """
         assert self.admission is not None
+        admission = self.admission
+        return await self._counted(
+            source, lambda: admission.run(self._timed, source, func, wait=wait))
+
+    async def _isolated(self, source: str, job: Job, *, wait: bool = False) -> AnalysisResult:
+        assert self.admission is not None and self.workers is not None
+        admission, workers = self.admission, self.workers
+
+        async def timed() -> AnalysisResult:
+            started = time.perf_counter()
+            try:
+                result: AnalysisResult = await workers.analyze(job)
+                return result
+            finally:
+                self.metrics.analysis_seconds.observe(time.perf_counter() - started, source)
+
+        return await self._counted(source, lambda: admission.run_async(timed, wait=wait))
+
+    async def _counted(self, source: str,
+                       admitted: Callable[[], Awaitable[AnalysisResult]]) -> AnalysisResult:
         try:
-            result = await self.admission.run(self._timed, source, func, wait=wait)
+            result = await admitted()
         except ServerBusy:
             self.metrics.rejected.inc("busy")
             self.metrics.analyses.inc(source, "rejected")

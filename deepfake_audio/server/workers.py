@@ -16,19 +16,25 @@ attributed to exactly one request.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import threading
+import socket
+import struct
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from typing import Any
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, NamedTuple
 
 from ..exceptions import InputError
 from .admission import AnalysisTimeout
+from .messages import MessageError, decode_message
 
 logger = logging.getLogger("deepfake_audio")
 
@@ -74,6 +80,18 @@ class WorkerConfig:
     faults: bool = False
 
 
+class Job(NamedTuple):
+    """What a worker analyses: audio bytes, or a ``/ws`` message to decode first."""
+
+    #: Audio bytes, or the text of a ``/ws`` message when ``message_limit`` is set.
+    data: bytes | str
+    file_type: str | None = None
+    #: Speaker references: audio bytes, or paths of saved profiles.
+    references: list[bytes | str] | None = None
+    #: Largest audio a ``/ws`` message may carry (bytes); ``None``: ``data`` is audio.
+    message_limit: int | None = None
+
+
 def _limit_memory(memory_mb: int) -> None:
     """Cap the address space at what is mapped now plus ``memory_mb``."""
     if memory_mb <= 0:
@@ -108,12 +126,16 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: WorkerConf
             return
         if job is None:
             return
-        data, file_type, references = job
         try:
+            data, file_type = job.data, job.file_type
+            if job.message_limit is not None:  # a /ws message: decoding is CPU work too
+                data, file_type = decode_message(str(data), job.message_limit)
             if config.faults:
-                faults.inject(data[:256])
+                faults.inject(bytes(data[:256]))
             conn.send(("ok", detector.analyze(data, file_type=file_type,
-                                              references=references or None)))
+                                              references=job.references or None)))
+        except MessageError as exc:
+            conn.send(("message", str(exc)))
         except InputError as exc:
             conn.send(("input", exc))
         except MemoryError:
@@ -124,46 +146,49 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: WorkerConf
 
 
 class _Worker:
-    def __init__(self, process: BaseProcess, conn: multiprocessing.connection.Connection) -> None:
+    """A ready worker process and the event loop's stream over its pipe."""
+
+    def __init__(self, process: BaseProcess, conn: multiprocessing.connection.Connection,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.process = process
-        self.conn = conn
+        self.conn = conn  # kept open: the streams use its socket
+        self.reader = reader
+        self.writer = writer
 
     def kill(self) -> None:
+        """Kill the process without waiting for it (:meth:`reap` waits)."""
+        self.writer.close()
         if self.process.is_alive():
             self.process.kill()
-        self.process.join(5)
+
+    def reap(self, wait_s: float) -> int | None:
+        """Wait for the process to end (blocking) and return its exit code."""
+        self.process.join(wait_s)
         self.conn.close()
-
-    def stop(self) -> None:
-        """Ask an idle worker to exit, then make sure it has."""
-        try:
-            self.conn.send(None)
-            self.process.join(2)
-        except OSError:
-            pass
-        self.kill()
+        return self.process.exitcode
 
 
-class _Job:
-    """One analysis: queued until a worker's dispatcher takes it, then answered."""
+def _frame(obj: object) -> bytes:
+    """``obj`` pickled and framed as :class:`multiprocessing.connection.Connection` expects."""
+    buffer = bytes(ForkingPickler.dumps(obj))
+    size = len(buffer)
+    head = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+    return head + buffer
 
-    __slots__ = ("answered", "outcome", "payload", "started", "taken")
 
-    def __init__(self, payload: tuple[bytes, str | None, list[bytes | str] | None]) -> None:
-        self.payload = payload
-        self.taken = False  # set under the pool's lock: by a dispatcher, or by a caller giving up
-        self.started = threading.Event()
-        self.answered = threading.Event()
-        self.outcome: tuple[str, Any] = ("error", "no answer")
+async def _read_frame(reader: asyncio.StreamReader) -> Any:
+    (size,) = struct.unpack("!i", await reader.readexactly(4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    return ForkingPickler.loads(await reader.readexactly(size))
 
 
 class WorkerPool:
     """``size`` analysis processes, each serving one request at a time.
 
-    Each worker has a dispatcher thread in this process that takes the next queued
-    job the moment its worker answers: handing work over costs no trip through the
-    event loop, and a job only ever goes to a worker that is free (no job waits
-    behind another's long analysis).
+    The event loop talks to the workers itself, over non-blocking streams on their
+    pipes: an analysis costs the server no thread and no thread switch, and a freed
+    worker gets the next waiting upload on the loop's next turn.
 
     Parameters
     ----------
@@ -172,8 +197,8 @@ class WorkerPool:
     size : int
         Number of worker processes (the server's analysis concurrency).
     timeout_s : float
-        Hard limit on one analysis; the worker is killed past it. A job that no
-        worker takes within this long fails too.
+        Hard limit on one analysis; the worker is killed past it. Waiting longer than
+        this for a free worker fails too.
     """
 
     def __init__(self, config: WorkerConfig, size: int, timeout_s: float) -> None:
@@ -184,45 +209,54 @@ class WorkerPool:
         self.timeout_s = timeout_s
         # spawn, not fork: the server process has threads (event loop, anyio pool).
         self._context = multiprocessing.get_context("spawn")
-        self._jobs: collections.deque[_Job] = collections.deque()
-        self._cond = threading.Condition()
-        self._idle: dict[int, _Worker] = {}
-        self._closed = False
-        self._ready = 0
         self._launching: list[tuple[BaseProcess, multiprocessing.connection.Connection]] = []
-        self._dispatchers: list[threading.Thread] = []
+        self._started: list[tuple[BaseProcess, multiprocessing.connection.Connection]] = []
+        self._opened = False
+        self._idle: list[_Worker] = []
+        # Jobs waiting for a worker, oldest first: the future gets the worker, which has
+        # been sent the job's frame already.
+        self._waiters: collections.deque[tuple[asyncio.Future[_Worker], bytes]] = (
+            collections.deque())
+        self._closed = False
+        self._replacing = 0
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.replaced = 0
-
-    def start(self) -> None:
-        """Start every worker and wait until each has loaded the model.
-
-        Raises
-        ------
-        RuntimeError
-            A worker could not load the model.
-        """
-        self.launch()
-        self.wait_ready()
 
     def launch(self) -> None:
         """Start the worker processes without waiting (they load the model meanwhile)."""
         self._launching = [self._spawn() for _ in range(self.size)]
 
     def wait_ready(self) -> None:
-        """Wait for the workers :meth:`launch` started (see :meth:`start`)."""
+        """Wait (blocking) until the workers :meth:`launch` started have loaded the model.
+
+        Raises
+        ------
+        RuntimeError
+            A worker could not load the model; every worker has been stopped.
+        """
         launching, self._launching = self._launching, []
-        workers = []
-        try:
-            for process, conn in launching:
-                workers.append(self._await_ready(process, conn))
-        except RuntimeError:
-            for worker in workers:
-                worker.kill()
-            self._launching = launching[len(workers) + 1:]
-            self.close()
-            raise
-        for worker in workers:
-            self._dispatch(worker)
+        for index, (process, conn) in enumerate(launching):
+            try:
+                self._await_ready(process, conn)
+            except RuntimeError:
+                for other, other_conn in self._started + launching[index + 1:]:
+                    _kill_now(other, other_conn)
+                self._started = []
+                raise
+            self._started.append((process, conn))
+
+    async def open(self) -> None:
+        """Attach the ready workers to the running event loop (after :meth:`wait_ready`)."""
+        self._opened = True
+        started, self._started = self._started, []
+        for process, conn in started:
+            self._release(await _attach(process, conn))
+
+    async def start(self) -> None:
+        """:meth:`launch`, :meth:`wait_ready` (in a thread) and :meth:`open` in one."""
+        self.launch()
+        await asyncio.get_running_loop().run_in_executor(None, self.wait_ready)
+        await self.open()
 
     def _spawn(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
         parent, child = self._context.Pipe()
@@ -232,91 +266,52 @@ class WorkerPool:
         child.close()
         return process, parent
 
-    def _await_ready(self, process: BaseProcess,
-                     conn: multiprocessing.connection.Connection) -> _Worker:
-        worker = _Worker(process, conn)
+    @staticmethod
+    def _await_ready(process: BaseProcess, conn: multiprocessing.connection.Connection) -> None:
         try:
             if conn.poll(_START_TIMEOUT_S):
                 kind, _ = conn.recv()
                 if kind == "ready":
-                    return worker
+                    return
         except (EOFError, OSError):
             pass
-        worker.kill()
+        _kill_now(process, conn)
         raise RuntimeError(f"an analysis worker failed to start (exit code {process.exitcode});"
                            " see the log above")
 
-    def _dispatch(self, worker: _Worker) -> None:
-        with self._cond:
-            self._ready += 1
-        thread = threading.Thread(target=self._serve, args=(worker,), daemon=True,
-                                  name="worker-dispatcher")
-        self._dispatchers.append(thread)
-        thread.start()
+    def _replace(self, worker: _Worker) -> None:
+        """Kill ``worker`` and start its successor in the background."""
+        worker.kill()
+        self.replaced += 1
+        self._replacing += 1
+        self._background(self._start_successor(worker))
 
-    def _next_job(self, worker: _Worker) -> _Job | None:
-        """Wait until a job is queued (None: the pool is closing)."""
-        with self._cond:
-            self._idle[id(worker)] = worker
-            while not self._jobs and not self._closed:
-                self._cond.wait()
-            del self._idle[id(worker)]
-            if self._closed:
-                return None
-            job = self._jobs.popleft()
-            job.taken = True
-        job.started.set()
-        return job
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _serve(self, worker: _Worker) -> None:
-        """Dispatcher thread of one worker slot: feed it jobs, replace it when it fails."""
-        while (job := self._next_job(worker)) is not None:
-            failed = True
-            try:
-                worker.conn.send(job.payload)
-                if worker.conn.poll(self.timeout_s):
-                    kind, payload = worker.conn.recv()
-                    # Its heap may be fragmented beyond use after a MemoryError: start afresh.
-                    failed = kind == "memory"
-                    job.outcome = ("crashed", payload) if failed else (kind, payload)
-                else:
-                    job.outcome = ("timeout", f"analysis exceeded {self.timeout_s:g} s")
-            except (EOFError, OSError):
-                worker.process.join(2)  # the pipe closes a moment before the process is reaped
-                job.outcome = ("crashed", _death(worker.process.exitcode))
-            if failed:  # counted before the caller hears of it, as /metrics will show
-                worker.kill()
-                with self._cond:
-                    self.replaced += 1
-                    self._ready -= 1
-            job.answered.set()
-            if failed:
-                fresh = self._successor()
-                if fresh is None:
-                    return
-                worker = fresh
-        worker.stop()
-
-    def _successor(self) -> _Worker | None:
-        """Start a replacement worker (None: closing, or it failed to start)."""
-        if self._closed:
-            return None
+    async def _start_successor(self, dead: _Worker) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            fresh = self._await_ready(*self._spawn())
+            await loop.run_in_executor(None, dead.reap, 5.0)
+            if self._closed:
+                return
+            process, conn = await loop.run_in_executor(None, self._spawn)
+            await loop.run_in_executor(None, self._await_ready, process, conn)
+            fresh = await _attach(process, conn)
+            if self._closed:
+                fresh.kill()
+                await loop.run_in_executor(None, fresh.reap, 5.0)
+            else:
+                self._release(fresh)
         except RuntimeError:
             logger.exception("could not replace an analysis worker")
-            return None
-        if self._closed:
-            fresh.kill()
-            return None
-        with self._cond:
-            self._ready += 1
-        return fresh
+        finally:
+            self._replacing -= 1
 
-    def analyze(self, data: bytes, file_type: str | None = None,
-                references: list[bytes | str] | None = None) -> Any:
-        """Analyse ``data`` in a worker (blocking: call from a thread); ``references``
-        (bytes, or paths of saved profiles) add the speaker check.
+    async def analyze(self, job: Job) -> Any:
+        """Analyse ``job`` in a worker process (a coroutine of the server's event loop).
 
         Returns
         -------
@@ -326,6 +321,8 @@ class WorkerPool:
         ------
         InputError
             The audio cannot be analysed (as from :meth:`Detector.analyze`).
+        MessageError
+            ``job`` is a ``/ws`` message that is not a valid request.
         WorkerCrashed
             The worker died or ran out of memory; it has been replaced.
         WorkerTimeout
@@ -334,57 +331,104 @@ class WorkerPool:
         RuntimeError
             Anything else the analysis raised (a bug), with its message.
         """
-        job = _Job((bytes(data), file_type, references))
-        with self._cond:
-            if self._closed:
-                raise WorkerCrashed("the server is shutting down")
-            self._jobs.append(job)
-            self._cond.notify()
-        if not job.started.wait(self.timeout_s):
-            with self._cond:
-                if not job.taken:  # none free: all busy or being replaced
-                    self._jobs.remove(job)
-                    raise WorkerTimeout(f"no analysis worker free within {self.timeout_s:g} s")
-        job.answered.wait()  # the dispatcher answers within timeout_s (it kills a hung worker)
-        kind, payload = job.outcome
+        if not self._opened or self._closed:
+            raise WorkerCrashed("the analysis workers are not running")
+        frame = _frame(job)
+        if self._idle:
+            worker = self._idle.pop()
+            worker.writer.write(frame)
+        else:  # all busy or being replaced: the first one freed takes it (_release)
+            entry = (asyncio.get_running_loop().create_future(), frame)
+            self._waiters.append(entry)
+            try:
+                worker = await asyncio.wait_for(entry[0], self.timeout_s)
+            except TimeoutError:
+                self._waiters.remove(entry)
+                raise WorkerTimeout(
+                    f"no analysis worker free within {self.timeout_s:g} s") from None
+        try:
+            kind, payload = await asyncio.wait_for(self._answer(worker), self.timeout_s)
+        except TimeoutError:
+            self._replace(worker)
+            raise WorkerTimeout(f"analysis exceeded {self.timeout_s:g} s") from None
+        except (asyncio.IncompleteReadError, OSError):
+            # The pipe closes a moment before the process is reaped.
+            code = await asyncio.get_running_loop().run_in_executor(None, worker.reap, 2.0)
+            self._replace(worker)
+            raise WorkerCrashed(_death(code)) from None
+        except BaseException:  # cancelled mid-analysis: its answer would go to the next job
+            self._replace(worker)
+            raise
+        if kind == "memory":
+            self._replace(worker)  # its heap may be fragmented beyond use: start afresh
+            raise WorkerCrashed(payload)
+        self._release(worker)
         if kind == "ok":
             return payload
         if kind == "input":
             raise payload
-        if kind == "crashed":
-            raise WorkerCrashed(payload)
-        if kind == "timeout":
-            raise WorkerTimeout(payload)
+        if kind == "message":
+            raise MessageError(payload)
         raise RuntimeError(payload)
+
+    def _release(self, worker: _Worker) -> None:
+        """Send ``worker`` the oldest waiting job now, in the same turn of the event loop
+        that read its last answer (it never idles while a job waits); else keep it idle."""
+        if self._closed:  # it was busy when the pool closed
+            worker.kill()
+            self._background(asyncio.get_running_loop().run_in_executor(None, worker.reap, 5.0))
+            return
+        while self._waiters:
+            waiter, frame = self._waiters.popleft()
+            if not waiter.done():  # done: its caller gave up waiting
+                worker.writer.write(frame)
+                waiter.set_result(worker)
+                return
+        self._idle.append(worker)
+
+    @staticmethod
+    async def _answer(worker: _Worker) -> tuple[str, Any]:
+        await worker.writer.drain()
+        answer: tuple[str, Any] = await _read_frame(worker.reader)
+        return answer
 
     @property
     def alive(self) -> int:
         """Workers ready or busy (not counting those being replaced)."""
-        with self._cond:
-            return self._ready
+        return self.size - self._replacing
 
-    def pids(self) -> list[int]:
-        """Process ids of the idle workers (for tests and diagnostics)."""
-        with self._cond:
-            return [w.process.pid for w in self._idle.values() if w.process.pid is not None]
+    async def close(self) -> None:
+        """Stop every worker: idle ones at once; busy ones are killed by their caller."""
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        for process, conn in self._launching + self._started:
+            _kill_now(process, conn)
+        self._launching, self._started = [], []
+        idle, self._idle = self._idle, []
+        while self._waiters:
+            waiter, _ = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(WorkerCrashed("the server is shutting down"))
+        for worker in idle:
+            worker.writer.write(_frame(None))
+        for worker in idle:
+            with contextlib.suppress(ConnectionError):
+                await worker.writer.drain()
+            await loop.run_in_executor(None, worker.reap, 2.0)
+            worker.kill()
 
-    def close(self) -> None:
-        """Stop every worker: idle ones at once, busy ones once their analysis is answered."""
-        with self._cond:
-            self._closed = True
-            for job in self._jobs:  # never started: fail now rather than never
-                job.taken = True
-                job.outcome = ("crashed", "the server is shutting down")
-                job.started.set()
-                job.answered.set()
-            self._jobs.clear()
-            self._cond.notify_all()
-        launching, self._launching = self._launching, []
-        for process, conn in launching:
-            _Worker(process, conn).kill()
-        for thread in self._dispatchers:
-            if thread is not threading.current_thread():
-                thread.join(0.5)
+
+async def _attach(process: BaseProcess, conn: multiprocessing.connection.Connection) -> _Worker:
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**16)
+    return _Worker(process, conn, reader, writer)
+
+
+def _kill_now(process: BaseProcess, conn: multiprocessing.connection.Connection) -> None:
+    if process.is_alive():
+        process.kill()
+    process.join(5)
+    conn.close()
 
 
 def _death(exitcode: int | None) -> str:
