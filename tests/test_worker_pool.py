@@ -152,3 +152,20 @@ def test_closing_answers_waiting_jobs() -> None:
         assert not workers_alive()
 
     with_pool(body, size=1, timeout_s=10.0)
+
+
+def test_observed_seconds_are_the_analysis_not_the_wait_for_a_worker() -> None:
+    async def body(pool: WorkerPool) -> None:
+        seen: list[float] = []
+        blocker = asyncio.ensure_future(pool.analyze(hang(1.0), seen.append))
+        await asyncio.sleep(0.2)
+        waited = time.perf_counter()
+        await pool.analyze(Job(CLIP), seen.append)  # waits for the only worker first
+        waited = time.perf_counter() - waited
+        with pytest.raises(InputError):
+            await blocker
+        assert len(seen) == 2
+        assert seen[0] >= 1.0  # the hang itself
+        assert waited >= 0.7 and seen[1] < waited - 0.5  # not the ~0.8 s it waited
+
+    with_pool(body, size=1, timeout_s=10.0)

@@ -146,15 +146,14 @@ class ServiceState:
         assert self.admission is not None and self.workers is not None
         admission, workers = self.admission, self.workers
 
-        async def timed() -> AnalysisResult:
-            started = time.perf_counter()
-            try:
-                result: AnalysisResult = await workers.analyze(job)
-                return result
-            finally:
-                self.metrics.analysis_seconds.observe(time.perf_counter() - started, source)
+        def observe(seconds: float) -> None:
+            self.metrics.analysis_seconds.observe(seconds, source)
 
-        return await self._counted(source, lambda: admission.run_async(timed, wait=wait))
+        async def analyze() -> AnalysisResult:
+            result: AnalysisResult = await workers.analyze(job, observe)
+            return result
+
+        return await self._counted(source, lambda: admission.run_async(analyze, wait=wait))
 
     async def _counted(self, source: str,
                        admitted: Callable[[], Awaitable[AnalysisResult]]) -> AnalysisResult:

@@ -26,7 +26,8 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
@@ -310,8 +311,11 @@ class WorkerPool:
         finally:
             self._replacing -= 1
 
-    async def analyze(self, job: Job) -> Any:
+    async def analyze(self, job: Job, observe: Callable[[float], None] | None = None) -> Any:
         """Analyse ``job`` in a worker process (a coroutine of the server's event loop).
+
+        ``observe`` is given the seconds from sending the job to its answer (the analysis
+        itself, not the wait for a free worker).
 
         Returns
         -------
@@ -343,9 +347,11 @@ class WorkerPool:
             try:
                 worker = await asyncio.wait_for(entry[0], self.timeout_s)
             except TimeoutError:
-                self._waiters.remove(entry)
+                with contextlib.suppress(ValueError):  # _release may have dropped it
+                    self._waiters.remove(entry)
                 raise WorkerTimeout(
                     f"no analysis worker free within {self.timeout_s:g} s") from None
+        sent = time.perf_counter()  # (sent at this turn of the loop, or by _release)
         try:
             kind, payload = await asyncio.wait_for(self._answer(worker), self.timeout_s)
         except TimeoutError:
@@ -359,6 +365,9 @@ class WorkerPool:
         except BaseException:  # cancelled mid-analysis: its answer would go to the next job
             self._replace(worker)
             raise
+        finally:
+            if observe is not None:
+                observe(time.perf_counter() - sent)
         if kind == "memory":
             self._replace(worker)  # its heap may be fragmented beyond use: start afresh
             raise WorkerCrashed(payload)
