@@ -6,7 +6,9 @@ loaded the model once: only the bytes go in and the small result comes back.
 Each worker has an address-space limit (``RLIMIT_AS``) and each analysis a hard
 timeout. A worker that crashes (a segfault, ``abort()``, the memory limit) or
 hangs is killed and replaced; only the request it was serving fails. Processes
-also take the CPU-bound work off the server's GIL.
+also take the CPU-bound work off the server's GIL, and the server's event loop
+reads and writes their pipes itself (:class:`WorkerPool`), so an analysis costs the
+server no thread.
 
 Why not :class:`concurrent.futures.ProcessPoolExecutor` or loky: when one of their
 workers dies, every task in flight on the pool fails (``BrokenProcessPool`` /
