@@ -150,14 +150,13 @@ async def analyze(request: Request) -> Response:
                 "upload too large",
                 f"the file exceeds the {state.settings.max_upload_mb:g} MB limit"
                 f" ({UPLOAD_SETTING})"), 413)
-        # Bytes, or a saved profile's path: the analysis may run in a worker process.
-        references: list[bytes | str] = []
+        references: list[UploadFile | Path] = []
         profile = form.get("profile")
         if isinstance(profile, str) and profile:
             found = _profile_path(state.settings.profiles_dir, profile)
             if isinstance(found, JSONResponse):
                 return found
-            references.append(str(found))
+            references.append(found)
         for ref in form.getlist("reference"):
             if not isinstance(ref, UploadFile):
                 continue
@@ -166,9 +165,8 @@ async def analyze(request: Request) -> Response:
                     "upload too large",
                     f"a reference exceeds the {state.settings.max_upload_mb:g} MB limit"
                     f" ({UPLOAD_SETTING})"), 413)
-            references.append(await ref.read())
-        # The content decides the format; a browser blob's file name ("blob") says nothing.
-        result = await state.analyze_audio("http", await upload.read(), references=references)
+            references.append(ref)
+        result = await state.analyze_upload("http", upload, references)
         return JSONResponse(result.to_dict())
     finally:
         await form.close()

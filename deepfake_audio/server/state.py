@@ -6,8 +6,10 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi.requests import HTTPConnection
+from starlette.datastructures import UploadFile
 
 from ..detector import AnalysisResult, Detector
 from .admission import Admission, ServerBusy
@@ -75,11 +77,12 @@ class ServiceState:
         finally:
             self.websocket_connections -= 1
 
-    async def analyze_audio(self, source: str, data: bytes, file_type: str | None = None,
-                            references: list[bytes | str] | None = None) -> AnalysisResult:
-        """Analyse uploaded audio under admission control: in a worker process when
-        isolated, else in a thread. ``references`` (bytes, or paths of saved profiles)
-        add the speaker check.
+    async def analyze_upload(self, source: str, upload: UploadFile,
+                             references: list[UploadFile | Path]) -> AnalysisResult:
+        """Analyse an uploaded file under admission control: in a worker process when
+        isolated, else in a thread. ``references`` (uploads, or paths of saved profiles)
+        add the speaker check. The uploads are read only once admitted, so a queued one
+        stays spooled (on disk when large), not in memory.
 
         Raises
         ------
@@ -91,9 +94,21 @@ class ServiceState:
             The worker died or hung (it has been replaced).
         """
         if self.workers is not None:
-            return await self._isolated(source, Job(data, file_type, references))
-        return await self.run_analysis(
-            source, lambda: self._in_process(data, file_type, references))
+            async def job() -> Job:
+                refs = [str(r) if isinstance(r, Path) else await r.read() for r in references]
+                await upload.seek(0)
+                # The content decides the format; a browser blob's name ("blob") says nothing.
+                return Job(await upload.read(), None, refs)
+
+            return await self._isolated(source, job)
+
+        def read_and_analyze() -> AnalysisResult:
+            refs: list[bytes | str] = [str(r) if isinstance(r, Path) else r.file.read()
+                                       for r in references]
+            upload.file.seek(0)
+            return self._in_process(upload.file.read(), None, refs)
+
+        return await self.run_analysis(source, read_and_analyze)
 
     async def analyze_message(self, text: str, max_bytes: int) -> AnalysisResult:
         """Decode and analyse a ``/ws`` message, waiting for a slot however long the queue
@@ -104,10 +119,13 @@ class ServiceState:
         MessageError
             Not a valid ``/ws`` request.
         AnalysisTimeout, InputError, WorkerCrashed, WorkerTimeout
-            As :meth:`analyze_audio`.
+            As :meth:`analyze_upload`.
         """
         if self.workers is not None:
-            return await self._isolated("ws", Job(text, message_limit=max_bytes), wait=True)
+            async def job() -> Job:
+                return Job(text, message_limit=max_bytes)
+
+            return await self._isolated("ws", job, wait=True)
 
         def decode_and_analyze() -> AnalysisResult:
             # JSON parsing and base64 decoding of a 30 MB message are CPU work too.
@@ -142,7 +160,8 @@ class ServiceState:
         return await self._counted(
             source, lambda: admission.run(self._timed, source, func, wait=wait))
 
-    async def _isolated(self, source: str, job: Job, *, wait: bool = False) -> AnalysisResult:
+    async def _isolated(self, source: str, make_job: Callable[[], Awaitable[Job]], *,
+                        wait: bool = False) -> AnalysisResult:
         assert self.admission is not None and self.workers is not None
         admission, workers = self.admission, self.workers
 
@@ -150,7 +169,7 @@ class ServiceState:
             self.metrics.analysis_seconds.observe(seconds, source)
 
         async def analyze() -> AnalysisResult:
-            result: AnalysisResult = await workers.analyze(job, observe)
+            result: AnalysisResult = await workers.analyze(await make_job(), observe)
             return result
 
         return await self._counted(source, lambda: admission.run_async(analyze, wait=wait))
