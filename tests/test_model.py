@@ -520,3 +520,20 @@ def test_legacy_model_keeps_its_predictions(legacy_folder):
         result = detector.analyze(path)
         assert result.classification == ("deepfake" if label else "real"), path.name
         assert 0.5 <= result.confidence <= 1.0
+
+
+def test_checked_arrays_round_trip_and_refuse_a_changed_file(tmp_path: Path) -> None:
+    """What the weight converters write (save_checked_arrays) is what the loaders accept."""
+    from deepfake_audio.exceptions import ModelIntegrityError
+
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    written = safe_pickle.save_checked_arrays(tmp_path, "weights", arrays,
+                                              identity=("model_id", "test-1"),
+                                              details={"license": "MIT"})
+    assert list(written) == ["format", "model_id", "file", "sha256", "license"]
+    meta, loaded = safe_pickle.load_checked_arrays(tmp_path, "weights.json", "test weights")
+    assert meta == written
+    np.testing.assert_array_equal(loaded["w"], arrays["w"])
+    np.savez(tmp_path / "weights.npz", w=arrays["w"] + 1)
+    with pytest.raises(ModelIntegrityError, match="SHA-256"):
+        safe_pickle.load_checked_arrays(tmp_path, "weights.json", "test weights")
