@@ -173,10 +173,10 @@ class _Worker:
 
 def _frame(obj: object) -> bytes:
     """``obj`` pickled and framed as :class:`multiprocessing.connection.Connection` expects."""
-    buffer = bytes(ForkingPickler.dumps(obj))
+    buffer = ForkingPickler.dumps(obj)  # a view of the pickler's buffer: copied once, below
     size = len(buffer)
     head = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
-    return head + buffer
+    return b"".join((head, buffer))
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> Any:
