@@ -20,7 +20,9 @@ at the highest concurrency: HTTP and WebSocket ≥ 75 % of in-process, p99 ≤ 2
 
 "server CPU ms/analysis" is the CPU time of the server process and its worker processes
 over the cell, per analysis; "of which main process" is the part spent by the process that
-speaks HTTP and WebSocket (everything but the analysis itself).
+speaks HTTP and WebSocket (everything but the analysis itself). "load generator CPU ms" is
+this script's own CPU per analysis (the clients), and "CPUs idle" the share of the
+machine's CPU time over the cell that no process used (``/proc/stat``).
 
 The load generator is deliberately light (asyncio with a hand-written HTTP/1.1
 keep-alive client; the ``websockets`` client for WS) because it shares the CPUs
@@ -37,6 +39,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -257,6 +260,18 @@ def cpu_seconds(pid: int, descendants: bool = True) -> float:
     return total
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """Machine-wide idle and total CPU ticks so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU of this process: the load generator."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def start_server(port: int, workers: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPFAKE_AUDIO_")}
     env.update({"DEEPFAKE_AUDIO_MAX_QUEUE": "256", "DEEPFAKE_AUDIO_LOG_LEVEL": "warning",
@@ -291,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     audio = wav_bytes(args.clip_seconds)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     analysis_workers = int(args.max_concurrency or cpus or 1)
     load_start = os.getloadavg()[0]
     before = run_in_process(audio, analysis_workers, args.seconds, args.warmup)
@@ -310,15 +325,20 @@ def main(argv: list[str] | None = None) -> int:
                                        args=(port, args.seconds + args.warmup, 0.02, send))
                     probe.start()
                 cpu_before, main_before = cpu_seconds(proc.pid), cpu_seconds(proc.pid, False)
+                own_before, stat_before = own_cpu_seconds(), cpu_ticks()
                 result = runner(port, audio, level, args.seconds, args.warmup)
                 cpu = cpu_seconds(proc.pid) - cpu_before
                 main_cpu = cpu_seconds(proc.pid, False) - main_before
+                client_cpu = own_cpu_seconds() - own_before
+                stat_after = cpu_ticks()
+                idle = (stat_after[0] - stat_before[0]) / max(stat_after[1] - stat_before[1], 1)
                 if probe is not None:
                     health = recv.recv()
                     probe.join()
                 total = result.completed * (args.seconds + args.warmup) / args.seconds
                 rows.append((transport, level, result, cpu * 1000 / max(total, 1),
-                             main_cpu * 1000 / max(total, 1)))
+                             main_cpu * 1000 / max(total, 1), client_cpu * 1000 / max(total, 1),
+                             idle))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -339,17 +359,17 @@ def main(argv: list[str] | None = None) -> int:
           f" CPU {baseline_cpu * 1000:.2f} ms/analysis\n")
     print(f"| {'transport':9} | {'concurrency':>11} | {'analyses/s':>10} | {'vs in-process':>13} |"
           f" {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {'server CPU ms/analysis':>22} |"
-          f" {'of which main process':>21} |")
+          f" {'of which main process':>21} | {'load generator CPU ms':>21} | {'CPUs idle':>9} |")
     print(f"|{'-' * 11}|{'-' * 12}:|{'-' * 11}:|{'-' * 14}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:"
-          f"|{'-' * 23}:|{'-' * 22}:|")
-    for transport, level, r, cpu_ms, main_ms in rows:
+          f"|{'-' * 23}:|{'-' * 22}:|{'-' * 22}:|{'-' * 10}:|")
+    for transport, level, r, cpu_ms, main_ms, client_ms, idle in rows:
         print(f"| {transport:9} | {level:>11} | {r.throughput:>10.1f} |"
               f" {r.throughput / baseline.throughput:>12.0%} | {r.pct(0.5) * 1000:>7.1f} |"
               f" {r.pct(0.99) * 1000:>7.1f} | {r.errors:>6} | {cpu_ms:>22.2f} |"
-              f" {main_ms:>21.2f} |")
+              f" {main_ms:>21.2f} | {client_ms:>21.2f} | {idle:>9.0%} |")
     top = max(args.concurrency)
     checks = []
-    for transport, level, r, _, _ in rows:
+    for transport, level, r, *_ in rows:
         if level == top:
             ratio = r.throughput / baseline.throughput
             checks.append((f"{transport} throughput vs in-process at {top}", ratio >= 0.75,
