@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
     audio = wav_bytes(args.clip_seconds)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    analysis_workers = int(args.max_concurrency or cpus or 1)
+    analysis_workers = int(args.max_concurrency or cpus)
     load_start = os.getloadavg()[0]
     before = run_in_process(audio, analysis_workers, args.seconds, args.warmup)
     port = free_port()
@@ -335,10 +335,10 @@ def main(argv: list[str] | None = None) -> int:
                 if probe is not None:
                     health = recv.recv()
                     probe.join()
-                total = result.completed * (args.seconds + args.warmup) / args.seconds
-                rows.append((transport, level, result, cpu * 1000 / max(total, 1),
-                             main_cpu * 1000 / max(total, 1), client_cpu * 1000 / max(total, 1),
-                             idle))
+                # ms per analysis: the CPU figures span the warm-up too
+                per = 1000 / max(result.completed * (args.seconds + args.warmup) / args.seconds, 1)
+                rows.append((transport, level, result, cpu * per, main_cpu * per,
+                             client_cpu * per, idle))
     finally:
         proc.send_signal(signal.SIGINT)
         try:

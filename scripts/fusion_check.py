@@ -92,16 +92,23 @@ def cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     return scores
 
 
-def report(name: str, scores: np.ndarray, clips: list[Clip]) -> None:
+def figures(scores: np.ndarray, clips: list[Clip]) -> dict[str, float]:
+    """Clip figures of ``scores`` (NaN: unscored) at the threshold training would choose
+    (Platt scaling fitted on them), plus the group-balanced EER and the clips scored."""
     labels = np.array([c.label for c in clips])
     ok = ~np.isnan(scores)
-    a, b = training.fit_platt(scores[ok], labels[ok])  # the threshold training would choose
+    a, b = training.fit_platt(scores[ok], labels[ok])
     summary = metrics.summarise(labels[ok], scores[ok], -b / a)
     weights = metrics.group_balanced_weights([c for c, k in zip(clips, ok, strict=True) if k])
-    balanced = metrics.equal_error_rate(labels[ok], scores[ok], weights)[0]
-    print(f"{name:30s} {ok.sum():5d} {summary['eer']:7.2%} {balanced:9.2%}"
-          f" {summary['roc_auc']:8.4f} {summary['real_called_real']:10.1%}"
-          f" {summary['fake_called_fake']:10.1%}", flush=True)
+    return {**summary, "clips": float(ok.sum()),
+            "balanced_eer": metrics.equal_error_rate(labels[ok], scores[ok], weights)[0]}
+
+
+def report(name: str, scores: np.ndarray, clips: list[Clip]) -> None:
+    values = figures(scores, clips)
+    print(f"{name:30s} {int(values['clips']):5d} {values['eer']:7.2%}"
+          f" {values['balanced_eer']:9.2%} {values['roc_auc']:8.4f}"
+          f" {values['real_called_real']:10.1%} {values['fake_called_fake']:10.1%}", flush=True)
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:

@@ -34,28 +34,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from fit_band import load_components, save_components  # noqa: E402
+from fusion_check import figures  # noqa: E402
 
-from deepfake_audio import metrics, training  # noqa: E402
+from deepfake_audio import training  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
-from deepfake_audio.datasets import Clip, load_datasets  # noqa: E402
+from deepfake_audio.datasets import load_datasets  # noqa: E402
 from deepfake_audio.evaluation import unseen_window_components  # noqa: E402
 from deepfake_audio.model import load_model  # noqa: E402
 from deepfake_audio.pool import without_decoder_noise  # noqa: E402
 
 COLUMNS = ("eer", "balanced_eer", "roc_auc", "real_called_real", "fake_called_fake")
-
-
-def figures(scores: np.ndarray, clips: list[Clip]) -> dict[str, float]:
-    """Clip figures at the threshold Platt scaling fitted on these scores would pick."""
-    labels = np.array([c.label for c in clips])
-    ok = ~np.isnan(scores)
-    a, b = training.fit_platt(scores[ok], labels[ok])
-    summary = metrics.summarise(labels[ok], scores[ok], -b / a)
-    weights = metrics.group_balanced_weights([c for c, k in zip(clips, ok, strict=True) if k])
-    balanced = metrics.equal_error_rate(labels[ok], scores[ok], weights)[0]
-    return {"eer": summary["eer"], "balanced_eer": balanced, "roc_auc": summary["roc_auc"],
-            "real_called_real": summary["real_called_real"],
-            "fake_called_fake": summary["fake_called_fake"]}
 
 
 def clip_scores(windows: list[np.ndarray], fusion: Fusion | None) -> np.ndarray:
