@@ -169,3 +169,31 @@ def test_observed_seconds_are_the_analysis_not_the_wait_for_a_worker() -> None:
         assert waited >= 0.7 and seen[1] < waited - 0.5  # not the ~0.8 s it waited
 
     with_pool(body, size=1, timeout_s=10.0)
+
+
+def test_jobs_queued_behind_a_crash_are_answered_by_the_successor() -> None:
+    async def body(pool: WorkerPool) -> None:
+        # Submitted together: the clips wait in the only worker's pipe behind the abort.
+        aborted = asyncio.ensure_future(pool.analyze(Job(MAGIC + b"abort")))
+        clips = [asyncio.ensure_future(pool.analyze(Job(CLIP))) for _ in range(2)]
+        with pytest.raises(WorkerCrashed, match="SIGABRT"):
+            await aborted
+        results = await asyncio.gather(*clips)
+        assert all(r.classification in ("real", "deepfake") for r in results)
+        assert pool.replaced == 1
+
+    with_pool(body, size=1, timeout_s=60.0)
+
+
+def test_no_job_waits_behind_a_hung_one_while_another_worker_runs() -> None:
+    async def body(pool: WorkerPool) -> None:
+        stuck = asyncio.ensure_future(pool.analyze(hang(30)))
+        await asyncio.sleep(0.7)  # the hang has run for a while when the burst arrives
+        started = time.perf_counter()
+        results = await asyncio.gather(*(pool.analyze(Job(CLIP)) for _ in range(8)))
+        assert all(r.classification in ("real", "deepfake") for r in results)
+        assert time.perf_counter() - started < 2.5  # not held until the hang's 4 s timeout
+        with pytest.raises(WorkerTimeout, match="exceeded 4 s"):
+            await stuck
+
+    with_pool(body)

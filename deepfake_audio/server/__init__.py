@@ -13,10 +13,11 @@ INSTALL_HINT = 'pip install "deepfake-audio[server]"'
 
 try:
     import fastapi  # noqa: F401
+    import pybase64  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        f"the deepfake-audio server needs FastAPI and uvicorn ({exc.name} is missing): "
+        f"the deepfake-audio server needs FastAPI, uvicorn and pybase64 ({exc.name} is missing): "
         f"{INSTALL_HINT}"
     ) from exc
 

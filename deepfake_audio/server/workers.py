@@ -30,20 +30,22 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, NamedTuple
+from typing import Any
 
-from ..exceptions import InputError
 from .admission import AnalysisTimeout
-from .messages import MessageError, decode_message
+from .messages import MessageError
+from .worker_process import Job, WorkerConfig, worker_main
 
 logger = logging.getLogger("deepfake_audio")
 
-_MB = 1024 * 1024
 # A worker that cannot load the model within this long is treated as broken.
 _START_TIMEOUT_S = 120.0
+# Only jobs this small are queued behind a running one, and only behind one this small
+# that has run for less than this long.
+_QUEUE_BEHIND_BYTES = 2 * 1024 * 1024
+_QUEUE_BEHIND_S = 0.5
 
 
 class WorkerCrashed(Exception):
@@ -54,102 +56,20 @@ class WorkerTimeout(AnalysisTimeout):
     """The analysis ran past the hard timeout; its worker was killed (HTTP 503 as any timeout)."""
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What each worker needs to build its :class:`~deepfake_audio.Detector`.
+class _Pending:
+    """One job from submission to answer."""
 
-    Attributes
-    ----------
-    model : str or None
-        Model folder (``None``: the bundled model).
-    max_duration_s : float or None
-        Longest audio accepted.
-    allow_unverified : bool
-        Load a legacy model folder without ``model.json``.
-    channels : str
-        ``auto``, ``mix`` or ``separate``.
-    memory_mb : int
-        Address space one analysis may add to its worker (beyond the loaded model), MiB;
-        0 = no limit.
-    faults : bool
-        Obey the test-only fault commands (:mod:`.faults`).
-    """
+    __slots__ = ("answer", "finished", "frame", "started")
 
-    model: str | None
-    max_duration_s: float | None
-    allow_unverified: bool = False
-    channels: str = "auto"
-    memory_mb: int = 0
-    faults: bool = False
-
-
-class Job(NamedTuple):
-    """What a worker analyses: audio bytes, or a ``/ws`` message to decode first."""
-
-    #: Audio bytes, or the text of a ``/ws`` message when ``message_limit`` is set.
-    data: bytes | str
-    file_type: str | None = None
-    #: Speaker references: audio bytes, or paths of saved profiles.
-    references: list[bytes | str] | None = None
-    #: Largest audio a ``/ws`` message may carry (bytes); ``None``: ``data`` is audio.
-    message_limit: int | None = None
-
-
-def _limit_memory(memory_mb: int) -> None:
-    """Cap the address space at what is mapped now plus ``memory_mb``."""
-    if memory_mb <= 0:
-        return
-    import re
-    import resource
-
-    with open("/proc/self/status", encoding="ascii") as status:
-        mapped_kb = int(re.search(r"VmSize:\s+(\d+)", status.read()).group(1))  # type: ignore[union-attr]
-    limit = mapped_kb * 1024 + memory_mb * _MB
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _worker_main(conn: multiprocessing.connection.Connection, config: WorkerConfig) -> None:
-    """Body of a worker process: load once, then analyse what arrives until ``None``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
-    from threadpoolctl import threadpool_limits
-
-    from ..detector import Detector
-    from . import faults
-
-    threadpool_limits(1)  # one analysis per worker per CPU: no BLAS fan-out
-    detector = Detector(config.model, max_duration_s=config.max_duration_s,
-                        allow_unverified=config.allow_unverified, channels=config.channels)
-    detector.warm_up()
-    _limit_memory(config.memory_mb)  # after the model: the limit is for what a request adds
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        try:
-            data, file_type = job.data, job.file_type
-            if job.message_limit is not None:  # a /ws message: decoding is CPU work too
-                data, file_type = decode_message(str(data), job.message_limit)
-            if config.faults:
-                faults.inject(bytes(data[:256]))
-            conn.send(("ok", detector.analyze(data, file_type=file_type,
-                                              references=job.references or None)))
-        except MessageError as exc:
-            conn.send(("message", str(exc)))
-        except InputError as exc:
-            conn.send(("input", exc))
-        except MemoryError:
-            conn.send(("memory", f"the analysis needed more than {config.memory_mb} MB"
-                                 " (DEEPFAKE_AUDIO_WORKER_MEMORY_MB / --worker-memory-mb)"))
-        except Exception as exc:  # a decoder bug: this request fails, the worker lives on
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    def __init__(self, frame: bytes, answer: asyncio.Future[tuple[str, Any]]) -> None:
+        self.frame = frame
+        self.answer = answer
+        self.started: float | None = None  # when its worker began it (perf_counter)
+        self.finished: float | None = None
 
 
 class _Worker:
-    """A ready worker process and the event loop's stream over its pipe."""
+    """A ready worker process, the event loop's stream over its pipe, and its jobs."""
 
     def __init__(self, process: BaseProcess, conn: multiprocessing.connection.Connection,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -157,6 +77,15 @@ class _Worker:
         self.conn = conn  # kept open: the streams use its socket
         self.reader = reader
         self.writer = writer
+        # Sent and not answered, in the order the worker takes them: the first one runs.
+        self.jobs: collections.deque[_Pending] = collections.deque()
+        self.retired = False
+
+    def send(self, job: _Pending) -> None:
+        self.writer.write(job.frame)
+        self.jobs.append(job)
+        if len(self.jobs) == 1:
+            job.started = time.perf_counter()
 
     def kill(self) -> None:
         """Kill the process without waiting for it (:meth:`reap` waits)."""
@@ -187,11 +116,16 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 
 
 class WorkerPool:
-    """``size`` analysis processes, each serving one request at a time.
+    """``size`` analysis processes, each analysing one job at a time.
 
     The event loop talks to the workers itself, over non-blocking streams on their
-    pipes: an analysis costs the server no thread and no thread switch, and a freed
-    worker gets the next waiting upload on the loop's next turn.
+    pipes: an analysis costs the server no thread and no thread switch. When every
+    worker is busy, a small job is queued in the pipe of a worker running a small job,
+    so that worker starts it the moment it sends its answer instead of waiting for the
+    event loop to read the answer and send more (on a loaded machine the loop is often
+    not on a CPU at that moment). Answers come back in order, so each is matched to its
+    job; a worker that dies fails the job it was running, and the jobs queued behind it
+    go to another worker.
 
     Parameters
     ----------
@@ -201,7 +135,7 @@ class WorkerPool:
         Number of worker processes (the server's analysis concurrency).
     timeout_s : float
         Hard limit on one analysis; the worker is killed past it. Waiting longer than
-        this for a free worker fails too.
+        this for a worker to start the job fails too.
     """
 
     def __init__(self, config: WorkerConfig, size: int, timeout_s: float) -> None:
@@ -215,11 +149,8 @@ class WorkerPool:
         self._launching: list[tuple[BaseProcess, multiprocessing.connection.Connection]] = []
         self._started: list[tuple[BaseProcess, multiprocessing.connection.Connection]] = []
         self._opened = False
-        self._idle: list[_Worker] = []
-        # Jobs waiting for a worker, oldest first: the future gets the worker, which has
-        # been sent the job's frame already.
-        self._waiters: collections.deque[tuple[asyncio.Future[_Worker], bytes]] = (
-            collections.deque())
+        self._workers: list[_Worker] = []
+        self._waiting: collections.deque[_Pending] = collections.deque()  # oldest first
         self._closed = False
         self._replacing = 0
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -253,7 +184,7 @@ class WorkerPool:
         self._opened = True
         started, self._started = self._started, []
         for process, conn in started:
-            self._release(await _attach(process, conn))
+            self._adopt(await _attach(process, conn))
 
     async def start(self) -> None:
         """:meth:`launch`, :meth:`wait_ready` (in a thread) and :meth:`open` in one."""
@@ -263,7 +194,7 @@ class WorkerPool:
 
     def _spawn(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.config),
+        process = self._context.Process(target=worker_main, args=(child, self.config),
                                         name="deepfake-audio-worker", daemon=True)
         process.start()
         child.close()
@@ -282,17 +213,109 @@ class WorkerPool:
         raise RuntimeError(f"an analysis worker failed to start (exit code {process.exitcode});"
                            " see the log above")
 
-    def _replace(self, worker: _Worker) -> None:
-        """Kill ``worker`` and start its successor in the background."""
-        worker.kill()
-        self.replaced += 1
-        self._replacing += 1
-        self._background(self._start_successor(worker))
+    def _adopt(self, worker: _Worker) -> None:
+        """Put a freshly attached worker to work."""
+        if self._closed:
+            self._retire(worker, None)
+            return
+        self._workers.append(worker)
+        self._background(self._read_answers(worker))
+        self._dispatch()
 
     def _background(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _read_answers(self, worker: _Worker) -> None:
+        """Match the worker's answers to its jobs, in order, until it ends."""
+        try:
+            while True:
+                answer: tuple[str, Any] = await _read_frame(worker.reader)
+                job = worker.jobs.popleft()
+                job.finished = time.perf_counter()
+                if worker.jobs:  # the worker went straight on to the next one
+                    worker.jobs[0].started = job.finished
+                if not job.answer.done():  # done: its caller gave up
+                    job.answer.set_result(answer)
+                if answer[0] == "memory" or self._closed:
+                    # memory: its heap may be fragmented beyond use; start afresh
+                    self._retire(worker, None)
+                    return
+                self._dispatch()
+        except (asyncio.IncompleteReadError, OSError):
+            if worker.retired:  # killed on purpose
+                return
+            worker.retired = True  # no more jobs for it
+            for _ in range(200):  # the pipe closes a moment before the process ends
+                if worker.process.exitcode is not None:
+                    break
+                await asyncio.sleep(0.01)
+            self._release(worker, WorkerCrashed(_death(worker.process.exitcode)))
+
+    def _dispatch(self) -> None:
+        """Send waiting jobs, oldest first, to idle workers, else into the pipe of a
+        worker running a small job (in the same turn of the event loop that freed it)."""
+        while self._waiting and not self._closed:
+            job = self._waiting[0]
+            if job.answer.done():  # its caller gave up waiting
+                self._waiting.popleft()
+                continue
+            worker = self._pick(job)
+            if worker is None:
+                return
+            self._waiting.popleft()
+            worker.send(job)
+
+    def _pick(self, job: _Pending) -> _Worker | None:
+        workers = [w for w in self._workers if not w.retired]
+        for worker in workers:
+            if not worker.jobs:
+                return worker
+        if len(job.frame) > _QUEUE_BEHIND_BYTES:
+            return None
+        # Behind the small job that started first (it ends first), unless it has run for
+        # long already: a hang must not hold up a job another worker would take soon.
+        now = time.perf_counter()
+        return min((w for w in workers if len(w.jobs) == 1
+                    and len(w.jobs[0].frame) <= _QUEUE_BEHIND_BYTES
+                    and now - (w.jobs[0].started or now) < _QUEUE_BEHIND_S),
+                   key=lambda w: w.jobs[0].started or now, default=None)
+
+    def _retire(self, worker: _Worker, failure: Exception | None) -> None:
+        """Kill ``worker`` (and start its successor unless the pool is closed).
+
+        ``failure`` is the answer of the job it was running; without one, that job goes
+        back to the queue as do the jobs waiting in its pipe.
+        """
+        if not worker.retired:
+            worker.retired = True
+            worker.kill()
+            self._release(worker, failure)
+
+    def _release(self, worker: _Worker, failure: Exception | None) -> None:
+        worker.writer.close()
+        with contextlib.suppress(ValueError):
+            self._workers.remove(worker)
+        jobs, worker.jobs = list(worker.jobs), collections.deque()
+        if jobs and failure is not None:
+            running = jobs.pop(0)
+            if not running.answer.done():
+                running.answer.set_exception(failure)
+        for job in reversed(jobs):
+            job.started = None
+            if self._closed:
+                if not job.answer.done():
+                    job.answer.set_exception(WorkerCrashed("the server is shutting down"))
+            else:
+                self._waiting.appendleft(job)
+        if self._closed:
+            self._background(asyncio.get_running_loop().run_in_executor(None, worker.reap, 5.0))
+            return
+        self.replaced += 1
+        self._replacing += 1
+        self._background(self._start_successor(worker))
+        self._dispatch()
 
     async def _start_successor(self, dead: _Worker) -> None:
         loop = asyncio.get_running_loop()
@@ -302,12 +325,7 @@ class WorkerPool:
                 return
             process, conn = await loop.run_in_executor(None, self._spawn)
             await loop.run_in_executor(None, self._await_ready, process, conn)
-            fresh = await _attach(process, conn)
-            if self._closed:
-                fresh.kill()
-                await loop.run_in_executor(None, fresh.reap, 5.0)
-            else:
-                self._release(fresh)
+            self._adopt(await _attach(process, conn))
         except RuntimeError:
             logger.exception("could not replace an analysis worker")
         finally:
@@ -316,8 +334,8 @@ class WorkerPool:
     async def analyze(self, job: Job, observe: Callable[[float], None] | None = None) -> Any:
         """Analyse ``job`` in a worker process (a coroutine of the server's event loop).
 
-        ``observe`` is given the seconds from sending the job to its answer (the analysis
-        itself, not the wait for a free worker).
+        ``observe`` is given the seconds from the worker starting the job to its answer
+        (the analysis itself, not the wait for a worker).
 
         Returns
         -------
@@ -332,76 +350,68 @@ class WorkerPool:
         WorkerCrashed
             The worker died or ran out of memory; it has been replaced.
         WorkerTimeout
-            Past ``timeout_s``; the worker was killed and replaced. Or no worker was free
-            within ``timeout_s``.
+            Past ``timeout_s``; the worker was killed and replaced. Or no worker started
+            the job within ``timeout_s``.
         RuntimeError
             Anything else the analysis raised (a bug), with its message.
         """
         if not self._opened or self._closed:
             raise WorkerCrashed("the analysis workers are not running")
-        frame = _frame(job)
-        if self._idle:
-            worker = self._idle.pop()
-            worker.writer.write(frame)
-        else:  # all busy or being replaced: the first one freed takes it (_release)
-            entry = (asyncio.get_running_loop().create_future(), frame)
-            self._waiters.append(entry)
-            try:
-                worker = await asyncio.wait_for(entry[0], self.timeout_s)
-            except TimeoutError:
-                with contextlib.suppress(ValueError):  # _release may have dropped it
-                    self._waiters.remove(entry)
-                raise WorkerTimeout(
-                    f"no analysis worker free within {self.timeout_s:g} s") from None
-        sent = time.perf_counter()  # (sent at this turn of the loop, or by _release)
+        pending = _Pending(_frame(job), asyncio.get_running_loop().create_future())
+        submitted = time.perf_counter()
+        self._waiting.append(pending)
+        self._dispatch()
         try:
-            kind, payload = await asyncio.wait_for(self._answer(worker), self.timeout_s)
-        except TimeoutError:
-            self._replace(worker)
-            raise WorkerTimeout(f"analysis exceeded {self.timeout_s:g} s") from None
-        except (asyncio.IncompleteReadError, OSError):
-            # The pipe closes a moment before the process is reaped.
-            code = await asyncio.get_running_loop().run_in_executor(None, worker.reap, 2.0)
-            self._replace(worker)
-            raise WorkerCrashed(_death(code)) from None
-        except BaseException:  # cancelled mid-analysis: its answer would go to the next job
-            self._replace(worker)
+            kind, payload = await self._outcome(pending, submitted)
+        except BaseException:  # cancelled: a running analysis would go on for nobody
+            if not pending.answer.done():
+                pending.answer.cancel()
+                self._withdraw(pending)
             raise
         finally:
-            if observe is not None:
-                observe(time.perf_counter() - sent)
-        if kind == "memory":
-            self._replace(worker)  # its heap may be fragmented beyond use: start afresh
-            raise WorkerCrashed(payload)
-        self._release(worker)
+            if observe is not None and pending.started is not None:
+                observe((pending.finished or time.perf_counter()) - pending.started)
         if kind == "ok":
             return payload
         if kind == "input":
             raise payload
         if kind == "message":
             raise MessageError(payload)
+        if kind == "memory":
+            raise WorkerCrashed(payload)
         raise RuntimeError(payload)
 
-    def _release(self, worker: _Worker) -> None:
-        """Send ``worker`` the oldest waiting job now, in the same turn of the event loop
-        that read its last answer (it never idles while a job waits); else keep it idle."""
-        if self._closed:  # it was busy when the pool closed
-            worker.kill()
-            self._background(asyncio.get_running_loop().run_in_executor(None, worker.reap, 5.0))
-            return
-        while self._waiters:
-            waiter, frame = self._waiters.popleft()
-            if not waiter.done():  # done: its caller gave up waiting
-                worker.writer.write(frame)
-                waiter.set_result(worker)
-                return
-        self._idle.append(worker)
+    async def _outcome(self, pending: _Pending, submitted: float) -> tuple[str, Any]:
+        """The answer to ``pending``, enforcing the wait and analysis time limits."""
+        while True:
+            started = pending.started
+            limit = (submitted if started is None else started) + self.timeout_s
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(pending.answer),
+                                              max(0.0, limit - time.perf_counter()))
+            if pending.started != started:  # it started while we waited: a new limit
+                continue
+            worker = self._holder(pending)
+            if started is not None and worker is not None:
+                if worker.retired:  # it died: its answer comes within a moment
+                    return await asyncio.shield(pending.answer)
+                self._retire(worker, WorkerTimeout(f"analysis exceeded {self.timeout_s:g} s"))
+                continue  # the answer is that failure now
+            pending.answer.cancel()
+            self._withdraw(pending)
+            raise WorkerTimeout(f"no analysis worker free within {self.timeout_s:g} s")
 
-    @staticmethod
-    async def _answer(worker: _Worker) -> tuple[str, Any]:
-        await worker.writer.drain()
-        answer: tuple[str, Any] = await _read_frame(worker.reader)
-        return answer
+    def _holder(self, pending: _Pending) -> _Worker | None:
+        return next((w for w in self._workers if pending in w.jobs), None)
+
+    def _withdraw(self, pending: _Pending) -> None:
+        """Forget a job its caller gave up on; kill its worker if it is running it."""
+        with contextlib.suppress(ValueError):
+            self._waiting.remove(pending)
+        worker = self._holder(pending)
+        if worker is not None and worker.jobs[0] is pending:
+            self._retire(worker, None)  # a job queued behind it is sent elsewhere
+        # Queued in a pipe but not started: it runs, and its answer is dropped.
 
     @property
     def alive(self) -> int:
@@ -409,18 +419,29 @@ class WorkerPool:
         return self.size - self._replacing
 
     async def close(self) -> None:
-        """Stop every worker: idle ones at once; busy ones are killed by their caller."""
+        """Stop every worker: idle ones at once, busy ones when their running job answers
+        (jobs not started yet fail, as do jobs waiting for a worker)."""
         self._closed = True
         loop = asyncio.get_running_loop()
         for process, conn in self._launching + self._started:
             _kill_now(process, conn)
         self._launching, self._started = [], []
-        idle, self._idle = self._idle, []
-        while self._waiters:
-            waiter, _ = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(WorkerCrashed("the server is shutting down"))
+        shutting_down = WorkerCrashed("the server is shutting down")
+        queued = list(self._waiting)
+        self._waiting.clear()
+        idle = []
+        for worker in self._workers:
+            if worker.jobs:
+                queued.extend(list(worker.jobs)[1:])
+                while len(worker.jobs) > 1:
+                    worker.jobs.pop()
+            else:
+                idle.append(worker)
+        for pending in queued:
+            if not pending.answer.done():
+                pending.answer.set_exception(shutting_down)
         for worker in idle:
+            worker.retired = True
             worker.writer.write(_frame(None))
         for worker in idle:
             with contextlib.suppress(ConnectionError):
