@@ -112,7 +112,11 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
     (size,) = struct.unpack("!i", await reader.readexactly(4))
     if size == -1:
         (size,) = struct.unpack("!Q", await reader.readexactly(8))
-    return ForkingPickler.loads(await reader.readexactly(size))
+    payload = await reader.readexactly(size)
+    try:
+        return ForkingPickler.loads(payload)
+    except Exception as exc:  # fails this job only; the worker and its queue go on
+        return ("error", f"unreadable answer from the worker: {type(exc).__name__}: {exc}")
 
 
 class WorkerPool:
@@ -386,7 +390,7 @@ class WorkerPool:
         while True:
             started = pending.started
             limit = (submitted if started is None else started) + self.timeout_s
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(pending.answer),
                                               max(0.0, limit - time.perf_counter()))
             if pending.started != started:  # it started while we waited: a new limit
