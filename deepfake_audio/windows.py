@@ -7,6 +7,7 @@ recording block by block (one stream per analysed channel).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,29 @@ def _shapes(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.nda
 _MIN_MODULATION_FRAMES = 32
 
 
+@functools.lru_cache(maxsize=64)
+def _coefficient_groups(n_cepstra: int) -> np.ndarray:
+    """(cepstra, groups): the mean over each contiguous group of coefficients."""
+    grouping = np.zeros((n_cepstra, MODULATION_GROUPS))
+    for g, members in enumerate(np.array_split(np.arange(n_cepstra), MODULATION_GROUPS)):
+        grouping[members, g] = 1.0 / len(members)
+    grouping.flags.writeable = False  # shared by every call
+    return grouping
+
+
+@functools.lru_cache(maxsize=64)
+def _modulation_plan(length: int, frame_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """The taper of a ``length``-frame trajectory and (bins, bands): which band each
+    modulation bin falls in (the last band is open)."""
+    edges = np.asarray(MODULATION_EDGES_HZ)
+    freqs = np.fft.rfftfreq(length, 1.0 / frame_rate)
+    band = np.searchsorted(edges[1:-1], freqs, side="right")
+    members = (band[:, None] == np.arange(len(edges) - 1)) & (freqs >= edges[0])[:, None]
+    taper, weights = np.hanning(length), members.astype(np.float64)
+    taper.flags.writeable = weights.flags.writeable = False  # shared by every call
+    return taper, weights
+
+
 def _modulation(cepstra: np.ndarray, bounds: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Log share of each window's MFCC-trajectory power in each modulation band.
 
@@ -96,12 +120,8 @@ def _modulation(cepstra: np.ndarray, bounds: np.ndarray, config: FeatureConfig) 
     length are transformed together and the bands and coefficient groups are summed
     by two matrix products, so there is no per-window loop.
     """
-    edges = np.asarray(MODULATION_EDGES_HZ)
-    n_bands = len(edges) - 1
-    # (cepstra, groups): the mean over each contiguous group of coefficients.
-    grouping = np.zeros((cepstra.shape[1], MODULATION_GROUPS))
-    for g, members in enumerate(np.array_split(np.arange(cepstra.shape[1]), MODULATION_GROUPS)):
-        grouping[members, g] = 1.0 / len(members)
+    n_bands = len(MODULATION_EDGES_HZ) - 1
+    grouping = _coefficient_groups(cepstra.shape[1])
     lengths = bounds[:, 1] - bounds[:, 0]
     out = np.full((len(bounds), n_bands * MODULATION_GROUPS), np.log(1.0 / n_bands + 1e-6))
     frame_rate = config.sample_rate / config.hop_length
@@ -113,14 +133,11 @@ def _modulation(cepstra: np.ndarray, bounds: np.ndarray, config: FeatureConfig) 
         x = cepstra.T[:, bounds[chosen, :1] + np.arange(length)].transpose(1, 0, 2)
         x = x.astype(np.float64)
         x -= x.mean(axis=2, keepdims=True)
-        x *= np.hanning(length)
+        taper, members = _modulation_plan(length, frame_rate)
+        x *= taper
         spectrum = np.fft.rfft(x, axis=2)
         power = spectrum.real**2 + spectrum.imag**2  # (windows, cepstra, modulation bins)
-        freqs = np.fft.rfftfreq(length, 1.0 / frame_rate)
-        # (bins, bands): which band each modulation bin falls in (the last band is open).
-        band = np.searchsorted(edges[1:-1], freqs, side="right")
-        members = (band[:, None] == np.arange(n_bands)) & (freqs >= edges[0])[:, None]
-        per_band = power @ members.astype(np.float64)  # (windows, cepstra, bands)
+        per_band = power @ members  # (windows, cepstra, bands)
         shares = per_band / (per_band.sum(axis=2, keepdims=True) + 1e-12)
         grouped = shares.transpose(0, 2, 1) @ grouping  # (windows, bands, groups)
         out[chosen] = np.log(grouped + 1e-6).reshape(len(chosen), -1)
