@@ -298,6 +298,7 @@ class WorkerPool:
             self._release(worker, failure)
 
     def _release(self, worker: _Worker, failure: Exception | None) -> None:
+        """Settle the jobs of a worker that is dead or killed, then replace it."""
         worker.writer.close()
         with contextlib.suppress(ValueError):
             self._workers.remove(worker)
