@@ -113,15 +113,15 @@ def source_label_key(clips: Sequence[Clip]) -> Callable[[Clip], str]:
 
 
 def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
-                     n_bins: int = 10) -> list[dict[str, float]]:
+                     prior_deepfake: float = 0.5, n_bins: int = 10) -> list[dict[str, float]]:
     """Calibration table: per probability bin, mean predicted vs. observed deepfake share.
 
-    Clips are weighted so both classes count equally, matching the even-odds prior
+    Clips are weighted so the fakes weigh ``prior_deepfake`` in all, matching the prior
     the calibration assumes (see :func:`deepfake_audio.training.fit_platt`).
     """
     labels = np.asarray(labels, dtype=float)
-    class_weight = np.where(labels == 1, 0.5 / max(labels.sum(), 1),
-                            0.5 / max((1 - labels).sum(), 1))
+    class_weight = np.where(labels == 1, prior_deepfake / max(labels.sum(), 1),
+                            (1 - prior_deepfake) / max((1 - labels).sum(), 1))
     edges = np.linspace(0, 1, n_bins + 1)
     which = np.clip(np.digitize(probabilities, edges) - 1, 0, n_bins - 1)
     rows = []
@@ -136,24 +136,26 @@ def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
     return rows
 
 
-def _class_balanced(labels: np.ndarray) -> np.ndarray:
-    """Clip weights under which both classes count equally (the calibration's even odds)."""
+def _class_balanced(labels: np.ndarray, prior_deepfake: float = 0.5) -> np.ndarray:
+    """Clip weights under which the fakes weigh ``prior_deepfake`` and the genuine clips the
+    rest (0.5: both classes count equally)."""
     labels = np.asarray(labels)
-    return np.where(labels == 1, 0.5 / max(int((labels == 1).sum()), 1),
-                    0.5 / max(int((labels == 0).sum()), 1))
+    return np.where(labels == 1, prior_deepfake / max(int((labels == 1).sum()), 1),
+                    (1 - prior_deepfake) / max(int((labels == 0).sum()), 1))
 
 
 def fit_band(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
-             max_error: float = 0.10, min_decided: int = 10) -> tuple[float, float]:
+             max_error: float = 0.10, min_decided: int = 10,
+             prior_deepfake: float = 0.5) -> tuple[float, float]:
     """The narrowest band ``[low, high]`` around ``threshold`` outside which each side errs
     at most ``max_error`` of the time.
 
     ``high`` is the lowest score at or above ``threshold`` such that, of the clips scoring
     above it, at most ``max_error`` are genuine; ``low`` the highest score at or below it
-    such that, of the clips scoring at or below it, at most ``max_error`` are fakes. Both
-    classes are weighted equally (the even odds the calibration assumes), and a side needs
-    at least ``min_decided`` clips; a side that never meets the bar gets the most extreme
-    score, so it is (almost) never decided.
+    such that, of the clips scoring at or below it, at most ``max_error`` are fakes. The
+    fakes weigh ``prior_deepfake`` in all and the genuine clips the rest (the bundled band:
+    0.5, both classes equally), and a side needs at least ``min_decided`` clips; a side
+    that never meets the bar gets the most extreme score, so it is (almost) never decided.
 
     Parameters
     ----------
@@ -165,6 +167,8 @@ def fit_band(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
         Largest error share accepted on each side of the band.
     min_decided : int
         Fewest clips a side must decide for its error share to count.
+    prior_deepfake : float
+        Weight of the fakes against the genuine clips.
 
     Returns
     -------
@@ -173,7 +177,7 @@ def fit_band(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
-    weights = _class_balanced(labels)
+    weights = _class_balanced(labels, prior_deepfake)
     bar = max_error + 1e-12  # a share of exactly max_error passes despite float rounding
     order = np.sort(np.unique(scores))
     high = float(order[-1]) if len(order) else threshold

@@ -60,11 +60,16 @@ _SCORE_BATCH = 256  # windows scored at once
 
 @dataclass(frozen=True)
 class Calibration:
-    """Platt scaling of the file-level raw score: ``p(deepfake) = 1 / (1 + exp(a * raw + b))``."""
+    """Platt scaling of the file-level raw score: ``p(deepfake) = 1 / (1 + exp(a * raw + b))``.
+
+    ``prior_deepfake`` is the share of synthetic recordings the probability assumes
+    (:func:`deepfake_audio.training.fit_platt`); it is already folded into ``b``.
+    """
 
     a: float
     b: float
     method: str = "platt"
+    prior_deepfake: float = 0.5
 
     def probability_deepfake(self, raw_score: np.ndarray | float) -> np.ndarray:
         z = np.clip(self.a * np.asarray(raw_score, dtype=np.float64) + self.b, -60, 60)
@@ -144,7 +149,8 @@ class ModelMetadata:
             "deepfake_label": self.deepfake_label,
             "aggregation": self.aggregation,
             "calibration": {"method": self.calibration.method, "a": self.calibration.a,
-                            "b": self.calibration.b},
+                            "b": self.calibration.b,
+                            "prior_deepfake": self.calibration.prior_deepfake},
             "artefacts": self.artefacts,
             "source_families": list(self.source_families),
             **({"fusion": self.fusion.to_dict()} if self.fusion else {}),
@@ -173,7 +179,8 @@ class ModelMetadata:
                 features=features,
                 decision_threshold=float(data.get("decision_threshold", 0.0)),
                 band=(float(band["low"]), float(band["high"])) if band else None,
-                calibration=Calibration(float(cal["a"]), float(cal["b"]), str(cal["method"]))
+                calibration=Calibration(float(cal["a"]), float(cal["b"]), str(cal["method"]),
+                                        float(cal.get("prior_deepfake", 0.5)))
                 if cal else UNCALIBRATED,
                 deepfake_label=data.get("deepfake_label", 1),
                 aggregation=str(data.get("aggregation", "mean")),

@@ -50,7 +50,9 @@ class AnalysisResult:
         Mean SVM decision value over the windows; positive leans deepfake,
         negative leans real.
     probability_deepfake : float
-        Calibrated probability that the recording is synthetic.
+        Calibrated probability that the recording is synthetic, at the share of
+        synthetic recordings the model assumes (``model.json``
+        ``calibration.prior_deepfake``; 0.4 for the bundled model).
     verdict : {"real", "deepfake", "inconclusive"}
         Three-way answer (:mod:`deepfake_audio.verdict`): ``classification`` or
         ``"inconclusive"``.

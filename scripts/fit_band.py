@@ -8,7 +8,8 @@ Scores every clip of DATA under the ``unseen`` protocol, window by window
 without their corpus, fakes by models trained without their generator family, with the
 model's own feature and training settings), fits the band with
 :func:`deepfake_audio.metrics.fit_band` (the narrowest band around the threshold outside
-which each side errs at most ``--max-error`` of the time, both classes weighted equally)
+which each side errs at most ``--max-error`` of the time, both classes weighted equally
+unless ``--prior-deepfake`` says otherwise)
 and prints its coverage and accuracy. The window scores are kept in ``--scores`` (reused
 when present, and read by ``scripts/insert_eval.py``); each model's own window scores go
 to ``--components`` for ``scripts/window_fusion_check.py``. ``--operating-points``
@@ -112,6 +113,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "feature-cache")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write model.json")
+    parser.add_argument("--prior-deepfake", type=float, default=0.5, metavar="SHARE",
+                        help="weight of the fakes in the band's error shares (default 0.5:"
+                             " both classes count equally, whatever the calibration's prior)")
     parser.add_argument("--operating-points", type=float, nargs="+", metavar="THRESHOLD",
                         help="also print the binary rates at these raw-score thresholds")
     args = parser.parse_args()
@@ -140,11 +144,15 @@ def main() -> int:
     valid = ~np.isnan(raw)
     labels, raw = scores.labels[valid], raw[valid]
     threshold = model.metadata.decision_threshold
-    band = metrics.fit_band(labels, raw, threshold, max_error=args.max_error)
+    prior = args.prior_deepfake
+    band = metrics.fit_band(labels, raw, threshold, max_error=args.max_error,
+                            prior_deepfake=prior)
+    weighting = ("classes weighted equally" if prior == 0.5
+                 else f"fakes weighted {prior:.0%}")
     before = metrics.band_summary(labels, raw, (threshold, threshold))
     after = metrics.band_summary(labels, raw, band)
     print(f"threshold {threshold:+.4f}; band [{band[0]:+.4f}, {band[1]:+.4f}] on raw_score"
-          f" (max error {args.max_error:.0%} each side, classes weighted equally)")
+          f" (max error {args.max_error:.0%} each side, {weighting})")
     print(f"{'unseen protocol, ' + str(len(raw)) + ' clips':<34} {'no band':>10} {'band':>10}")
     for key in ("coverage", "accuracy", "balanced_coverage", "balanced_accuracy",
                 "real_called_real", "real_inconclusive", "fake_called_fake",
@@ -165,7 +173,7 @@ def main() -> int:
     data["band"] = {"low": band[0], "high": band[1]}
     data.setdefault("metrics", {})["band"] = {
         "rule": f"narrowest band around the threshold outside which each side errs at most"
-                f" {args.max_error:.0%} (classes weighted equally); scripts/fit_band.py",
+                f" {args.max_error:.0%} ({weighting}); scripts/fit_band.py",
         "protocol": "unseen (window-level)", "clips": len(raw), **after,
     }
     meta_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

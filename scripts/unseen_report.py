@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_default import read_family_table  # noqa: E402
+from train_default import SETTINGS, read_family_table  # noqa: E402
 
 from deepfake_audio import evaluation, metrics  # noqa: E402
 from deepfake_audio.datasets import load_dataset  # noqa: E402
@@ -46,7 +46,7 @@ def main() -> int:
     table = read_family_table()
     family = {c.path: "genuine" if c.label == 0 else table[c.family] for c in clips}
     # The threshold the model would be calibrated to on these scores (as train() does).
-    a, b = fit_platt(report.scores, report.labels)
+    a, b = fit_platt(report.scores, report.labels, SETTINGS.deepfake_prior)
     rows = metrics.per_group_table(clips, np.asarray(report.scores), -b / a,
                                    lambda c: family[c.path])
     print()

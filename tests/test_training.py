@@ -23,10 +23,12 @@ from deepfake_audio.metrics import (
     per_group_table,
     source_label_key,
 )
+from deepfake_audio.model import Calibration, ModelMetadata
 from deepfake_audio.training import (
     AUGMENTATIONS,
     TrainSettings,
     augment,
+    fit_platt,
     grouped_folds,
     leave_one_out,
     train,
@@ -196,7 +198,8 @@ def test_training_needs_two_speakers_per_class(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("bad", [{"C": 0}, {"gamma": -1.0}, {"gamma": "big"},
                                  {"augment_copies": -1}, {"calibration_folds": 1},
-                                 {"calibration": "sometimes"}])
+                                 {"calibration": "sometimes"}, {"deepfake_prior": 0.0},
+                                 {"deepfake_prior": 1.0}])
 def test_train_settings_are_validated_on_construction(bad):
     with pytest.raises(TrainingError, match="invalid training settings"):
         TrainSettings(**bad)
@@ -321,7 +324,7 @@ def test_stored_settings_without_boosting_mean_an_svm_only_model():
     assert TrainSettings().boosting
     assert not TrainSettings.from_stored({"C": 3.0, "unknown": 1}).boosting
     assert TrainSettings.from_stored({"boosting": True, "C": 3.0}) == TrainSettings(
-        C=3.0, clip_view=0.0)
+        C=3.0, clip_view=0.0, deepfake_prior=0.5)
 
 
 def test_the_default_settings_are_the_bundled_models_recipe():
@@ -366,6 +369,45 @@ def test_train_cli_clip_view_weight(tiny_data, tmp_path, monkeypatch, capsys):
                  "--clip-view", "1.5"]) == 2
     assert "clip_view must be between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_platt_prior_shifts_only_the_intercept_by_the_prior_log_odds():
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(-1, 1, 300), rng.normal(1, 1, 200)])
+    labels = np.repeat([0, 1], [300, 200])
+    a_even, b_even = fit_platt(scores, labels)
+    a, b = fit_platt(scores, labels, 0.2)
+    assert a == pytest.approx(a_even) and a < 0
+    # posterior odds = likelihood ratio x prior odds: 0.2 / 0.8 against 1 / 1
+    assert b - b_even == pytest.approx(np.log(4))
+    calibration = Calibration(a, b)
+    even = Calibration(a_even, b_even)
+    for score in (-1.0, 0.0, 2.0):
+        p = float(calibration.probability_deepfake(score))
+        q = float(even.probability_deepfake(score))
+        assert p / (1 - p) == pytest.approx(q / (1 - q) / 4)
+    assert -b / a > -b_even / a_even  # a lower prior raises the threshold
+
+
+def test_train_cli_deepfake_prior_moves_the_threshold(tiny_data, tmp_path, monkeypatch, capsys):
+    from deepfake_audio.cli import main
+
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "default"), "-q",
+                 "--augment", "0", "--no-boosting", "--clip-view", "0"]) == 0
+    monkeypatch.setenv("DEEPFAKE_AUDIO_DEEPFAKE_PRIOR", "0.5")
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "even"), "-q",
+                 "--augment", "0", "--no-boosting", "--clip-view", "0"]) == 0
+    default, even = (ModelMetadata.from_dict(json.loads((tmp_path / name / "model.json")
+                                                        .read_text("utf-8")))
+                     for name in ("default", "even"))
+    assert default.calibration.prior_deepfake == 0.4 and even.calibration.prior_deepfake == 0.5
+    assert default.calibration.a == pytest.approx(even.calibration.a)
+    assert default.decision_threshold > even.decision_threshold
+    assert float(default.calibration.probability_deepfake(default.decision_threshold)) == \
+        pytest.approx(0.5)
+    assert main(["train", str(tiny_data), "-o", str(tmp_path / "bad"), "-q",
+                 "--deepfake-prior", "1"]) == 2
+    assert "deepfake_prior must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_path):

@@ -170,6 +170,20 @@ def test_fit_band_meets_the_error_bar_on_each_side():
     assert point["coverage"] == 1.0
 
 
+def test_fit_band_weighs_the_classes_by_the_calibrations_prior():
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(400, int), np.ones(400, int)]
+    scores = np.r_[rng.normal(-1, 1, 400), rng.normal(1, 1, 400)]
+    even = fit_band(labels, scores, 0.0, max_error=0.10)
+    low, high = fit_band(labels, scores, 0.0, max_error=0.10, prior_deepfake=0.25)
+    # fewer fakes expected: "deepfake" needs a higher score, "real" is said sooner
+    assert high > even[1] and even[0] < low <= 0.0
+    weights = np.where(labels == 1, 0.25 / 400, 0.75 / 400)
+    above, below = scores > high, scores <= low
+    assert np.average(labels[above] == 0, weights=weights[above]) <= 0.10
+    assert np.average(labels[below] == 1, weights=weights[below]) <= 0.10
+
+
 def test_fit_band_on_separable_scores_is_the_threshold():
     labels = np.r_[np.zeros(50, int), np.ones(50, int)]
     scores = np.r_[np.linspace(-3, -1, 50), np.linspace(1, 3, 50)]
