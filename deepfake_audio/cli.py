@@ -275,7 +275,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
            help="scores the threshold and Platt calibration are fitted on: genuine clips"
                 " leave-one-corpus-out and fakes leave-one-generator-out (default), or"
                 " speaker-grouped cross-validation"),
-    option("--deepfake-prior", type=float, default="0.4", metavar="SHARE",
+    option("--prior-deepfake", type=float, default="0.4", metavar="SHARE",
            help="share of synthetic recordings the calibrated probability assumes"),
     option("--no-boosting", action="store_true",
            help="SVM only: no gradient-boosted trees fused beside it (faster to train)"),
@@ -295,7 +295,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = training.TrainSettings(C=args.C, augment_copies=args.augment, seed=args.seed,
                                       calibration=args.calibration,
-                                      deepfake_prior=args.deepfake_prior,
+                                      prior_deepfake=args.prior_deepfake,
                                       boosting=not args.no_boosting, clip_view=args.clip_view)
     clips = load_datasets(args.data, exclude_generators=args.exclude_generator)
     metadata = training.train(

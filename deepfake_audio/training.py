@@ -59,7 +59,7 @@ class TrainSettings:
     #: Share of synthetic recordings ``probability_deepfake`` assumes; the threshold sits
     #: where it reaches 0.5. 0.4 since 2026.12.1: even odds called 82 % of held-out genuine
     #: clips real, under issue 13's 85 % (docs/model-card.md, "Against the issue's bars").
-    deepfake_prior: float = 0.4
+    prior_deepfake: float = 0.4
     seed: int = 0
     #: Weight windows so every (corpus, label) cell counts the same: one big corpus
     #: (LibriSpeech, Tortoise) must not decide what "real" or "fake" sounds like.
@@ -88,8 +88,8 @@ class TrainSettings:
             problems.append(f"clip_view must be between 0 and 1 (got {self.clip_view})")
         if self.calibration_folds < 2:
             problems.append(f"calibration_folds must be >= 2 (got {self.calibration_folds})")
-        if not 0 < self.deepfake_prior < 1:
-            problems.append(f"deepfake_prior must be between 0 and 1 (got {self.deepfake_prior})")
+        if not 0 < self.prior_deepfake < 1:
+            problems.append(f"prior_deepfake must be between 0 and 1 (got {self.prior_deepfake})")
         if self.calibration not in CALIBRATIONS:
             problems.append(f"calibration must be one of {', '.join(CALIBRATIONS)}"
                             f" (got {self.calibration!r})")
@@ -104,7 +104,7 @@ class TrainSettings:
         existed have neither and assume even odds.
         """
         names = set(cls.__dataclass_fields__)
-        return cls(**{"boosting": False, "clip_view": 0.0, "deepfake_prior": 0.5,
+        return cls(**{"boosting": False, "clip_view": 0.0, "prior_deepfake": 0.5,
                       **{k: v for k, v in stored.items() if k in names}})
 
 
@@ -359,15 +359,15 @@ def train(
             clips, table, settings, folds, calibration_scores, oof,
             unseen=calibration_columns is not oof_columns, jobs=jobs, progress=progress)
     valid = ~np.isnan(calibration_scores)
-    a, b = fit_platt(calibration_scores[valid], labels[valid], settings.deepfake_prior)
+    a, b = fit_platt(calibration_scores[valid], labels[valid], settings.prior_deepfake)
     if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
         raise TrainingError(
             "calibration failed: held-out scores do not separate real from fake clips"
         )
-    calibration = Calibration(a, b, prior_deepfake=settings.deepfake_prior)
+    calibration = Calibration(a, b, prior_deepfake=settings.prior_deepfake)
     threshold = -b / a  # where the calibrated probability crosses 0.5
     probabilities = calibration.probability_deepfake(calibration_scores[valid])
-    reliability = reliability_bins(labels[valid], probabilities, settings.deepfake_prior)
+    reliability = reliability_bins(labels[valid], probabilities, settings.prior_deepfake)
     oof_valid = ~np.isnan(oof)
     metrics: dict[str, Any] = {
         "protocol": protocol,

@@ -56,7 +56,7 @@ CONFIG = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True
 # called real (docs/model-card.md, "Against the bars").
 SETTINGS = training.TrainSettings(C=100.0, gamma=0.001, augment_copies=1, max_windows=6,
                                   boosting=True, clip_view=0.35,
-                                  deepfake_prior=0.4)  # the defaults, spelled out
+                                  prior_deepfake=0.4)  # the defaults, spelled out
 # Griffin-Lim from the exact STFT magnitude differs from its source only in phase
 # (about 0.1 dB mel error): as "fake" it taught the magnitude features that genuine
 # LibriSpeech is fake. Measured with scripts/ablation.py; see docs/model-card.md.

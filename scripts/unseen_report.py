@@ -46,7 +46,7 @@ def main() -> int:
     table = read_family_table()
     family = {c.path: "genuine" if c.label == 0 else table[c.family] for c in clips}
     # The threshold the model would be calibrated to on these scores (as train() does).
-    a, b = fit_platt(report.scores, report.labels, SETTINGS.deepfake_prior)
+    a, b = fit_platt(report.scores, report.labels, SETTINGS.prior_deepfake)
     rows = metrics.per_group_table(clips, np.asarray(report.scores), -b / a,
                                    lambda c: family[c.path])
     print()

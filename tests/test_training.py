@@ -198,8 +198,8 @@ def test_training_needs_two_speakers_per_class(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("bad", [{"C": 0}, {"gamma": -1.0}, {"gamma": "big"},
                                  {"augment_copies": -1}, {"calibration_folds": 1},
-                                 {"calibration": "sometimes"}, {"deepfake_prior": 0.0},
-                                 {"deepfake_prior": 1.0}])
+                                 {"calibration": "sometimes"}, {"prior_deepfake": 0.0},
+                                 {"prior_deepfake": 1.0}])
 def test_train_settings_are_validated_on_construction(bad):
     with pytest.raises(TrainingError, match="invalid training settings"):
         TrainSettings(**bad)
@@ -324,7 +324,7 @@ def test_stored_settings_without_boosting_mean_an_svm_only_model():
     assert TrainSettings().boosting
     assert not TrainSettings.from_stored({"C": 3.0, "unknown": 1}).boosting
     assert TrainSettings.from_stored({"boosting": True, "C": 3.0}) == TrainSettings(
-        C=3.0, clip_view=0.0, deepfake_prior=0.5)
+        C=3.0, clip_view=0.0, prior_deepfake=0.5)
 
 
 def test_the_default_settings_are_the_bundled_models_recipe():
@@ -389,12 +389,12 @@ def test_platt_prior_shifts_only_the_intercept_by_the_prior_log_odds():
     assert -b / a > -b_even / a_even  # a lower prior raises the threshold
 
 
-def test_train_cli_deepfake_prior_moves_the_threshold(tiny_data, tmp_path, monkeypatch, capsys):
+def test_train_cli_prior_deepfake_moves_the_threshold(tiny_data, tmp_path, monkeypatch, capsys):
     from deepfake_audio.cli import main
 
     assert main(["train", str(tiny_data), "-o", str(tmp_path / "default"), "-q",
                  "--augment", "0", "--no-boosting", "--clip-view", "0"]) == 0
-    monkeypatch.setenv("DEEPFAKE_AUDIO_DEEPFAKE_PRIOR", "0.5")
+    monkeypatch.setenv("DEEPFAKE_AUDIO_PRIOR_DEEPFAKE", "0.5")
     assert main(["train", str(tiny_data), "-o", str(tmp_path / "even"), "-q",
                  "--augment", "0", "--no-boosting", "--clip-view", "0"]) == 0
     default, even = (ModelMetadata.from_dict(json.loads((tmp_path / name / "model.json")
@@ -406,8 +406,8 @@ def test_train_cli_deepfake_prior_moves_the_threshold(tiny_data, tmp_path, monke
     assert float(default.calibration.probability_deepfake(default.decision_threshold)) == \
         pytest.approx(0.5)
     assert main(["train", str(tiny_data), "-o", str(tmp_path / "bad"), "-q",
-                 "--deepfake-prior", "1"]) == 2
-    assert "deepfake_prior must be between 0 and 1" in capsys.readouterr().err
+                 "--prior-deepfake", "1"]) == 2
+    assert "prior_deepfake must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_training_calibrates_on_unseen_corpora_and_generators(two_corpora, tmp_path):
