@@ -117,7 +117,7 @@ def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
     """Calibration table: per probability bin, mean predicted vs. observed deepfake share.
 
     Clips are weighted so the fakes weigh ``prior_deepfake`` in all, matching the prior
-    the calibration assumes (see :func:`deepfake_audio.training.fit_platt`).
+    the calibration assumes (see :meth:`deepfake_audio.model.Calibration.fit`).
     """
     labels = np.asarray(labels, dtype=float)
     class_weight = np.where(labels == 1, prior_deepfake / max(labels.sum(), 1),

@@ -63,13 +63,32 @@ class Calibration:
     """Platt scaling of the file-level raw score: ``p(deepfake) = 1 / (1 + exp(a * raw + b))``.
 
     ``prior_deepfake`` is the share of synthetic recordings the probability assumes
-    (:func:`deepfake_audio.training.fit_platt`); it is already folded into ``b``.
+    (:meth:`fit`); it is already folded into ``b``.
     """
 
     a: float
     b: float
     method: str = "platt"
     prior_deepfake: float = 0.5
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, labels: np.ndarray,
+            prior_deepfake: float = 0.5) -> Calibration:
+        """Platt scaling of held-out ``scores`` (0 real / 1 deepfake ``labels``).
+
+        Fitted with both classes weighted equally, so the mix of real and fake in the
+        data does not leak in; then the prior odds ``prior_deepfake : 1 - prior_deepfake``
+        replace the even odds (Bayes' rule shifts only ``b``). With the default 0.5,
+        p = 0.5 sits where both error rates balance; a lower prior moves it towards fewer
+        false alarms.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=1e4, class_weight="balanced").fit(
+            np.asarray(scores).reshape(-1, 1), labels)
+        prior_log_odds = float(np.log(prior_deepfake / (1 - prior_deepfake)))
+        return cls(-float(lr.coef_[0, 0]), -float(lr.intercept_[0]) - prior_log_odds,
+                   prior_deepfake=prior_deepfake)
 
     def probability_deepfake(self, raw_score: np.ndarray | float) -> np.ndarray:
         z = np.clip(self.a * np.asarray(raw_score, dtype=np.float64) + self.b, -60, 60)

@@ -186,22 +186,6 @@ def clip_means(values: np.ndarray, clip_index: np.ndarray, n_clips: int) -> np.n
         return np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], np.nan)
 
 
-def fit_platt(scores: np.ndarray, labels: np.ndarray,
-              prior_deepfake: float = 0.5) -> tuple[float, float]:
-    """Platt scaling: ``p(deepfake) = 1 / (1 + exp(a * score + b))``.
-
-    Fitted with both classes weighted equally, so the training corpus's mix of real and
-    fake does not leak in; then the prior odds ``prior_deepfake : 1 - prior_deepfake``
-    replace the even odds (Bayes' rule shifts only ``b``). With the default 0.5, p = 0.5
-    sits where both error rates balance; a lower prior moves it towards fewer false alarms.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e4, class_weight="balanced").fit(scores.reshape(-1, 1), labels)
-    prior_log_odds = float(np.log(prior_deepfake / (1 - prior_deepfake)))
-    return -float(lr.coef_[0, 0]), -float(lr.intercept_[0]) - prior_log_odds
-
-
 def grouped_folds(clips: Sequence[Clip], n_folds: int, seed: int) -> np.ndarray:
     """Fold number per clip, speakers never split across folds, labels stratified."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -359,13 +343,14 @@ def train(
             clips, table, settings, folds, calibration_scores, oof,
             unseen=calibration_columns is not oof_columns, jobs=jobs, progress=progress)
     valid = ~np.isnan(calibration_scores)
-    a, b = fit_platt(calibration_scores[valid], labels[valid], settings.prior_deepfake)
-    if a >= 0:  # higher scores must mean "more likely deepfake", or the sign convention breaks
+    calibration = Calibration.fit(calibration_scores[valid], labels[valid],
+                                  settings.prior_deepfake)
+    # higher scores must mean "more likely deepfake", or the sign convention breaks
+    if calibration.a >= 0:
         raise TrainingError(
             "calibration failed: held-out scores do not separate real from fake clips"
         )
-    calibration = Calibration(a, b, prior_deepfake=settings.prior_deepfake)
-    threshold = -b / a  # where the calibrated probability crosses 0.5
+    threshold = calibration.raw_score_at(0.5)
     probabilities = calibration.probability_deepfake(calibration_scores[valid])
     reliability = reliability_bins(labels[valid], probabilities, settings.prior_deepfake)
     oof_valid = ~np.isnan(oof)
@@ -496,7 +481,7 @@ def leave_one_out(
 
 __all__ = [
     "AUGMENTATIONS", "CALIBRATIONS", "FeatureTable", "FittedModels", "TrainSettings",
-    "augment", "clip_means", "extract_dataset", "fit_models", "fit_platt", "fit_svm", "fused",
+    "augment", "clip_means", "extract_dataset", "fit_models", "fit_svm", "fused",
     "grouped_folds", "leave_one_out", "out_of_fold_scores", "row_weights", "train",
     "unseen_fold_scores", "unseen_scores",
 ]

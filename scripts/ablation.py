@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from deepfake_audio import feature_table, metrics, training  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.features import ALL_GROUPS, FeatureConfig, feature_names  # noqa: E402
+from deepfake_audio.model import Calibration  # noqa: E402
 
 VOCODERS = ("hifigan", "melgan", "wavegan", "bigvgan", "vocos", "istftnet", "waveglow")
 
@@ -86,8 +87,7 @@ def run_variant(name: str, spec: dict, clips: list[Clip], full: feature_table.Fe
     oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=False)
     unseen = training.unseen_scores(clips, table, settings, jobs=jobs, progress=False)
     unseen = np.where(np.isnan(unseen), oof, unseen)
-    a, b = training.fit_platt(unseen, labels)
-    threshold = -b / a  # as training.train() calibrates the bundled model
+    threshold = Calibration.fit(unseen, labels).raw_score_at(0.5)  # as training.train()
     families = metrics.per_group_table(clips, unseen, threshold, lambda c: c.family)
     vocoder_eers = [r["eer"] for r in families if "eer" in r and is_vocoder(r["group"])]
     real_mask = labels == 0

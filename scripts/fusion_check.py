@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from deepfake_audio import feature_table, metrics, training  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.evaluation import _model_settings  # noqa: E402
+from deepfake_audio.model import Calibration  # noqa: E402
 
 
 def fit_boosting(matrix: np.ndarray, labels: np.ndarray, settings: training.TrainSettings,
@@ -97,8 +98,8 @@ def figures(scores: np.ndarray, clips: list[Clip]) -> dict[str, float]:
     (Platt scaling fitted on them), plus the group-balanced EER and the clips scored."""
     labels = np.array([c.label for c in clips])
     ok = ~np.isnan(scores)
-    a, b = training.fit_platt(scores[ok], labels[ok])
-    summary = metrics.summarise(labels[ok], scores[ok], -b / a)
+    threshold = Calibration.fit(scores[ok], labels[ok]).raw_score_at(0.5)
+    summary = metrics.summarise(labels[ok], scores[ok], threshold)
     weights = metrics.group_balanced_weights([c for c, k in zip(clips, ok, strict=True) if k])
     return {**summary, "clips": float(ok.sum()),
             "balanced_eer": metrics.equal_error_rate(labels[ok], scores[ok], weights)[0]}

@@ -63,10 +63,9 @@ from fit_band import DEFAULT_COMPONENTS  # noqa: E402
 from fusion_check import report, standardised  # noqa: E402
 from window_fusion_check import clip_view_scores, window_components  # noqa: E402
 
-from deepfake_audio import training  # noqa: E402
 from deepfake_audio.audio import load_audio, probe, resample  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
-from deepfake_audio.model import load_model  # noqa: E402
+from deepfake_audio.model import Calibration, load_model  # noqa: E402
 
 RATE = 22_050
 N_FFT = 1024
@@ -205,8 +204,7 @@ def unseen_block_scores(clips: Sequence[Clip], x: np.ndarray) -> np.ndarray:
 
 def platt_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     """The threshold ``report`` uses for real->real and fake->fake."""
-    a, b = training.fit_platt(scores, labels)
-    return -b / a
+    return Calibration.fit(scores, labels).raw_score_at(0.5)
 
 
 def group_auc(own: np.ndarray, other: np.ndarray, label: int) -> float:

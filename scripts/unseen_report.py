@@ -26,7 +26,7 @@ from train_default import SETTINGS, read_family_table  # noqa: E402
 
 from deepfake_audio import evaluation, metrics  # noqa: E402
 from deepfake_audio.datasets import load_dataset  # noqa: E402
-from deepfake_audio.training import fit_platt  # noqa: E402
+from deepfake_audio.model import Calibration  # noqa: E402
 
 
 def main() -> int:
@@ -46,8 +46,9 @@ def main() -> int:
     table = read_family_table()
     family = {c.path: "genuine" if c.label == 0 else table[c.family] for c in clips}
     # The threshold the model would be calibrated to on these scores (as train() does).
-    a, b = fit_platt(report.scores, report.labels, SETTINGS.prior_deepfake)
-    rows = metrics.per_group_table(clips, np.asarray(report.scores), -b / a,
+    threshold = Calibration.fit(report.scores, report.labels,
+                                SETTINGS.prior_deepfake).raw_score_at(0.5)
+    rows = metrics.per_group_table(clips, np.asarray(report.scores), threshold,
                                    lambda c: family[c.path])
     print()
     print(metrics.format_table(rows, "source family (held out)"))

@@ -28,7 +28,6 @@ from deepfake_audio.training import (
     AUGMENTATIONS,
     TrainSettings,
     augment,
-    fit_platt,
     grouped_folds,
     leave_one_out,
     train,
@@ -375,18 +374,18 @@ def test_platt_prior_shifts_only_the_intercept_by_the_prior_log_odds():
     rng = np.random.default_rng(0)
     scores = np.concatenate([rng.normal(-1, 1, 300), rng.normal(1, 1, 200)])
     labels = np.repeat([0, 1], [300, 200])
-    a_even, b_even = fit_platt(scores, labels)
-    a, b = fit_platt(scores, labels, 0.2)
-    assert a == pytest.approx(a_even) and a < 0
+    even = Calibration.fit(scores, labels)
+    calibration = Calibration.fit(scores, labels, 0.2)
+    assert calibration.prior_deepfake == 0.2 and even.prior_deepfake == 0.5
+    assert calibration.a == pytest.approx(even.a) and calibration.a < 0
     # posterior odds = likelihood ratio x prior odds: 0.2 / 0.8 against 1 / 1
-    assert b - b_even == pytest.approx(np.log(4))
-    calibration = Calibration(a, b)
-    even = Calibration(a_even, b_even)
+    assert calibration.b - even.b == pytest.approx(np.log(4))
     for score in (-1.0, 0.0, 2.0):
         p = float(calibration.probability_deepfake(score))
         q = float(even.probability_deepfake(score))
         assert p / (1 - p) == pytest.approx(q / (1 - q) / 4)
-    assert -b / a > -b_even / a_even  # a lower prior raises the threshold
+    # a lower prior raises the threshold
+    assert calibration.raw_score_at(0.5) > even.raw_score_at(0.5)
 
 
 def test_train_cli_prior_deepfake_moves_the_threshold(tiny_data, tmp_path, monkeypatch, capsys):
