@@ -27,7 +27,7 @@ from .exceptions import ModelLoadError
 if TYPE_CHECKING:
     from .datasets import Clip
     from .feature_table import FeatureTable
-    from .training import TrainSettings
+    from .fitting import TrainSettings
 
 CLIP_VIEW_FILE = "clip_view.npz"
 
@@ -133,7 +133,7 @@ def view_settings(settings: TrainSettings) -> TrainSettings:
 def fit_view(clips: Sequence[Clip], table: FeatureTable,
              settings: TrainSettings) -> CompiledModel:
     """Fit the clip view's scaler and SVM on every clip; returned as arrays."""
-    from .training import fit_svm
+    from .fitting import fit_svm
 
     means = window_means(table, len(clips))
     labels = np.array([c.label for c in clips])[means.clip_index]
@@ -146,10 +146,10 @@ def held_out_view_scores(clips: Sequence[Clip], table: FeatureTable, settings: T
                          progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """The clip view's held-out scores: ``(calibration protocol, speaker folds)``.
 
-    With ``unseen`` the first are :func:`~deepfake_audio.training.unseen_scores` (the
+    With ``unseen`` the first are :func:`~deepfake_audio.held_out.unseen_scores` (the
     speaker-fold score where a group cannot be held out), else the speaker-fold scores.
     """
-    from .training import out_of_fold_scores, unseen_scores
+    from .held_out import out_of_fold_scores, unseen_scores
 
     means = window_means(table, len(clips))
     recipe = view_settings(settings)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import feature_table, metrics, training
+from . import feature_table, fitting, held_out, metrics
 from .boosting import Fusion
 from .clip_view import ClipView, view_settings, window_means
 from .datasets import Clip
@@ -142,7 +142,7 @@ class _Recipe:
     """What a held-out protocol retrains and thresholds with: the model's own settings."""
 
     config: FeatureConfig
-    settings: training.TrainSettings
+    settings: fitting.TrainSettings
     threshold: float
     fusion: Fusion | None
     clip_view: ClipView | None = None
@@ -152,7 +152,7 @@ def _model_settings(model_dir: str | Path | None, allow_unverified: bool) -> _Re
     from .model import load_model
 
     model = load_model(model_dir, allow_unverified=allow_unverified)
-    settings = training.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
+    settings = fitting.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
     return _Recipe(model.metadata.features, settings, model.metadata.decision_threshold,
                    model.metadata.fusion, model.metadata.clip_view)
 
@@ -192,7 +192,7 @@ def _held_out_scores(
         max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, progress=progress,
         cache_dir=cache_dir,
     )
-    folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
+    folds = held_out.grouped_folds(clips, settings.calibration_folds, settings.seed)
     raw = _protocol_scores(clips, table, settings, fusion, folds, protocol, jobs, progress)
     if recipe.clip_view is not None:  # the clip view held out the same way, then joined
         view = _protocol_scores(clips, window_means(table, len(clips)),
@@ -202,10 +202,10 @@ def _held_out_scores(
 
 
 def _protocol_scores(clips: Sequence[Clip], table: feature_table.FeatureTable,
-                     settings: training.TrainSettings, fusion: Fusion | None, folds: np.ndarray,
+                     settings: fitting.TrainSettings, fusion: Fusion | None, folds: np.ndarray,
                      protocol: str, jobs: int, progress: bool) -> np.ndarray:
     labels = np.array([c.label for c in clips])
-    raw = training.out_of_fold_scores(clips, table, settings, folds, fusion=fusion, jobs=jobs,
+    raw = held_out.out_of_fold_scores(clips, table, settings, folds, fusion=fusion, jobs=jobs,
                                       progress=progress)
     held_out_by: dict[str, tuple[Callable[[Clip], str], int]] = {
         "leave-one-generator-out": (lambda c: c.family, 1),
@@ -213,11 +213,11 @@ def _protocol_scores(clips: Sequence[Clip], table: feature_table.FeatureTable,
     }
     if protocol in held_out_by:
         key, label = held_out_by[protocol]
-        held = training.leave_one_out(clips, table, settings, key, label=label, fusion=fusion,
+        held = held_out.leave_one_out(clips, table, settings, key, label=label, fusion=fusion,
                                       jobs=jobs, progress=progress)
         raw[labels == label] = held[labels == label]
     elif protocol == "unseen":
-        held = training.unseen_scores(clips, table, settings, fusion=fusion, jobs=jobs,
+        held = held_out.unseen_scores(clips, table, settings, fusion=fusion, jobs=jobs,
                                       progress=progress)
         raw = np.where(np.isnan(held), raw, held)
     return raw
@@ -339,10 +339,10 @@ def unseen_window_components(
     jobs: int = 1,
     cache_dir: Path | None = None,
     progress: bool = True,
-    settings: training.TrainSettings | None = None,
+    settings: fitting.TrainSettings | None = None,
 ) -> WindowScores:
     """Like :func:`unseen_window_scores`, but each clip's windows are ``(n_windows, models)``:
-    one column per model of :meth:`training.FittedModels.components`, not fused.
+    one column per model of :meth:`fitting.FittedModels.components`, not fused.
 
     ``settings`` replaces the model's own training settings (to measure a recipe change).
     """
@@ -360,18 +360,18 @@ def unseen_window_components(
         delayed(_clip_windows)(clip, config) for clip in clips),
         total=len(clips), desc="all windows", unit="clip", disable=not progress))
     labels = np.array([c.label for c in clips])
-    weights = training.row_weights(clips, table, settings)
+    weights = fitting.row_weights(clips, table, settings)
     groups = [(label, name) for label, key in ((0, "corpus"), (1, "family"))
               for name in sorted({getattr(c, key) for c in clips if c.label == label})]
 
     def fold(label: int, name: str) -> tuple[list[int], list[np.ndarray]]:
-        # As training.leave_one_out holds out: every clip of the group leaves the training
+        # As held_out.leave_one_out holds out: every clip of the group leaves the training
         # table, so a genuine corpus goes with the fakes made from it (vocoded LJSpeech
         # with LJSpeech), as a corpus the model never met would.
         key = "corpus" if label == 0 else "family"
         held = np.array([getattr(c, key) == name for c in clips])
         keep = ~held[table.clip_index]
-        models = training.fit_models(table.matrix[keep], labels[table.clip_index[keep]],
+        models = fitting.fit_models(table.matrix[keep], labels[table.clip_index[keep]],
                                      settings, weights[keep])
         indices = [i for i in np.flatnonzero(held & (labels == label)).tolist()
                    if len(full[i][0])]
@@ -421,7 +421,7 @@ def fuse_windows(components: WindowScores, fusion: Fusion | None) -> WindowScore
     """One fused score per window from :func:`unseen_window_components`' columns."""
     return WindowScores(
         components.labels,
-        tuple(training.fused(w, fusion) if len(w) else np.zeros(0) for w in components.windows),
+        tuple(fitting.fused(w, fusion) if len(w) else np.zeros(0) for w in components.windows),
         components.spans)
 
 

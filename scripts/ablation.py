@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio import feature_table, fitting, held_out, metrics  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.features import ALL_GROUPS, FeatureConfig, feature_names  # noqa: E402
 from deepfake_audio.model import Calibration  # noqa: E402
@@ -66,7 +66,7 @@ def is_vocoder(family: str) -> bool:
 
 
 def run_variant(name: str, spec: dict, clips: list[Clip], full: feature_table.FeatureTable,
-                settings: training.TrainSettings, jobs: int, registry: set[Path]) -> dict:
+                settings: fitting.TrainSettings, jobs: int, registry: set[Path]) -> dict:
     config = replace(BASE_CONFIG, groups=tuple(spec["groups"]),
                      means=spec.get("means", "artefact"))
     all_names = feature_names(FULL_CONFIG)
@@ -83,9 +83,9 @@ def run_variant(name: str, spec: dict, clips: list[Clip], full: feature_table.Fe
     settings = replace(settings, balance=spec.get("balance", settings.balance),
                        C=spec.get("C", settings.C), gamma=spec.get("gamma", settings.gamma))
     labels = np.array([c.label for c in clips])
-    folds = training.grouped_folds(clips, settings.calibration_folds, settings.seed)
-    oof = training.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=False)
-    unseen = training.unseen_scores(clips, table, settings, jobs=jobs, progress=False)
+    folds = held_out.grouped_folds(clips, settings.calibration_folds, settings.seed)
+    oof = held_out.out_of_fold_scores(clips, table, settings, folds, jobs=jobs, progress=False)
+    unseen = held_out.unseen_scores(clips, table, settings, jobs=jobs, progress=False)
     unseen = np.where(np.isnan(unseen), oof, unseen)
     threshold = Calibration.fit(unseen, labels).raw_score_at(0.5)  # as training.train()
     families = metrics.per_group_table(clips, unseen, threshold, lambda c: c.family)
@@ -130,7 +130,7 @@ def main() -> int:
         clips += extra
     registry = {c.path for c in extra}
     # default-2026.11.2's recipe, which the variants depart from.
-    settings = training.TrainSettings(C=10.0, gamma=0.001, augment_copies=1, max_windows=6)
+    settings = fitting.TrainSettings(C=10.0, gamma=0.001, augment_copies=1, max_windows=6)
     started = time.time()
     full = feature_table.extract_dataset(clips, FULL_CONFIG, augment_copies=settings.augment_copies,
                                     max_windows=settings.max_windows, seed=settings.seed,

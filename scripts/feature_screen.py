@@ -6,7 +6,7 @@
     python scripts/feature_screen.py --data ../shared/data --candidates    # ~8 min
 
 Genuine clips are scored by SVMs trained without their corpus (and the fakes made from
-it), fakes by SVMs trained without their generator family (``training.unseen_scores``).
+it), fakes by SVMs trained without their generator family (``held_out.unseen_scores``).
 Rows: the bundled recipe's blocks without the two added in ``default-2026.11.6``, with
 each of them, and with both:
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from candidate_blocks import BLOCKS  # noqa: E402
 from fusion_check import standardised  # noqa: E402
 
-from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio import feature_table, fitting, held_out, metrics  # noqa: E402
 from deepfake_audio.audio import load_audio  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.exceptions import InputError  # noqa: E402
@@ -129,11 +129,11 @@ def main() -> int:
         config = FeatureConfig(means="artefact", shape_groups=("mfcc",), modulation=True,
                                window_s=0.0, hop_s=0.0)
         # C 10: the recipe these screens were first run with (default-2026.11.7)
-        settings = training.TrainSettings(C=10.0, gamma="scale", augment_copies=0, max_windows=0,
+        settings = fitting.TrainSettings(C=10.0, gamma="scale", augment_copies=0, max_windows=0,
                                           balance=False, boosting=False)
     else:
         config = FULL
-        settings = training.TrainSettings(C=10.0, gamma=0.001, augment_copies=1, max_windows=6,
+        settings = fitting.TrainSettings(C=10.0, gamma=0.001, augment_copies=1, max_windows=6,
                                           boosting=False)
     table = feature_table.extract_dataset(
         clips, config, augment_copies=settings.augment_copies, max_windows=settings.max_windows,
@@ -145,10 +145,10 @@ def main() -> int:
           f" {'seconds':>8s}")
 
     def row(name: str, matrix: np.ndarray,
-            recipe: training.TrainSettings = settings) -> np.ndarray:
+            recipe: fitting.TrainSettings = settings) -> np.ndarray:
         started = time.perf_counter()
         sliced = feature_table.FeatureTable(matrix, table.clip_index, table.augmented)
-        scores = training.unseen_scores(clips, sliced, recipe, jobs=args.jobs,
+        scores = held_out.unseen_scores(clips, sliced, recipe, jobs=args.jobs,
                                         progress=False)
         show(name, matrix.shape[1], scores, time.perf_counter() - started)
         return scores

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio import feature_table, fitting, held_out, metrics  # noqa: E402
 from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
 from deepfake_audio.evaluation import (  # noqa: E402
@@ -89,12 +89,12 @@ def clip_view_scores(model: LoadedModel, data: list[str], paths: list[str], jobs
                      cache: Path) -> np.ndarray:
     """The clip view's held-out scores (unseen protocol, as training calibrates) for ``paths``."""
     clips = load_datasets(data)
-    settings = training.TrainSettings.from_stored(model.metadata.training["settings"])
+    settings = fitting.TrainSettings.from_stored(model.metadata.training["settings"])
     table = feature_table.extract_dataset(
         clips, model.metadata.features, augment_copies=settings.augment_copies,
         max_windows=settings.max_windows, seed=settings.seed, jobs=jobs, cache_dir=cache,
         progress=False)
-    view = training.unseen_scores(clips, window_means(table, len(clips)),
+    view = held_out.unseen_scores(clips, window_means(table, len(clips)),
                                   view_settings(settings), jobs=jobs, progress=False)
     by_path = {str(c.path): float(v) for c, v in zip(clips, view, strict=True)}
     return np.array([by_path.get(path, np.nan) for path in paths])

@@ -37,15 +37,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio import feature_table, fitting, held_out, metrics  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
 from deepfake_audio.evaluation import _model_settings  # noqa: E402
 from deepfake_audio.model import Calibration  # noqa: E402
 
 
-def fit_boosting(matrix: np.ndarray, labels: np.ndarray, settings: training.TrainSettings,
+def fit_boosting(matrix: np.ndarray, labels: np.ndarray, settings: fitting.TrainSettings,
                  weights: np.ndarray | None = None) -> tuple[Any, Any]:
-    """Drop-in for :func:`training.fit_svm` (``decision_function`` is positive for fakes)."""
+    """Drop-in for :func:`fitting.fit_svm` (``decision_function`` is positive for fakes)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.preprocessing import StandardScaler
 
@@ -69,9 +69,9 @@ class GmmRatio:
         return np.asarray(self.fake.score_samples(x) - self.real.score_samples(x))
 
 
-def fit_gmm(matrix: np.ndarray, labels: np.ndarray, settings: training.TrainSettings,
+def fit_gmm(matrix: np.ndarray, labels: np.ndarray, settings: fitting.TrainSettings,
             weights: np.ndarray | None = None) -> tuple[GmmRatio, Any]:
-    """Drop-in for :func:`training.fit_svm` (mixtures take no sample weights)."""
+    """Drop-in for :func:`fitting.fit_svm` (mixtures take no sample weights)."""
     from sklearn.mixture import GaussianMixture
     from sklearn.preprocessing import StandardScaler
 
@@ -134,17 +134,17 @@ def main() -> int:
         seed=settings.seed, jobs=2, cache_dir=Path(args.cache), progress=False)
     args.out.mkdir(parents=True, exist_ok=True)
     svm = cached(args.out / "fusion-svm-unseen.npy",
-                 lambda: training.unseen_scores(clips, table, settings, jobs=2, progress=False))
-    # The fold loop calls training.fit_svm; jobs=1 keeps the swap in this process.
-    training.fit_svm = fit_boosting
+                 lambda: held_out.unseen_scores(clips, table, settings, jobs=2, progress=False))
+    # The fold loop calls fitting.fit_svm; jobs=1 keeps the swap in this process.
+    fitting.fit_svm = fit_boosting
     boosting = cached(args.out / "fusion-hgb-unseen.npy",
-                      lambda: training.unseen_scores(clips, table, settings, jobs=1,
+                      lambda: held_out.unseen_scores(clips, table, settings, jobs=1,
                                                      progress=False))
     gmm = None
     if args.gmm:
-        training.fit_svm = fit_gmm
+        fitting.fit_svm = fit_gmm
         gmm = cached(args.out / "fusion-gmm-unseen.npy",
-                     lambda: training.unseen_scores(clips, table, settings, jobs=1,
+                     lambda: held_out.unseen_scores(clips, table, settings, jobs=1,
                                                     progress=False))
     print(f"unseen protocol on {len(clips)} clips, bundled model's features and settings")
     print(f"{'scores':30s} {'clips':>5s} {'EER':>7s} {'balanced':>9s} {'ROC-AUC':>8s}"

@@ -3,7 +3,7 @@
 The bundled model was trained on the whole corpus, so its scores on corpus clips
 are in-sample and too confident. The fusion (``scripts/fit_speaker.py``) is fitted
 on scores closer to what a deployed model meets: 5-fold cross-validation grouped
-by genuine corpus and by generator family (``training.unseen_fold_scores``), so each
+by genuine corpus and by generator family (``held_out.unseen_fold_scores``), so each
 genuine clip is scored by a model that never saw its corpus nor the fakes made from it,
 and each synthetic clip by one that never saw its generator family (the ``unseen``
 protocol's idea in 5 fits instead of one per group). Writes ``{path relative to DATA:
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout, not whichever is installed
 
-from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio import feature_table, fitting, held_out, metrics  # noqa: E402
 from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import load_dataset  # noqa: E402
 from deepfake_audio.model import load_model  # noqa: E402
@@ -41,17 +41,17 @@ def main() -> None:
 
     clips = load_dataset(args.data)
     model = load_model(None)
-    settings = training.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
+    settings = fitting.TrainSettings.from_stored(model.metadata.training.get("settings", {}))
     table = feature_table.extract_dataset(
         clips, model.metadata.features, augment_copies=settings.augment_copies,
         max_windows=settings.max_windows, seed=settings.seed, jobs=args.jobs,
         cache_dir=args.cache,
     )
     labels = np.array([c.label for c in clips])
-    raw = training.unseen_fold_scores(clips, table, settings, 5, fusion=model.metadata.fusion,
+    raw = held_out.unseen_fold_scores(clips, table, settings, 5, fusion=model.metadata.fusion,
                                       jobs=args.jobs)
     if model.metadata.clip_view is not None:  # held out the same way, then joined
-        view = training.unseen_fold_scores(clips, window_means(table, len(clips)),
+        view = held_out.unseen_fold_scores(clips, window_means(table, len(clips)),
                                            view_settings(settings), 5, jobs=args.jobs)
         raw = model.metadata.clip_view.combine(raw, view)
     root = args.data if args.data.is_dir() else args.data.parent

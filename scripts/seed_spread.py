@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fit_band import load_components, save_components  # noqa: E402
 from fusion_check import figures  # noqa: E402
 
-from deepfake_audio import training  # noqa: E402
+from deepfake_audio import fitting  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
 from deepfake_audio.datasets import load_datasets  # noqa: E402
 from deepfake_audio.evaluation import unseen_window_components  # noqa: E402
@@ -48,7 +48,7 @@ COLUMNS = ("eer", "balanced_eer", "roc_auc", "real_called_real", "fake_called_fa
 
 def clip_scores(windows: list[np.ndarray], fusion: Fusion | None) -> np.ndarray:
     """Each clip's mean fused window score (NaN for clips without scored windows)."""
-    return np.array([float(np.mean(training.fused(w, fusion))) if len(w) else np.nan
+    return np.array([float(np.mean(fitting.fused(w, fusion))) if len(w) else np.nan
                      for w in windows])
 
 
@@ -70,7 +70,7 @@ def main() -> int:
 
     clips = load_datasets([args.data])
     model = load_model(args.model)
-    base = training.TrainSettings.from_stored(model.metadata.training["settings"])
+    base = fitting.TrainSettings.from_stored(model.metadata.training["settings"])
     runs: list[list[np.ndarray]] = []
     for seed in args.seeds:
         path = args.out / f"seed-{seed}-components.npz"

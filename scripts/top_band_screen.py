@@ -28,7 +28,7 @@ frames whose top band sits at the log floor, so it does not separate the upsampl
 LibriSpeech copies (-101 to -76 dB on the loud frames) from recorded bands; 65 dB leaves a
 10 dB margin to the least-empty copy. Gate counts at other thresholds are printed too.
 
-The block is scored under the project's unseen protocol (as ``training.leave_one_out``
+The block is scored under the project's unseen protocol (as ``held_out.leave_one_out``
 holds groups out: a genuine corpus with every clip of that corpus, a fake family) by
 StandardScaler + ``SVC(C=10, gamma="scale", class_weight="balanced")``, and averaged with
 the bundled model's held-out scores (its window models' every-window scores from
@@ -183,7 +183,7 @@ def fit_block_svm(x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def unseen_block_scores(clips: Sequence[Clip], x: np.ndarray) -> np.ndarray:
-    """Held-out block scores; groups held out as ``training.leave_one_out`` does.
+    """Held-out block scores; groups held out as ``held_out.leave_one_out`` does.
 
     A genuine corpus is held out with every clip of that corpus (fakes made from it too);
     a fake family with its fakes. Each fold model scores only the group's own label.

@@ -21,7 +21,7 @@ written there).
 ``--clip-view`` adds a second view of each clip, not part of the bundled model: an RBF SVM
 (gamma "scale", no augmentation, no balancing) on the *mean* of the clip's sampled window
 feature vectors (the training windows of the bundled recipe, from ``--features``), under
-the same unseen protocol (``training.unseen_scores``), alone and averaged with the bundled
+the same unseen protocol (``held_out.unseen_scores``), alone and averaged with the bundled
 fusion's every-window scores (both standardised over the clips, no labels used). With
 ``--all-windows`` the mean is over every window of the clip, unaugmented, as a detector
 would compute it.
@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fit_band import DEFAULT_COMPONENTS, load_components, save_components  # noqa: E402
 from fusion_check import report, standardised  # noqa: E402
 
-from deepfake_audio import feature_table, metrics, training  # noqa: E402
+from deepfake_audio import feature_table, fitting, held_out, metrics  # noqa: E402
 from deepfake_audio.boosting import Fusion  # noqa: E402
 from deepfake_audio.clip_view import view_settings, window_means  # noqa: E402
 from deepfake_audio.datasets import Clip, load_dataset  # noqa: E402
@@ -67,7 +67,7 @@ def window_components(clips: list[Clip], cache: Path, jobs: int,
     settings = None
     if svm_c is not None:
         stored = load_model().metadata.training["settings"]
-        settings = replace(training.TrainSettings.from_stored(stored), C=svm_c)
+        settings = replace(fitting.TrainSettings.from_stored(stored), C=svm_c)
     scored = unseen_window_components(clips, jobs=jobs, progress=False, settings=settings,
                                       cache_dir=ROOT / "build" / "feature-cache")
     save_components(cache, scored.windows)
@@ -78,12 +78,12 @@ def clip_view_scores(clips: list[Clip], features: Path, jobs: int,
                      all_windows: bool) -> np.ndarray:
     """Unseen-protocol scores of an SVM on each clip's mean window features."""
     metadata = load_model().metadata
-    settings = training.TrainSettings.from_stored(metadata.training["settings"])
+    settings = fitting.TrainSettings.from_stored(metadata.training["settings"])
     table = feature_table.extract_dataset(
         clips, metadata.features, augment_copies=0 if all_windows else settings.augment_copies,
         max_windows=0 if all_windows else settings.max_windows, seed=settings.seed, jobs=jobs,
         cache_dir=features, progress=False)
-    return training.unseen_scores(clips, window_means(table, len(clips)),
+    return held_out.unseen_scores(clips, window_means(table, len(clips)),
                                   view_settings(settings), jobs=jobs, progress=False)
 
 

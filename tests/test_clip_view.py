@@ -115,7 +115,7 @@ def test_held_out_protocols_hold_the_view_out_too(view_model, two_corpora, tmp_p
 
     from deepfake_audio.clip_view import view_settings
     from deepfake_audio.evaluation import evaluate
-    from deepfake_audio.training import unseen_scores
+    from deepfake_audio.held_out import unseen_scores
 
     directory, metadata = view_model
     assert metadata.clip_view is not None

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from deepfake_audio import Detector
+from deepfake_audio.augment import AUGMENTATIONS, augment
 from deepfake_audio.clip_view import CLIP_VIEW_FILE
 from deepfake_audio.datasets import Clip, load_dataset
 from deepfake_audio.exceptions import DatasetError, TrainingError
 from deepfake_audio.features import FeatureConfig
+from deepfake_audio.held_out import grouped_folds, leave_one_out, unseen_scores
 from deepfake_audio.metrics import (
     equal_error_rate,
     group_balanced_weights,
@@ -24,15 +26,7 @@ from deepfake_audio.metrics import (
     source_label_key,
 )
 from deepfake_audio.model import Calibration, ModelMetadata
-from deepfake_audio.training import (
-    AUGMENTATIONS,
-    TrainSettings,
-    augment,
-    grouped_folds,
-    leave_one_out,
-    train,
-    unseen_scores,
-)
+from deepfake_audio.training import TrainSettings, train
 
 RATES = (16000, 22050, 44100, 8000)
 
@@ -471,7 +465,7 @@ def test_unseen_fold_scores_keep_held_out_corpora_and_their_fakes_out_of_trainin
         tiny_data, monkeypatch):
     """The k-fold unseen protocol (speaker-fusion fit): a fold's model never saw its genuine
     corpora, the fakes made from them, or its generator families; every clip is scored once."""
-    from deepfake_audio import training
+    from deepfake_audio import held_out
     from deepfake_audio.feature_table import extract_dataset
 
     # Four corpora and four families; each fake was made from the next speaker's corpus.
@@ -484,15 +478,15 @@ def test_unseen_fold_scores_keep_held_out_corpora_and_their_fakes_out_of_trainin
     families = np.array([c.family for c in clips])
     labels = np.array([c.label for c in clips])
     folds: list[tuple[np.ndarray, np.ndarray]] = []
-    fit_and_score = training._fit_and_score
+    fit_and_score = held_out._fit_and_score
 
     def spy(table, labels, weights, settings, train_rows, test_rows, n_clips):
         folds.append((np.unique(table.clip_index[train_rows]),
                       np.unique(table.clip_index[test_rows])))
         return fit_and_score(table, labels, weights, settings, train_rows, test_rows, n_clips)
 
-    monkeypatch.setattr(training, "_fit_and_score", spy)
-    scores = training.unseen_fold_scores(clips, table, settings, 4, progress=False)
+    monkeypatch.setattr(held_out, "_fit_and_score", spy)
+    scores = held_out.unseen_fold_scores(clips, table, settings, 4, progress=False)
     assert scores.shape == (len(clips), 2) and not np.isnan(scores).any()
     scored = np.concatenate([test for _, test in folds])
     assert sorted(scored.tolist()) == list(range(len(clips)))  # each clip exactly once
