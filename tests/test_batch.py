@@ -230,12 +230,14 @@ def test_cli_resumes_an_interrupted_run(cluster, archive, cli_env, tmp_path, suf
     for _attempt in range(3):
         proc = _cli(*args, env=cli_env)
         _wait_for_rows(growing, 4, proc)  # the first (small) task's rows
-        proc.send_signal(how)  # SIGKILL: the client crashes; SIGINT: Ctrl-C
-        proc.communicate(timeout=60)
+        # Frozen workers finish no task between the rows seen and the signal landing.
+        with cluster.paused():
+            proc.send_signal(how)  # SIGKILL: the client crashes; SIGINT: Ctrl-C
+            proc.communicate(timeout=60)
         before = list(batch_output.read_rows(out))
         if len(before) < N_FILES // 2 + 1:
             break
-        # On a loaded machine the scan can finish before the signal lands: start over.
+        # On a loaded machine the scan can finish before the rows are seen: start over.
         out.unlink()
     assert 4 <= len(before) < N_FILES // 2 + 1, "the run was not interrupted"
     if how == signal.SIGINT:

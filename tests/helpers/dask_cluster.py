@@ -8,11 +8,14 @@ own group, as separately started services are). Workers run without a nanny, so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from distributed import Client
@@ -58,6 +61,19 @@ class DaskCluster:
 
     def wait_for_workers(self, n: int) -> None:
         self.client.wait_for_workers(n, timeout=120)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freeze every live worker (SIGSTOP) inside the block: no task finishes there."""
+        live = [proc for proc in self.workers.values() if proc.poll() is None]
+        for proc in live:
+            proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for proc in live:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
 
     def address_of(self, name: str) -> str:
         return next(addr for addr, info in self.client.scheduler_info()["workers"].items()
