@@ -1,7 +1,8 @@
 """Training-time augmentation: channel and codec perturbations of a clip.
 
-Used by :mod:`deepfake_audio.training` so the model cannot key on one corpus's
-recording chain. Every codec comes from the libsndfile inside ``soundfile``.
+Used by :mod:`deepfake_audio.feature_table` for the augmented training copies, so the
+model cannot key on one corpus's recording chain. Every codec comes from the libsndfile
+inside ``soundfile``.
 """
 
 from __future__ import annotations
