@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.audio import FAKE_CLIP, REAL_CLIP, AudioGen
+from tests.helpers.tiny_dataset import split_in_two_corpora, write_tiny_dataset
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +57,17 @@ def cli_commands() -> dict[str, list[str]]:
     if script.is_file():
         commands["script"] = [str(script)]
     return commands
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, gen) -> Path:
+    """12 noise-like "real" and 12 tone-like "fake" clips, 4 speakers each, with a manifest."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_data"), gen)
+
+
+@pytest.fixture(scope="session")
+def two_corpora(tiny_data):
+    """The tiny data split into two genuine corpora and two generators (by speaker)."""
+    from deepfake_audio.datasets import load_dataset
+
+    return split_in_two_corpora(load_dataset(tiny_data))

@@ -16,13 +16,12 @@ from deepfake_audio.feature_table import extract_dataset
 from deepfake_audio.features import FeatureConfig, extract
 from deepfake_audio.model import METADATA_FILE, load_model
 from deepfake_audio.training import TrainSettings, train
-from tests.test_training import tiny_data, two_corpora  # noqa: F401  (fixtures)
 
 SETTINGS = TrainSettings(augment_copies=0, calibration_folds=3, clip_view=0.35)
 
 
 @pytest.fixture(scope="module")
-def view_model(two_corpora, tmp_path_factory):  # noqa: F811
+def view_model(two_corpora, tmp_path_factory):
     out = tmp_path_factory.mktemp("clip_view") / "model"
     metadata = train(two_corpora, out, settings=SETTINGS, progress=False, model_id="view-test")
     return out, metadata
@@ -39,7 +38,7 @@ def test_training_stores_the_rule_and_hashed_arrays(view_model):
         assert loaded.clip_view is not None and loaded.metadata.clip_view == metadata.clip_view
 
 
-def test_view_arrays_equal_scikit_learn(two_corpora):  # noqa: F811
+def test_view_arrays_equal_scikit_learn(two_corpora):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
@@ -58,7 +57,7 @@ def test_view_arrays_equal_scikit_learn(two_corpora):  # noqa: F811
     np.testing.assert_allclose(means.matrix[0], first, rtol=1e-6)
 
 
-def test_detector_raw_score_joins_the_window_mean_and_the_view(view_model, two_corpora):  # noqa: F811
+def test_detector_raw_score_joins_the_window_mean_and_the_view(view_model, two_corpora):
     directory, metadata = view_model
     detector = Detector(directory, speech_gate=False)
     model = load_model(directory)
@@ -99,7 +98,7 @@ def test_rule_keeps_window_units_and_round_trips():
         ClipView(1.5, 0.0, 1.0, 0.0, 1.0)
 
 
-def test_models_without_a_view_score_the_window_mean(tiny_data, tmp_path):  # noqa: F811
+def test_models_without_a_view_score_the_window_mean(tiny_data, tmp_path):
     clips = load_dataset(tiny_data)
     train(clips, tmp_path / "m", progress=False,
           settings=TrainSettings(augment_copies=0, calibration_folds=3, clip_view=0.0))
@@ -109,7 +108,7 @@ def test_models_without_a_view_score_the_window_mean(tiny_data, tmp_path):  # no
     assert model.clip_raw_score(0.25, np.ones(3)) == 0.25
 
 
-def test_held_out_protocols_hold_the_view_out_too(view_model, two_corpora, tmp_path):  # noqa: F811
+def test_held_out_protocols_hold_the_view_out_too(view_model, two_corpora, tmp_path):
     """``evaluate --protocol unseen`` retrains the clip view per fold and joins it."""
     import shutil
 

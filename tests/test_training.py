@@ -18,7 +18,7 @@ from deepfake_audio.clip_view import CLIP_VIEW_FILE
 from deepfake_audio.datasets import Clip, load_dataset
 from deepfake_audio.exceptions import DatasetError, TrainingError
 from deepfake_audio.features import FeatureConfig
-from deepfake_audio.held_out import grouped_folds, leave_one_out, unseen_scores
+from deepfake_audio.held_out import unseen_scores
 from deepfake_audio.metrics import (
     equal_error_rate,
     group_balanced_weights,
@@ -27,37 +27,7 @@ from deepfake_audio.metrics import (
 )
 from deepfake_audio.model import Calibration, ModelMetadata
 from deepfake_audio.training import TrainSettings, train
-
-RATES = (16000, 22050, 44100, 8000)
-
-
-def _real(gen, i: int, sr: int) -> np.ndarray:
-    return gen.noise(sr, 2.0, seed=100 + i)
-
-
-def _fake(gen, i: int, sr: int) -> np.ndarray:
-    return gen.synthetic_voice(sr, 2.0, seed=200 + i, f0=110.0 + 15 * (i % 12))
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory, gen):
-    """12 noise-like "real" and 12 tone-like "fake" clips, 4 speakers each, with a manifest."""
-    root = tmp_path_factory.mktemp("tiny_data")
-    rows = []
-    for i in range(12):
-        sr = RATES[(i + i // 4) % len(RATES)]  # every speaker spans three rates
-        speaker = f"spk{i % 4}"
-        for label, make, source, generator in (("real", _real, "noisecorpus", "human"),
-                                               ("fake", _fake, "tonecorpus", "harmonic")):
-            rel = f"{label}/{speaker}/{label}{i:02d}.{'flac' if i % 2 else 'wav'}"
-            gen.write(root / rel, make(gen, i, sr), sr)
-            rows.append({"path": rel, "label": label, "source": source,
-                         "generator": generator, "speaker": f"{label}-{speaker}"})
-    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+from tests.helpers.tiny_dataset import RATES, fake_samples, real_samples
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +130,8 @@ def test_trained_model_separates_unseen_clips(tiny_model, gen):
     detector = Detector(tiny_model[0], speech_gate=False)  # noise vs tones: no speech
     for i in range(12, 20):  # new seeds, same families and rates as the training clips
         sr = RATES[i % len(RATES)]
-        real = detector.analyze((_real(gen, i, sr), sr))
-        fake = detector.analyze((_fake(gen, i, sr), sr))
+        real = detector.analyze((real_samples(gen, i, sr), sr))
+        fake = detector.analyze((fake_samples(gen, i, sr), sr))
         assert real.classification == "real", real
         assert fake.classification == "deepfake", fake
         assert fake.raw_score > real.raw_score
@@ -220,15 +190,6 @@ def test_train_cli_maps_data_errors_to_exit_2(tiny_data, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def test_small_datasets_get_fewer_calibration_folds(tiny_data):
-    clips = [c for c in load_dataset(tiny_data) if c.speaker[-1] in "012"]  # 3 speakers/class
-    folds = grouped_folds(clips, 5, seed=0)
-    assert sorted(set(folds.tolist())) == [0, 1, 2]
-    for fold in range(3):
-        members = [c for c, f in zip(clips, folds, strict=True) if f == fold]
-        assert {c.label for c in members} == {0, 1}
-
-
 def test_evaluate_cli_prints_eer(tiny_data, tiny_model, cli_commands, cli_env, tmp_path):
     report = tmp_path / "report.json"
     proc = subprocess.run(
@@ -268,49 +229,6 @@ def test_evaluate_returns_a_report(tiny_data, tiny_model):
     assert set(report.to_dict()) == {"protocol", "model", "summary", "per_generator",
                                      "per_source"}
     assert report.summary["eer"] == equal_error_rate(report.labels, report.scores)[0]
-
-
-@pytest.fixture(scope="module")
-def two_corpora(tiny_data):
-    """The tiny data split into two genuine corpora and two generators (by speaker)."""
-    clips = load_dataset(tiny_data)
-    return [Clip(c.path, c.label, f"{c.source}-{'ab'[int(c.speaker[-1]) // 2]}",
-                 f"{c.generator}-{'ab'[int(c.speaker[-1]) // 2]}" if c.label else c.generator,
-                 c.speaker) for c in clips]
-
-
-def test_unseen_scores_hold_out_corpus_for_real_and_generator_for_fake(two_corpora):
-    from deepfake_audio.feature_table import extract_dataset
-
-    settings = TrainSettings(augment_copies=0)
-    table = extract_dataset(two_corpora, FeatureConfig(), max_windows=settings.max_windows,
-                            progress=False)
-    labels = np.array([c.label for c in two_corpora])
-    scores = unseen_scores(two_corpora, table, settings, progress=False)
-    by_corpus = leave_one_out(two_corpora, table, settings, lambda c: c.corpus, label=0,
-                              progress=False)
-    by_generator = leave_one_out(two_corpora, table, settings, lambda c: c.family, label=1,
-                                 progress=False)
-    assert not np.isnan(scores).any()
-    np.testing.assert_allclose(scores[labels == 0], by_corpus[labels == 0])
-    np.testing.assert_allclose(scores[labels == 1], by_generator[labels == 1])
-
-
-def test_boosting_adds_a_column_beside_the_unchanged_svm(two_corpora):
-    from deepfake_audio.boosting import Fusion
-    from deepfake_audio.feature_table import extract_dataset
-
-    plain_settings = TrainSettings(augment_copies=0, boosting=False)
-    table = extract_dataset(two_corpora, FeatureConfig(), max_windows=6, progress=False)
-    plain = unseen_scores(two_corpora, table, plain_settings, progress=False)
-    both = unseen_scores(two_corpora, table, TrainSettings(augment_copies=0), progress=False)
-    assert plain.shape == (24,) and both.shape == (24, 2)
-    np.testing.assert_allclose(both[:, 0], plain)
-    assert not np.allclose(both[:, 1], plain)
-    fusion = Fusion.fit(both[:, 0], both[:, 1])
-    np.testing.assert_allclose(
-        unseen_scores(two_corpora, table, TrainSettings(augment_copies=0), fusion=fusion,
-                      progress=False), fusion.combine(both[:, 0], both[:, 1]))
 
 
 def test_stored_settings_without_boosting_mean_an_svm_only_model():
@@ -459,44 +377,6 @@ def test_unseen_window_components_hold_out_a_corpus_with_its_fakes(two_corpora, 
     np.testing.assert_allclose(changed_means, unseen_scores(clips, table, tighter,
                                                             progress=False), rtol=1e-9, atol=1e-9)
     assert not np.allclose(changed_means[:, 0], means[:, 0])
-
-
-def test_unseen_fold_scores_keep_held_out_corpora_and_their_fakes_out_of_training(
-        tiny_data, monkeypatch):
-    """The k-fold unseen protocol (speaker-fusion fit): a fold's model never saw its genuine
-    corpora, the fakes made from them, or its generator families; every clip is scored once."""
-    from deepfake_audio import held_out
-    from deepfake_audio.feature_table import extract_dataset
-
-    # Four corpora and four families; each fake was made from the next speaker's corpus.
-    clips = [Clip(c.path, c.label, f"corpus{(int(c.speaker[-1]) + c.label) % 4}",
-                  f"gen{c.speaker[-1]}" if c.label else "human", c.speaker)
-             for c in load_dataset(tiny_data)]
-    settings = TrainSettings(augment_copies=0)
-    table = extract_dataset(clips, FeatureConfig(), max_windows=2, progress=False)
-    corpora = np.array([c.corpus for c in clips])
-    families = np.array([c.family for c in clips])
-    labels = np.array([c.label for c in clips])
-    folds: list[tuple[np.ndarray, np.ndarray]] = []
-    fit_and_score = held_out._fit_and_score
-
-    def spy(table, labels, weights, settings, train_rows, test_rows, n_clips):
-        folds.append((np.unique(table.clip_index[train_rows]),
-                      np.unique(table.clip_index[test_rows])))
-        return fit_and_score(table, labels, weights, settings, train_rows, test_rows, n_clips)
-
-    monkeypatch.setattr(held_out, "_fit_and_score", spy)
-    scores = held_out.unseen_fold_scores(clips, table, settings, 4, progress=False)
-    assert scores.shape == (len(clips), 2) and not np.isnan(scores).any()
-    scored = np.concatenate([test for _, test in folds])
-    assert sorted(scored.tolist()) == list(range(len(clips)))  # each clip exactly once
-    for train_clips, test_clips in folds:
-        held_corpora = set(corpora[test_clips][labels[test_clips] == 0])
-        held_families = set(families[test_clips][labels[test_clips] == 1])
-        assert held_corpora or held_families
-        assert not held_corpora & set(corpora[train_clips])  # fakes of those corpora too
-        assert not held_families & set(families[train_clips])
-        assert {0, 1} <= set(labels[train_clips])
 
 
 def test_training_without_two_corpora_falls_back_to_speaker_cv(tiny_model):
