@@ -80,6 +80,11 @@ def _held_out_scores(clips: Sequence[Clip], table: FeatureTable, settings: Train
     return scores
 
 
+def _fused_if_given(columns: np.ndarray, fusion: Fusion | None) -> np.ndarray:
+    """One score per clip; the ``(n_clips, 2)`` columns themselves when no fusion is given."""
+    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
+
+
 def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings,
                        folds: np.ndarray, *, fusion: Fusion | None = None, jobs: int = 1,
                        progress: bool = True) -> np.ndarray:
@@ -91,7 +96,7 @@ def out_of_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: Tra
     masks = [folds == k for k in sorted(set(folds.tolist()))]
     columns = _held_out_scores(clips, table, settings, masks, "cross-validation", jobs,
                                progress)
-    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
+    return _fused_if_given(columns, fusion)
 
 
 def unseen_scores(clips: Sequence[Clip], table: FeatureTable, settings: TrainSettings, *,
@@ -136,7 +141,7 @@ def unseen_fold_scores(clips: Sequence[Clip], table: FeatureTable, settings: Tra
         scored.append((genuine & (labels == 0)) | fake)
     columns = _held_out_scores(clips, table, settings, held_out, "unseen folds", jobs, progress,
                                scored)
-    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
+    return _fused_if_given(columns, fusion)
 
 
 def leave_one_out(
@@ -164,7 +169,7 @@ def leave_one_out(
     columns = _held_out_scores(clips, table, settings, masks,
                                f"leave-one-out ({'fake' if label else 'real'})", jobs, progress)
     columns[labels != label] = np.nan
-    return columns if fusion is None and columns.shape[1] > 1 else fused(columns, fusion)
+    return _fused_if_given(columns, fusion)
 
 
 __all__ = [
