@@ -230,7 +230,7 @@ def test_cli_resumes_an_interrupted_run(cluster, archive, cli_env, tmp_path, suf
     for _attempt in range(3):
         proc = _cli(*args, env=cli_env)
         _wait_for_rows(growing, 4, proc)  # the first (small) task's rows
-        # Frozen workers finish no task between the rows seen and the signal landing.
+        # Workers frozen until the client is gone: no task finishes while the signal lands.
         with cluster.paused():
             proc.send_signal(how)  # SIGKILL: the client crashes; SIGINT: Ctrl-C
             proc.communicate(timeout=60)
